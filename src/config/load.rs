@@ -1,0 +1,1 @@
+//! Loading and validating providers.json and routing.json.

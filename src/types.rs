@@ -1,0 +1,192 @@
+//! Vocabulary shared by the HTTP layer, the provider adapters and the fake providers.
+//!
+//! These are the normalised shapes: every provider's request is built from a
+//! [`ChatRequest`], and every provider's answer is turned into a [`ChatResponse`], so
+//! routing, statistics and the API never look at a provider's own format.
+
+use serde::{Deserialize, Serialize};
+
+/// The three intelligence levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Simple questions, translations, basic tasks.
+    Low,
+    /// Analysis, coding, complex reasoning.
+    Medium,
+    /// Research, advanced reasoning, critical tasks.
+    High,
+}
+
+impl Tier {
+    /// The lower-case name used in JSON and URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+
+    /// Parses `low`, `medium` or `high` (exactly, lower case).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "low" => Some(Self::Low),
+            "medium" => Some(Self::Medium),
+            "high" => Some(Self::High),
+            _ => None,
+        }
+    }
+}
+
+/// How a request chose its candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingMethod {
+    /// By intelligence level: cheapest model of the tier that fits the wait budget.
+    Intelligence,
+    /// By a named scenario's priority list.
+    Scenario,
+    /// A given provider and model.
+    Direct,
+}
+
+impl RoutingMethod {
+    /// The lower-case name used in JSON and CSV.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Intelligence => "intelligence",
+            Self::Scenario => "scenario",
+            Self::Direct => "direct",
+        }
+    }
+}
+
+/// A chat role accepted by every provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions; mapped to each API's own system field.
+    System,
+    /// The user's turn.
+    User,
+    /// A previous answer of the model.
+    Assistant,
+}
+
+impl Role {
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+        }
+    }
+}
+
+/// One message of a conversation (text only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Who said it.
+    pub role: Role,
+    /// What was said.
+    pub content: String,
+}
+
+/// Generation options, in bkvy's own names; each adapter maps them to its API's fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatOptions {
+    /// Upper bound on generated tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// Top-k sampling (Anthropic, Gemini, Ollama; not sent to OpenAI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    /// Stop sequences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Vec<String>>,
+    /// `true` switches thinking off, `false` leaves it on; absent lets bkvy decide
+    /// (off for a `low`-tier model that supports thinking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_thinking: Option<bool>,
+}
+
+/// What one upstream call is asked to do, independent of the provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    /// The conversation.
+    pub messages: Vec<ChatMessage>,
+    /// Generation options.
+    pub options: ChatOptions,
+    /// Whether thinking must be switched off for this call (already decided).
+    pub disable_thinking: bool,
+}
+
+/// Why generation stopped, normalised across providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// Natural end or a stop sequence.
+    Stop,
+    /// The token limit was reached.
+    Length,
+    /// A safety or content filter stopped it.
+    ContentFilter,
+    /// The model asked for a tool.
+    ToolCalls,
+    /// Anything else the provider reported.
+    Other,
+}
+
+impl FinishReason {
+    /// The snake_case name used in JSON and CSV.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::ContentFilter => "content_filter",
+            Self::ToolCalls => "tool_calls",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Token counts as reported by the provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Generated tokens (for Gemini, excluding thinking tokens).
+    pub output_tokens: u64,
+    /// Thinking/reasoning tokens where the provider reports them separately.
+    #[serde(default)]
+    pub thinking_tokens: u64,
+}
+
+impl Usage {
+    /// input + output + thinking.
+    pub fn total(&self) -> u64 {
+        self.input_tokens + self.output_tokens + self.thinking_tokens
+    }
+}
+
+/// A provider's answer in bkvy's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatResponse {
+    /// The generated text.
+    pub content: String,
+    /// Token counts.
+    pub usage: Usage,
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
+    /// The provider's own finish reason string, as sent (e.g. `MAX_TOKENS`, `end_turn`).
+    pub raw_finish_reason: Option<String>,
+}
