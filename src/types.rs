@@ -6,61 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The three intelligence levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    /// Simple questions, translations, basic tasks.
-    Low,
-    /// Analysis, coding, complex reasoning.
-    Medium,
-    /// Research, advanced reasoning, critical tasks.
-    High,
-}
-
-impl Tier {
-    /// The lower-case name used in JSON and URLs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Low => "low",
-            Self::Medium => "medium",
-            Self::High => "high",
-        }
-    }
-
-    /// Parses `low`, `medium` or `high` (exactly, lower case).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "low" => Some(Self::Low),
-            "medium" => Some(Self::Medium),
-            "high" => Some(Self::High),
-            _ => None,
-        }
-    }
-}
-
-/// How a request chose its candidates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RoutingMethod {
-    /// By intelligence level: cheapest model of the tier that fits the wait budget.
-    Intelligence,
-    /// By a named scenario's priority list.
-    Scenario,
-    /// A given provider and model.
-    Direct,
-}
-
-impl RoutingMethod {
-    /// The lower-case name used in JSON and CSV.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Intelligence => "intelligence",
-            Self::Scenario => "scenario",
-            Self::Direct => "direct",
-        }
-    }
-}
+pub use bkvy_actors::{RoutingMethod, Tier};
 
 /// A chat role accepted by every provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,1 +1,56 @@
+//! bkvy's actor system and the plain-struct logic it wraps.
+//!
+//! ```text
+//!   HTTP handler ──Route──▶ RouterActor ──GetWaitTime (fan-out)──▶ KeyModelActor ×N
+//!        │                      (choice::choose fixes the attempt order)
+//!        ├──Reserve / CancelWait──▶ KeyModelActor   (FIFO grant → LeaseGuard)
+//!        ├── upstream call (in the handler, never in an actor)
+//!        └──Release{outcome}──▶ KeyModelActor       (429 → pause; NotSent → slot back)
+//! ```
+//!
+//! The rules live in plain structs with unit and property tests: [`rate_window`] (sliding
+//! RPM window, calendar-day RPD, 429 pauses), [`waiters`] (bounded FIFO), [`capacity`]
+//! (what one key/model may do now), [`choice`] (the routing rule). The actors
+//! ([`key_model`], [`router`]) only translate messages into calls on them.
 
+pub mod capacity;
+pub mod choice;
+pub mod clock;
+pub mod handle;
+pub mod ids;
+pub mod key_model;
+pub mod mailbox;
+pub mod rate_window;
+pub mod router;
+pub mod waiters;
+
+pub use capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate};
+pub use clock::{Clock, ManualClock, Millis, SharedClock, SystemClock};
+pub use handle::{KeyModelHandle, LeaseGuard};
+pub use ids::{KeyModelId, RoutingMethod, Tier};
+pub use key_model::{KeyModelActor, KeyModelSpec};
+pub use mailbox::{MailboxMeter, MailboxReading};
+pub use router::{
+    Candidate, Considered, GetTable, KeyAuthFailed, Plan, Planned, ProviderNames, Route,
+    RouteError, RouteTarget, RouterActor, RoutingTable, ScenarioStep,
+};
+
+use std::sync::Arc;
+
+use actix::Actor;
+
+/// Starts one key/model actor per spec on the current arbiter, all sharing one meter.
+pub fn start_key_models(
+    specs: Vec<KeyModelSpec>,
+    clock: &SharedClock,
+    meter: &MailboxMeter,
+) -> Vec<KeyModelHandle> {
+    specs
+        .into_iter()
+        .map(|spec| {
+            let shared = Arc::new(spec.clone());
+            let addr = KeyModelActor::new(spec, clock.clone(), meter.clone()).start();
+            KeyModelHandle::new(shared, addr, meter.clone())
+        })
+        .collect()
+}

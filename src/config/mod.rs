@@ -11,7 +11,6 @@ pub mod secret;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-
 pub use secret::Secret;
 
 use crate::types::Tier;

@@ -1,0 +1,690 @@
+//! Everything one key/model pair knows about its capacity, as a plain struct.
+//!
+//! [`KeyModelCapacity`] combines the RPM/RPD window, the optional concurrency cap, the
+//! bounded FIFO of waiters and the moving average of service times. The actor wrapping it
+//! only turns messages into calls on it and delivers what it returns, so every rule here
+//! is unit-tested without actix.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::clock::Millis;
+use crate::rate_window::{Blocker, RateWindow, Wait};
+use crate::waiters::{QueueFull, Waiter, WaiterHandle, WaiterQueue};
+
+/// Weight of a new observation in the service-time average.
+const SERVICE_EMA_ALPHA: f64 = 0.2;
+/// Pause after a 429 that names no Retry-After; doubles per consecutive 429, capped.
+const DEFAULT_PAUSE_MS: Millis = 1_000;
+const MAX_DEFAULT_PAUSE_MS: Millis = 60_000;
+
+/// Permission to make one upstream call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    /// Identifies the lease when it is released.
+    pub lease_id: u64,
+    /// When the call was allowed to go.
+    pub granted_at: Millis,
+    /// Time spent queued behind other requests or the concurrency cap.
+    pub queue_wait_ms: Millis,
+    /// Time spent at the head of the queue held back by RPM, RPD or a 429 pause.
+    pub rate_limit_wait_ms: Millis,
+}
+
+/// Why a request cannot have (or keep waiting for) this key/model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Rejection {
+    /// Taken out of rotation (authentication failed).
+    #[error("key disabled: {message}")]
+    Disabled {
+        /// Why.
+        message: String,
+    },
+    /// The FIFO is full.
+    #[error("queue full ({capacity} waiting)")]
+    QueueFull {
+        /// The bound.
+        capacity: usize,
+    },
+    /// The earliest start lies beyond the request's deadline.
+    #[error("earliest start in {available_in_ms} ms ({blocker}) is past the request deadline")]
+    WouldMissDeadline {
+        /// Milliseconds until a call could start.
+        available_in_ms: Millis,
+        /// What holds it back (`rpm`, `rpd`, `paused`, `concurrency`).
+        blocker: &'static str,
+    },
+    /// The deadline passed while waiting.
+    #[error("deadline passed while queued")]
+    DeadlinePassed,
+    /// The actor did not answer in time (mailbox full or gone).
+    #[error("key/model actor unavailable")]
+    ActorUnavailable,
+}
+
+/// How a leased call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered.
+    Success {
+        /// Upstream latency.
+        latency_ms: Millis,
+    },
+    /// Upstream answered 429.
+    RateLimited {
+        /// How long upstream asked us to wait, if it said.
+        retry_after_ms: Option<Millis>,
+    },
+    /// Upstream failed otherwise (5xx, timeout, connection, malformed, 4xx).
+    Failed {
+        /// Upstream latency.
+        latency_ms: Millis,
+    },
+    /// Upstream rejected the key (401/403).
+    AuthFailed,
+    /// The call never left bkvy: the dispatch is taken back.
+    NotSent,
+    /// The call was sent but its requester went away before the outcome was known.
+    Abandoned,
+}
+
+/// What a new request would face here.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WaitEstimate {
+    /// Wait imposed by RPM, RPD or a pause on a request arriving at an empty queue.
+    pub rate_limit_wait_ms: Millis,
+    /// Extra wait caused by requests already queued or in flight.
+    pub queue_wait_ms: Millis,
+    /// Expected upstream time (moving average of observed latencies).
+    pub service_ms: Millis,
+    /// All three together: time until this request could be answered.
+    pub total_ms: Millis,
+    /// Waiters in the queue.
+    pub queue_len: usize,
+    /// Calls in flight.
+    pub in_flight: u32,
+    /// What holds the next call back.
+    pub blocker: &'static str,
+    /// Set when no request can be admitted at all.
+    pub unavailable: Option<Rejection>,
+}
+
+/// What `admit` decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Go now.
+    Granted(Lease),
+    /// Join the queue; the estimate says it can start in time.
+    Enqueue,
+    /// Cannot be served in time or at all.
+    Rejected(Rejection),
+}
+
+/// What a pump of the queue produced.
+#[derive(Debug)]
+pub struct Pump<T> {
+    /// Waiters that may go now, with their leases.
+    pub granted: Vec<(T, Lease)>,
+    /// Waiters whose deadline passed.
+    pub expired: Vec<T>,
+    /// When to pump again because the head waits for a rate limit (ms from now).
+    pub wake_in: Option<Millis>,
+}
+
+/// Live numbers for status endpoints and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityStatus {
+    /// Limit per minute.
+    pub rpm_limit: u32,
+    /// Limit per day.
+    pub rpd_limit: u32,
+    /// Calls in the current 60-second window.
+    pub requests_this_minute: u32,
+    /// Calls today.
+    pub requests_today: u32,
+    /// When the oldest call leaves the 60-second window.
+    pub minute_reset_at: Option<Millis>,
+    /// When the day counter resets.
+    pub day_reset_at: Millis,
+    /// End of a 429 pause in force.
+    pub paused_until: Option<Millis>,
+    /// Time of the latest dispatch.
+    pub last_request_at: Option<Millis>,
+    /// What holds the next call back now.
+    pub blocker: &'static str,
+    /// Wait before the next call could go (empty queue).
+    pub rate_limit_wait_ms: Millis,
+    /// Waiters.
+    pub queue_length: usize,
+    /// Queue bound.
+    pub max_queue: usize,
+    /// Calls in flight.
+    pub in_flight: u32,
+    /// Concurrency cap.
+    pub max_concurrent: Option<u32>,
+    /// How long the head of the queue has waited.
+    pub oldest_wait_ms: Millis,
+    /// Estimated wait for a request arriving now (before service).
+    pub estimated_queue_wait_ms: Millis,
+    /// Service-time average.
+    pub service_ms: Millis,
+    /// Set when taken out of rotation.
+    pub disabled: Option<String>,
+    /// Calls granted since start.
+    pub dispatched_total: u64,
+    /// 429 answers since start.
+    pub rate_limited_total: u64,
+}
+
+enum Block {
+    Ready,
+    Rate(Wait),
+    Concurrency,
+}
+
+/// The capacity state of one key/model pair.
+#[derive(Debug)]
+pub struct KeyModelCapacity<T> {
+    window: RateWindow,
+    max_concurrent: Option<u32>,
+    in_flight: u32,
+    leases: HashMap<u64, Millis>,
+    next_lease: u64,
+    queue: WaiterQueue<T>,
+    service_ms: f64,
+    disabled: Option<String>,
+    consecutive_429: u32,
+    dispatched_total: u64,
+    rate_limited_total: u64,
+}
+
+impl<T: WaiterHandle> KeyModelCapacity<T> {
+    /// New state: `service_seed_ms` seeds the latency average (the configured
+    /// `avg_response_time_ms`).
+    pub fn new(
+        window: RateWindow,
+        max_concurrent: Option<u32>,
+        max_queue: usize,
+        service_seed_ms: u64,
+    ) -> Self {
+        Self {
+            window,
+            max_concurrent: max_concurrent.map(|c| c.max(1)),
+            in_flight: 0,
+            leases: HashMap::new(),
+            next_lease: 1,
+            queue: WaiterQueue::new(max_queue),
+            service_ms: service_seed_ms as f64,
+            disabled: None,
+            consecutive_429: 0,
+            dispatched_total: 0,
+            rate_limited_total: 0,
+        }
+    }
+
+    /// The rate window (status, persistence).
+    pub fn window_mut(&mut self) -> &mut RateWindow {
+        &mut self.window
+    }
+
+    /// Applies new limits from a reloaded config.
+    pub fn reconfigure(
+        &mut self,
+        rpm: u32,
+        rpd: u32,
+        max_concurrent: Option<u32>,
+        max_queue: usize,
+    ) {
+        self.window.set_limits(rpm, rpd);
+        self.max_concurrent = max_concurrent.map(|c| c.max(1));
+        self.queue.set_capacity(max_queue);
+    }
+
+    fn block(&mut self, now: Millis) -> Block {
+        let wait = self.window.wait(now);
+        if wait.ms > 0 {
+            return Block::Rate(wait);
+        }
+        match self.max_concurrent {
+            Some(c) if self.in_flight >= c => Block::Concurrency,
+            _ => Block::Ready,
+        }
+    }
+
+    /// Milliseconds until a request with `n_ahead` waiters before it could start.
+    fn start_wait(&mut self, now: Millis, n_ahead: usize) -> (Millis, &'static str) {
+        let rate = self.window.start_after(now, n_ahead);
+        let conc = match self.max_concurrent {
+            Some(c) => {
+                let busy = self.in_flight as u64 + n_ahead as u64 + 1;
+                let c = u64::from(c);
+                if busy <= c {
+                    0
+                } else {
+                    ((busy - c).div_ceil(c) as f64 * self.service_ms) as Millis
+                }
+            }
+            None => 0,
+        };
+        if conc > rate {
+            (conc, "concurrency")
+        } else {
+            (rate, self.window.wait(now).blocker.as_str())
+        }
+    }
+
+    fn dispatch(&mut self, now: Millis) -> u64 {
+        self.window.record(now);
+        self.in_flight += 1;
+        self.dispatched_total += 1;
+        let id = self.next_lease;
+        self.next_lease += 1;
+        self.leases.insert(id, now);
+        id
+    }
+
+    /// Decides what to do with a new request whose deadline is `deadline`.
+    pub fn admit(&mut self, now: Millis, deadline: Millis) -> Admission {
+        if let Some(message) = &self.disabled {
+            return Admission::Rejected(Rejection::Disabled {
+                message: message.clone(),
+            });
+        }
+        if self.queue.is_empty() && matches!(self.block(now), Block::Ready) {
+            let lease_id = self.dispatch(now);
+            return Admission::Granted(Lease {
+                lease_id,
+                granted_at: now,
+                queue_wait_ms: 0,
+                rate_limit_wait_ms: 0,
+            });
+        }
+        let (start, blocker) = self.start_wait(now, self.queue.len());
+        if now + start > deadline {
+            return Admission::Rejected(Rejection::WouldMissDeadline {
+                available_in_ms: start,
+                blocker,
+            });
+        }
+        if self.queue.len() >= self.queue.capacity() {
+            return Admission::Rejected(Rejection::QueueFull {
+                capacity: self.queue.capacity(),
+            });
+        }
+        Admission::Enqueue
+    }
+
+    /// Queues a request that `admit` said may wait.
+    pub fn enqueue(&mut self, now: Millis, deadline: Millis, handle: T) -> Result<u64, QueueFull> {
+        self.queue.push(now, deadline, handle)
+    }
+
+    /// Removes a waiter that gave up.
+    pub fn cancel(&mut self, waiter_id: u64) -> bool {
+        self.queue.remove(waiter_id).is_some()
+    }
+
+    /// Grants as many waiters as the limits allow, strictly in FIFO order.
+    pub fn pump(&mut self, now: Millis) -> Pump<T> {
+        let expired = self
+            .queue
+            .sweep(now)
+            .into_iter()
+            .map(|w| w.handle)
+            .collect();
+        let mut granted = Vec::new();
+        let mut wake_in = None;
+        if self.disabled.is_none() {
+            while !self.queue.is_empty() {
+                match self.block(now) {
+                    Block::Ready => {
+                        let Some(w) = self.queue.pop() else { break };
+                        if w.handle.is_gone() {
+                            continue;
+                        }
+                        let lease = self.grant_waiter(now, &w);
+                        granted.push((w.handle, lease));
+                    }
+                    Block::Rate(wait) => {
+                        if let Some(head) = self.queue.head_mut() {
+                            head.rate_blocked_since.get_or_insert(now);
+                        }
+                        wake_in = Some(wait.ms);
+                        break;
+                    }
+                    Block::Concurrency => {
+                        if let Some(head) = self.queue.head_mut() {
+                            if let Some(since) = head.rate_blocked_since.take() {
+                                head.rate_waited += now - since;
+                            }
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        Pump {
+            granted,
+            expired,
+            wake_in,
+        }
+    }
+
+    fn grant_waiter(&mut self, now: Millis, w: &Waiter<T>) -> Lease {
+        let rate = w.rate_waited + w.rate_blocked_since.map_or(0, |s| now - s);
+        let total = now - w.enqueued_at;
+        let lease_id = self.dispatch(now);
+        Lease {
+            lease_id,
+            granted_at: now,
+            queue_wait_ms: (total - rate).max(0),
+            rate_limit_wait_ms: rate.min(total).max(0),
+        }
+    }
+
+    /// Ends a lease. Returns waiters that can no longer be served in time (a 429 pause
+    /// reaching past their deadline), so they can fail over at once instead of waiting.
+    pub fn release(&mut self, now: Millis, lease_id: u64, outcome: Outcome) -> Vec<T> {
+        let Some(dispatched_at) = self.leases.remove(&lease_id) else {
+            return Vec::new();
+        };
+        self.in_flight = self.in_flight.saturating_sub(1);
+        match outcome {
+            Outcome::Success { latency_ms } => {
+                self.consecutive_429 = 0;
+                self.service_ms = self.service_ms * (1.0 - SERVICE_EMA_ALPHA)
+                    + latency_ms.max(0) as f64 * SERVICE_EMA_ALPHA;
+                Vec::new()
+            }
+            Outcome::RateLimited { retry_after_ms } => {
+                self.rate_limited_total += 1;
+                let pause = retry_after_ms.unwrap_or_else(|| {
+                    (DEFAULT_PAUSE_MS << self.consecutive_429.min(10)).min(MAX_DEFAULT_PAUSE_MS)
+                });
+                self.consecutive_429 = self.consecutive_429.saturating_add(1);
+                let until = now + pause.max(0);
+                self.window.pause_until(until);
+                self.queue
+                    .extract_if(|w| w.deadline < until)
+                    .into_iter()
+                    .map(|w| w.handle)
+                    .collect()
+            }
+            Outcome::NotSent => {
+                self.window.unrecord(dispatched_at);
+                self.dispatched_total = self.dispatched_total.saturating_sub(1);
+                Vec::new()
+            }
+            Outcome::Failed { .. } | Outcome::Abandoned | Outcome::AuthFailed => Vec::new(),
+        }
+    }
+
+    /// Takes the pair out of rotation; returns every waiter so each can fail over.
+    pub fn disable(&mut self, message: String) -> Vec<T> {
+        self.disabled = Some(message);
+        self.queue
+            .extract_if(|_| true)
+            .into_iter()
+            .map(|w| w.handle)
+            .collect()
+    }
+
+    /// Puts the pair back into rotation and lifts a 429 pause.
+    pub fn enable(&mut self) {
+        self.disabled = None;
+        self.consecutive_429 = 0;
+        self.window.clear_pause();
+    }
+
+    /// What a new request would face.
+    pub fn estimate(&mut self, now: Millis) -> WaitEstimate {
+        let rate_wait = self.window.wait(now);
+        let (start, blocker) = self.start_wait(now, self.queue.len());
+        let service_ms = self.service_ms.round() as Millis;
+        let unavailable = if let Some(message) = &self.disabled {
+            Some(Rejection::Disabled {
+                message: message.clone(),
+            })
+        } else if self.queue.len() >= self.queue.capacity() {
+            Some(Rejection::QueueFull {
+                capacity: self.queue.capacity(),
+            })
+        } else {
+            None
+        };
+        WaitEstimate {
+            rate_limit_wait_ms: rate_wait.ms,
+            queue_wait_ms: (start - rate_wait.ms).max(0),
+            service_ms,
+            total_ms: start + service_ms,
+            queue_len: self.queue.len(),
+            in_flight: self.in_flight,
+            blocker: if start > 0 {
+                blocker
+            } else {
+                Blocker::None.as_str()
+            },
+            unavailable,
+        }
+    }
+
+    /// Live numbers.
+    pub fn status(&mut self, now: Millis) -> CapacityStatus {
+        let (rpm_limit, rpd_limit) = self.window.limits();
+        let wait = self.window.wait(now);
+        let (start, _) = self.start_wait(now, self.queue.len());
+        CapacityStatus {
+            rpm_limit,
+            rpd_limit,
+            requests_this_minute: self.window.minute_used(now),
+            requests_today: self.window.day_used(now),
+            minute_reset_at: self.window.minute_reset_at(now),
+            day_reset_at: self.window.day_reset_at(now),
+            paused_until: self.window.paused_until(now),
+            last_request_at: self.window.last_dispatch(),
+            blocker: wait.blocker.as_str(),
+            rate_limit_wait_ms: wait.ms,
+            queue_length: self.queue.len(),
+            max_queue: self.queue.capacity(),
+            in_flight: self.in_flight,
+            max_concurrent: self.max_concurrent,
+            oldest_wait_ms: self.queue.oldest_wait(now),
+            estimated_queue_wait_ms: start,
+            service_ms: self.service_ms.round() as Millis,
+            disabled: self.disabled.clone(),
+            dispatched_total: self.dispatched_total,
+            rate_limited_total: self.rate_limited_total,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::Tz;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    const T0: Millis = 1_767_225_600_000;
+
+    #[derive(Debug, Clone)]
+    struct H(u32, Rc<Cell<bool>>);
+    impl WaiterHandle for H {
+        fn is_gone(&self) -> bool {
+            self.1.get()
+        }
+    }
+    fn h(n: u32) -> H {
+        H(n, Rc::new(Cell::new(false)))
+    }
+
+    fn cap(rpm: u32, conc: Option<u32>) -> KeyModelCapacity<H> {
+        KeyModelCapacity::new(RateWindow::new(rpm, 1_000, Tz::UTC, T0), conc, 10, 500)
+    }
+
+    fn lease(a: Admission) -> Lease {
+        match a {
+            Admission::Granted(l) => l,
+            other => panic!("expected a grant, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn grants_at_once_while_capacity_remains() {
+        let mut c = cap(2, None);
+        let l = lease(c.admit(T0, T0 + 1_000));
+        assert_eq!((l.queue_wait_ms, l.rate_limit_wait_ms), (0, 0));
+        lease(c.admit(T0, T0 + 1_000));
+        // The window is full: a short deadline is refused at once, a long one queues.
+        assert!(matches!(
+            c.admit(T0, T0 + 1_000),
+            Admission::Rejected(Rejection::WouldMissDeadline { blocker: "rpm", .. })
+        ));
+        assert_eq!(c.admit(T0, T0 + 120_000), Admission::Enqueue);
+    }
+
+    #[test]
+    fn waiters_are_granted_in_fifo_order_with_measured_waits() {
+        let mut c = cap(1, None);
+        lease(c.admit(T0, T0 + 200_000));
+        for n in 0..3 {
+            assert_eq!(c.admit(T0, T0 + 200_000), Admission::Enqueue);
+            c.enqueue(T0, T0 + 200_000, h(n)).unwrap();
+        }
+        let p = c.pump(T0);
+        assert!(p.granted.is_empty());
+        assert_eq!(p.wake_in, Some(60_000));
+        let p = c.pump(T0 + 60_000);
+        assert_eq!(p.granted.len(), 1);
+        let (first, l) = &p.granted[0];
+        assert_eq!(first.0, 0);
+        assert_eq!(l.rate_limit_wait_ms, 60_000);
+        assert_eq!(l.queue_wait_ms, 0);
+        let p = c.pump(T0 + 120_000);
+        let (second, l) = &p.granted[0];
+        assert_eq!(second.0, 1);
+        // 60 s behind the first waiter, then 60 s at the head held by RPM.
+        assert_eq!((l.queue_wait_ms, l.rate_limit_wait_ms), (60_000, 60_000));
+    }
+
+    #[test]
+    fn concurrency_cap_holds_until_release() {
+        let mut c = cap(100, Some(1));
+        let l = lease(c.admit(T0, T0 + 10_000));
+        assert_eq!(c.admit(T0, T0 + 10_000), Admission::Enqueue);
+        c.enqueue(T0, T0 + 10_000, h(7)).unwrap();
+        assert!(c.pump(T0).granted.is_empty());
+        c.release(T0 + 300, l.lease_id, Outcome::Success { latency_ms: 300 });
+        let p = c.pump(T0 + 300);
+        assert_eq!(p.granted.len(), 1);
+        assert_eq!(p.granted[0].1.queue_wait_ms, 300);
+    }
+
+    #[test]
+    fn not_sent_gives_the_rate_slot_back_and_release_is_idempotent() {
+        let mut c = cap(1, None);
+        let l = lease(c.admit(T0, T0 + 1_000));
+        c.release(T0, l.lease_id, Outcome::NotSent);
+        c.release(T0, l.lease_id, Outcome::NotSent);
+        assert_eq!(c.status(T0).requests_this_minute, 0);
+        lease(c.admit(T0, T0 + 1_000));
+    }
+
+    #[test]
+    fn a_429_pauses_and_releases_waiters_it_would_make_late() {
+        let mut c = cap(100, Some(1));
+        let l = lease(c.admit(T0, T0 + 100_000));
+        c.enqueue(T0, T0 + 5_000, h(1)).unwrap();
+        c.enqueue(T0, T0 + 100_000, h(2)).unwrap();
+        let late = c.release(
+            T0 + 100,
+            l.lease_id,
+            Outcome::RateLimited {
+                retry_after_ms: Some(30_000),
+            },
+        );
+        assert_eq!(late.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1]);
+        let p = c.pump(T0 + 100);
+        assert!(p.granted.is_empty());
+        assert_eq!(p.wake_in, Some(30_000));
+        let est = c.estimate(T0 + 100);
+        assert_eq!(est.blocker, "paused");
+        assert_eq!(est.rate_limit_wait_ms, 30_000);
+        assert_eq!(c.pump(T0 + 30_100).granted.len(), 1);
+    }
+
+    #[test]
+    fn default_pause_grows_on_consecutive_429s() {
+        let mut c = cap(100, None);
+        let l = lease(c.admit(T0, T0 + 1));
+        c.release(
+            T0,
+            l.lease_id,
+            Outcome::RateLimited {
+                retry_after_ms: None,
+            },
+        );
+        assert_eq!(c.window_mut().paused_until(T0), Some(T0 + 1_000));
+        let now = T0 + 1_000;
+        let l = lease(c.admit(now, now + 1));
+        c.release(
+            now,
+            l.lease_id,
+            Outcome::RateLimited {
+                retry_after_ms: None,
+            },
+        );
+        assert_eq!(c.window_mut().paused_until(now), Some(now + 2_000));
+    }
+
+    #[test]
+    fn disabled_rejects_and_hands_back_waiters() {
+        let mut c = cap(1, None);
+        lease(c.admit(T0, T0 + 100_000));
+        c.enqueue(T0, T0 + 100_000, h(1)).unwrap();
+        assert_eq!(c.disable("401".into()).len(), 1);
+        assert!(matches!(
+            c.admit(T0, T0 + 100_000),
+            Admission::Rejected(Rejection::Disabled { .. })
+        ));
+        assert!(c.estimate(T0).unavailable.is_some());
+        c.enable();
+        assert!(c.estimate(T0).unavailable.is_none());
+    }
+
+    #[test]
+    fn gone_waiters_are_skipped_without_using_capacity() {
+        let mut c = cap(1, None);
+        let l = lease(c.admit(T0, T0 + 100_000));
+        let gone = h(1);
+        c.enqueue(T0, T0 + 100_000, gone.clone()).unwrap();
+        c.enqueue(T0, T0 + 100_000, h(2)).unwrap();
+        gone.1.set(true);
+        c.release(T0, l.lease_id, Outcome::Success { latency_ms: 10 });
+        let p = c.pump(T0 + 60_000);
+        assert_eq!(p.granted.len(), 1);
+        assert_eq!(p.granted[0].0 .0, 2);
+    }
+
+    #[test]
+    fn estimate_adds_queue_and_service_time() {
+        let mut c = cap(1, None);
+        lease(c.admit(T0, T0 + 1));
+        c.enqueue(T0, T0 + 500_000, h(1)).unwrap();
+        let e = c.estimate(T0);
+        assert_eq!(e.rate_limit_wait_ms, 60_000);
+        assert_eq!(e.queue_wait_ms, 60_000);
+        assert_eq!(e.service_ms, 500);
+        assert_eq!(e.total_ms, 120_500);
+    }
+
+    #[test]
+    fn service_average_moves_toward_observations() {
+        let mut c = cap(100, None);
+        let l = lease(c.admit(T0, T0 + 1));
+        c.release(T0, l.lease_id, Outcome::Success { latency_ms: 1_500 });
+        assert_eq!(c.estimate(T0).service_ms, 700);
+    }
+}

@@ -1,0 +1,192 @@
+//! How the rest of bkvy talks to a key/model actor: a [`KeyModelHandle`] whose every send
+//! is bounded by a timeout and counted for mailbox metrics, and a [`LeaseGuard`] that
+//! releases a granted slot exactly once, even when the request is dropped mid-way
+//! (client gone, deadline passed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+
+use crate::capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate};
+use crate::clock::Millis;
+use crate::key_model::{
+    CancelWait, Disable, Enable, GetStatus, GetWaitTime, KeyModelActor, KeyModelSpec, Nudge,
+    Release, Reserve, ReserveReply,
+};
+use crate::mailbox::MailboxMeter;
+
+/// Address of one key/model actor plus what is known about it statically.
+#[derive(Clone)]
+pub struct KeyModelHandle {
+    /// The pair's static description.
+    pub spec: Arc<KeyModelSpec>,
+    addr: Addr<KeyModelActor>,
+    meter: MailboxMeter,
+}
+
+impl std::fmt::Debug for KeyModelHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyModelHandle")
+            .field("id", &self.spec.id)
+            .finish()
+    }
+}
+
+impl KeyModelHandle {
+    /// Wraps a started actor.
+    pub fn new(spec: Arc<KeyModelSpec>, addr: Addr<KeyModelActor>, meter: MailboxMeter) -> Self {
+        Self { spec, addr, meter }
+    }
+
+    /// Wait-time query, `None` if the actor does not answer within `timeout`.
+    pub async fn wait_time(&self, timeout: Duration) -> Option<WaitEstimate> {
+        self.meter.sent();
+        self.addr.send(GetWaitTime).timeout(timeout).await.ok()
+    }
+
+    /// Live numbers, `None` if the actor does not answer within `timeout`.
+    pub async fn status(&self, timeout: Duration) -> Option<CapacityStatus> {
+        self.meter.sent();
+        self.addr.send(GetStatus).timeout(timeout).await.ok()
+    }
+
+    /// Asks for a slot and waits for it in the FIFO until `deadline` (Unix ms, measured by
+    /// `now`). The returned guard must be released with the call's outcome.
+    pub async fn acquire(
+        &self,
+        deadline: Millis,
+        now: impl Fn() -> Millis,
+    ) -> Result<LeaseGuard, Rejection> {
+        let remaining = |now: Millis| Duration::from_millis((deadline - now).max(0) as u64);
+        self.meter.sent();
+        let reply = self
+            .addr
+            .send(Reserve { deadline })
+            .timeout(remaining(now()).min(Duration::from_secs(5)))
+            .await
+            .map_err(|_| Rejection::ActorUnavailable)?;
+        let lease = match reply {
+            ReserveReply::Granted(lease) => lease,
+            ReserveReply::Rejected(r) => return Err(r),
+            ReserveReply::Queued { waiter_id, grant } => {
+                let cancel = CancelOnDrop {
+                    handle: self,
+                    waiter_id,
+                    armed: true,
+                };
+                let outcome = tokio::time::timeout(remaining(now()), grant).await;
+                let lease = match outcome {
+                    Ok(Ok(Ok(lease))) => lease,
+                    Ok(Ok(Err(rejection))) => {
+                        cancel.disarm();
+                        return Err(rejection);
+                    }
+                    Ok(Err(_)) => {
+                        cancel.disarm();
+                        return Err(Rejection::ActorUnavailable);
+                    }
+                    // Timed out: the guard cancels the wait on drop.
+                    Err(_) => return Err(Rejection::DeadlinePassed),
+                };
+                cancel.disarm();
+                lease
+            }
+        };
+        Ok(LeaseGuard {
+            handle: self.clone(),
+            lease,
+            sent: false,
+            released: false,
+        })
+    }
+
+    /// Takes the pair out of rotation.
+    pub fn disable(&self, message: String) {
+        self.meter.sent();
+        self.addr.do_send(Disable { message });
+    }
+
+    /// Puts the pair back into rotation.
+    pub fn enable(&self) {
+        self.meter.sent();
+        self.addr.do_send(Enable);
+    }
+
+    /// Makes the actor re-evaluate its queue now.
+    pub fn nudge(&self) {
+        self.meter.sent();
+        self.addr.do_send(Nudge);
+    }
+
+    fn release(&self, lease_id: u64, outcome: Outcome) {
+        self.meter.sent();
+        self.addr.do_send(Release { lease_id, outcome });
+    }
+}
+
+/// Cancels a queued wait if the waiting future is dropped or times out.
+struct CancelOnDrop<'a> {
+    handle: &'a KeyModelHandle,
+    waiter_id: u64,
+    armed: bool,
+}
+
+impl CancelOnDrop<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.handle.meter.sent();
+            self.handle.addr.do_send(CancelWait {
+                waiter_id: self.waiter_id,
+            });
+        }
+    }
+}
+
+/// A granted slot. Release it with [`LeaseGuard::finish`]; if dropped unreleased, it
+/// tells the actor the call was abandoned (or never sent, if [`LeaseGuard::mark_sent`] was
+/// not called), so no slot ever leaks.
+#[derive(Debug)]
+pub struct LeaseGuard {
+    handle: KeyModelHandle,
+    lease: Lease,
+    sent: bool,
+    released: bool,
+}
+
+impl LeaseGuard {
+    /// The lease's measured waits.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// Call right before the upstream request leaves.
+    pub fn mark_sent(&mut self) {
+        self.sent = true;
+    }
+
+    /// Releases the slot with the call's outcome.
+    pub fn finish(mut self, outcome: Outcome) {
+        self.released = true;
+        self.handle.release(self.lease.lease_id, outcome);
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if !self.released {
+            let outcome = if self.sent {
+                Outcome::Abandoned
+            } else {
+                Outcome::NotSent
+            };
+            self.handle.release(self.lease.lease_id, outcome);
+        }
+    }
+}

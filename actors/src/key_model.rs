@@ -1,0 +1,302 @@
+//! `KeyModelActor`: one per (provider, API key, model). It owns that pair's RPM/RPD state
+//! and FIFO queue, answers wait-time queries, grants slots in arrival order, and is told
+//! when a slot is released with the outcome.
+//!
+//! The actor never calls upstream; the HTTP handler does, holding a [`LeaseGuard`]
+//! (crate::lease) that releases the slot even when the handler is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::capacity::{
+    Admission, CapacityStatus, KeyModelCapacity, Lease, Outcome, Rejection, WaitEstimate,
+};
+use crate::clock::{Millis, SharedClock};
+use crate::ids::KeyModelId;
+use crate::mailbox::MailboxMeter;
+use crate::rate_window::RateWindow;
+
+/// Mailbox bound; `send` waits (and, with its timeout, fails) beyond it.
+pub const MAILBOX_CAPACITY: usize = 4096;
+
+type GrantSender = oneshot::Sender<Result<Lease, Rejection>>;
+
+/// Static description of a key/model pair, from the config.
+#[derive(Debug, Clone)]
+pub struct KeyModelSpec {
+    /// Identity.
+    pub id: KeyModelId,
+    /// Calls per 60 s.
+    pub rpm: u32,
+    /// Calls per day.
+    pub rpd: u32,
+    /// Day boundary time zone.
+    pub rpd_timezone: chrono_tz::Tz,
+    /// Concurrency cap.
+    pub max_concurrent: Option<u32>,
+    /// Queue bound.
+    pub max_queue: usize,
+    /// Seed of the service-time average (`avg_response_time_ms`).
+    pub avg_response_time_ms: u64,
+}
+
+/// Query: what would a new request face here?
+#[derive(Debug, Message)]
+#[rtype(result = "WaitEstimate")]
+pub struct GetWaitTime;
+
+/// Command: ask for a slot, waiting in the FIFO if needed, until `deadline`.
+#[derive(Debug, Message)]
+#[rtype(result = "ReserveReply")]
+pub struct Reserve {
+    /// Unix ms after which the request no longer wants the slot.
+    pub deadline: Millis,
+}
+
+/// The answer to [`Reserve`].
+#[derive(Debug)]
+pub enum ReserveReply {
+    /// Go now.
+    Granted(Lease),
+    /// Queued; the lease (or a rejection) arrives on `grant`.
+    Queued {
+        /// For [`CancelWait`].
+        waiter_id: u64,
+        /// Delivers the outcome of waiting.
+        grant: oneshot::Receiver<Result<Lease, Rejection>>,
+    },
+    /// Cannot be served in time or at all.
+    Rejected(Rejection),
+}
+
+/// Command: a queued request gave up.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CancelWait {
+    /// From [`ReserveReply::Queued`].
+    pub waiter_id: u64,
+}
+
+/// Command: a lease ended.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Release {
+    /// From the [`Lease`].
+    pub lease_id: u64,
+    /// How the call ended.
+    pub outcome: Outcome,
+}
+
+/// Command: take the pair out of rotation (authentication failed).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Disable {
+    /// Why, for status endpoints.
+    pub message: String,
+}
+
+/// Command: put the pair back into rotation and lift any pause.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Enable;
+
+/// Query: live numbers for status endpoints.
+#[derive(Debug, Message)]
+#[rtype(result = "CapacityStatus")]
+pub struct GetStatus;
+
+/// Command: re-evaluate the queue now (after a clock change in tests, or a timer).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Nudge;
+
+/// The actor.
+pub struct KeyModelActor {
+    spec: Arc<KeyModelSpec>,
+    clock: SharedClock,
+    capacity: KeyModelCapacity<GrantSender>,
+    wake: Option<(Millis, SpawnHandle)>,
+    meter: MailboxMeter,
+}
+
+impl KeyModelActor {
+    /// A fresh actor for the pair.
+    pub fn new(spec: KeyModelSpec, clock: SharedClock, meter: MailboxMeter) -> Self {
+        let now = clock.now_ms();
+        let window = RateWindow::new(spec.rpm, spec.rpd, spec.rpd_timezone, now);
+        let capacity = KeyModelCapacity::new(
+            window,
+            spec.max_concurrent,
+            spec.max_queue,
+            spec.avg_response_time_ms,
+        );
+        Self {
+            spec: Arc::new(spec),
+            clock,
+            capacity,
+            wake: None,
+            meter,
+        }
+    }
+
+    /// Grants what can be granted, answers expired waiters, and arms the wake-up timer.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let now = self.clock.now_ms();
+            let pump = self.capacity.pump(now);
+            for tx in pump.expired {
+                let _ = tx.send(Err(Rejection::DeadlinePassed));
+            }
+            let mut undelivered = false;
+            for (tx, lease) in pump.granted {
+                if tx.send(Ok(lease)).is_err() {
+                    // The requester left between the check and the grant: take it back.
+                    self.capacity.release(now, lease.lease_id, Outcome::NotSent);
+                    undelivered = true;
+                }
+            }
+            if let Some(wake_in) = pump.wake_in {
+                self.arm(ctx, now + wake_in.max(1));
+            }
+            if !undelivered {
+                break;
+            }
+        }
+    }
+
+    fn arm(&mut self, ctx: &mut Context<Self>, at: Millis) {
+        if let Some((current, handle)) = self.wake {
+            if current <= at {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let now = self.clock.now_ms();
+        let delay = Duration::from_millis((at - now).max(1) as u64);
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.wake = None;
+            act.pump(ctx);
+        });
+        self.wake = Some((at, handle));
+    }
+}
+
+impl Actor for KeyModelActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+impl Handler<GetWaitTime> for KeyModelActor {
+    type Result = MessageResult<GetWaitTime>;
+
+    fn handle(&mut self, _: GetWaitTime, _: &mut Self::Context) -> Self::Result {
+        let _m = self.meter.handling();
+        MessageResult(self.capacity.estimate(self.clock.now_ms()))
+    }
+}
+
+impl Handler<Reserve> for KeyModelActor {
+    type Result = MessageResult<Reserve>;
+
+    fn handle(&mut self, msg: Reserve, ctx: &mut Self::Context) -> Self::Result {
+        let _m = self.meter.handling();
+        let now = self.clock.now_ms();
+        let reply = match self.capacity.admit(now, msg.deadline) {
+            Admission::Granted(lease) => ReserveReply::Granted(lease),
+            Admission::Rejected(r) => ReserveReply::Rejected(r),
+            Admission::Enqueue => {
+                let (tx, rx) = oneshot::channel();
+                match self.capacity.enqueue(now, msg.deadline, tx) {
+                    Ok(waiter_id) => {
+                        self.pump(ctx);
+                        ReserveReply::Queued {
+                            waiter_id,
+                            grant: rx,
+                        }
+                    }
+                    Err(full) => ReserveReply::Rejected(Rejection::QueueFull {
+                        capacity: full.capacity,
+                    }),
+                }
+            }
+        };
+        MessageResult(reply)
+    }
+}
+
+impl Handler<CancelWait> for KeyModelActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CancelWait, ctx: &mut Self::Context) {
+        let _m = self.meter.handling();
+        if self.capacity.cancel(msg.waiter_id) {
+            self.pump(ctx);
+        }
+    }
+}
+
+impl Handler<Release> for KeyModelActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Release, ctx: &mut Self::Context) {
+        let _m = self.meter.handling();
+        let now = self.clock.now_ms();
+        let late = self.capacity.release(now, msg.lease_id, msg.outcome);
+        for tx in late {
+            let paused = self.capacity.window_mut().paused_until(now).unwrap_or(now);
+            let _ = tx.send(Err(Rejection::WouldMissDeadline {
+                available_in_ms: paused - now,
+                blocker: "paused",
+            }));
+        }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Disable> for KeyModelActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disable, _: &mut Self::Context) {
+        let _m = self.meter.handling();
+        log::warn!("{} taken out of rotation: {}", self.spec.id, msg.message);
+        for tx in self.capacity.disable(msg.message.clone()) {
+            let _ = tx.send(Err(Rejection::Disabled {
+                message: msg.message.clone(),
+            }));
+        }
+    }
+}
+
+impl Handler<Enable> for KeyModelActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Enable, ctx: &mut Self::Context) {
+        let _m = self.meter.handling();
+        self.capacity.enable();
+        self.pump(ctx);
+    }
+}
+
+impl Handler<GetStatus> for KeyModelActor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
+        let _m = self.meter.handling();
+        MessageResult(self.capacity.status(self.clock.now_ms()))
+    }
+}
+
+impl Handler<Nudge> for KeyModelActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Nudge, ctx: &mut Self::Context) {
+        let _m = self.meter.handling();
+        self.pump(ctx);
+    }
+}

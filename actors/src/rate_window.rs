@@ -1,0 +1,477 @@
+//! Per key/model RPM and RPD accounting, as a plain struct.
+//!
+//! RPM is a *sliding* 60-second window over the times calls were dispatched: a call may go
+//! only while fewer than `rpm` dispatches lie in the last 60 s, so no half-open 60-second
+//! interval ever holds more than `rpm` calls (fixed calendar minutes would allow 2×rpm
+//! across a boundary). RPD counts dispatches per calendar day in the provider's time zone.
+//! A 429 from upstream pauses the pair until its Retry-After has passed. Every call sent
+//! upstream counts, failed ones included, because that is how providers count.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use crate::clock::Millis;
+
+/// Length of the RPM window.
+pub const WINDOW_MS: Millis = 60_000;
+
+/// What is holding a call back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocker {
+    /// Nothing: a call may be dispatched now.
+    None,
+    /// The 60-second window is full.
+    Rpm,
+    /// Today's allowance is used up.
+    Rpd,
+    /// Upstream answered 429; paused until its Retry-After.
+    Paused,
+}
+
+impl Blocker {
+    /// A stable label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Rpm => "rpm",
+            Self::Rpd => "rpd",
+            Self::Paused => "paused",
+        }
+    }
+}
+
+/// How long until the next call may be dispatched, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    /// Milliseconds from now (0 = now).
+    pub ms: Millis,
+    /// The limit that decides it.
+    pub blocker: Blocker,
+}
+
+/// RPM/RPD/pause state of one key/model pair.
+#[derive(Debug, Clone)]
+pub struct RateWindow {
+    rpm: u32,
+    rpd: u32,
+    tz: Tz,
+    /// Dispatch times still inside the window, oldest first, non-decreasing.
+    recent: VecDeque<Millis>,
+    day_start: Millis,
+    day_end: Millis,
+    day_count: u32,
+    paused_until: Millis,
+}
+
+/// Start and end (exclusive) of the calendar day containing `now` in `tz`, in Unix ms.
+pub fn day_bounds(tz: Tz, now: Millis) -> (Millis, Millis) {
+    let utc = DateTime::<Utc>::from_timestamp_millis(now).unwrap_or_default();
+    let date = utc.with_timezone(&tz).date_naive();
+    let start_of = |d: chrono::NaiveDate| -> Millis {
+        let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
+        match tz.from_local_datetime(&midnight) {
+            chrono::LocalResult::Single(t) => t.timestamp_millis(),
+            chrono::LocalResult::Ambiguous(t, _) => t.timestamp_millis(),
+            // A zone that skips midnight (DST at 00:00): the day starts an hour later.
+            chrono::LocalResult::None => tz
+                .from_local_datetime(&(midnight + Duration::hours(1)))
+                .earliest()
+                .map(|t| t.timestamp_millis())
+                .unwrap_or(now),
+        }
+    };
+    let start = start_of(date);
+    let end = date.succ_opt().map(start_of).unwrap_or(start + 86_400_000);
+    (start.min(now), end.max(now + 1))
+}
+
+impl RateWindow {
+    /// A fresh window for the given limits (both must be ≥ 1; config validation ensures it).
+    pub fn new(rpm: u32, rpd: u32, tz: Tz, now: Millis) -> Self {
+        let (day_start, day_end) = day_bounds(tz, now);
+        Self {
+            rpm: rpm.max(1),
+            rpd: rpd.max(1),
+            tz,
+            recent: VecDeque::with_capacity(rpm.min(4096) as usize),
+            day_start,
+            day_end,
+            day_count: 0,
+            paused_until: 0,
+        }
+    }
+
+    /// Limits per minute and per day.
+    pub fn limits(&self) -> (u32, u32) {
+        (self.rpm, self.rpd)
+    }
+
+    /// Changes the limits, keeping the counts (config reload).
+    pub fn set_limits(&mut self, rpm: u32, rpd: u32) {
+        self.rpm = rpm.max(1);
+        self.rpd = rpd.max(1);
+    }
+
+    fn roll(&mut self, now: Millis) {
+        while self.recent.front().is_some_and(|&t| t + WINDOW_MS <= now) {
+            self.recent.pop_front();
+        }
+        if now >= self.day_end || now < self.day_start {
+            let (s, e) = day_bounds(self.tz, now);
+            self.day_start = s;
+            self.day_end = e;
+            self.day_count = 0;
+        }
+    }
+
+    /// How long until a call may be dispatched.
+    pub fn wait(&mut self, now: Millis) -> Wait {
+        self.roll(now);
+        let mut wait = Wait {
+            ms: 0,
+            blocker: Blocker::None,
+        };
+        let mut consider = |ms: Millis, blocker: Blocker| {
+            if ms > wait.ms {
+                wait = Wait { ms, blocker };
+            }
+        };
+        if self.paused_until > now {
+            consider(self.paused_until - now, Blocker::Paused);
+        }
+        if self.day_count >= self.rpd {
+            consider(self.day_end - now, Blocker::Rpd);
+        }
+        let len = self.recent.len();
+        if len >= self.rpm as usize {
+            let oldest_that_matters = self.recent[len - self.rpm as usize];
+            consider(oldest_that_matters + WINDOW_MS - now, Blocker::Rpm);
+        }
+        wait
+    }
+
+    /// Counts a dispatch at `now`. Callers check [`wait`](Self::wait) first.
+    pub fn record(&mut self, now: Millis) {
+        self.roll(now);
+        let at = self.recent.back().map_or(now, |&last| last.max(now));
+        self.recent.push_back(at);
+        self.day_count = self.day_count.saturating_add(1);
+    }
+
+    /// Takes back a dispatch recorded at `at` that never reached upstream.
+    pub fn unrecord(&mut self, at: Millis) {
+        if let Some(pos) = self.recent.iter().rposition(|&t| t == at) {
+            self.recent.remove(pos);
+        }
+        if at >= self.day_start && at < self.day_end {
+            self.day_count = self.day_count.saturating_sub(1);
+        }
+    }
+
+    /// Pauses dispatching until `until` (a 429's Retry-After). A later pause wins; an
+    /// earlier one never shortens a pause already in force.
+    pub fn pause_until(&mut self, until: Millis) {
+        self.paused_until = self.paused_until.max(until);
+    }
+
+    /// Lifts a pause (manual reset).
+    pub fn clear_pause(&mut self) {
+        self.paused_until = 0;
+    }
+
+    /// When the current pause ends, if one is in force.
+    pub fn paused_until(&self, now: Millis) -> Option<Millis> {
+        (self.paused_until > now).then_some(self.paused_until)
+    }
+
+    /// Calls in the current 60-second window.
+    pub fn minute_used(&mut self, now: Millis) -> u32 {
+        self.roll(now);
+        self.recent.len() as u32
+    }
+
+    /// Calls today.
+    pub fn day_used(&mut self, now: Millis) -> u32 {
+        self.roll(now);
+        self.day_count
+    }
+
+    /// When the oldest call leaves the window (the next time RPM room grows), if any.
+    pub fn minute_reset_at(&mut self, now: Millis) -> Option<Millis> {
+        self.roll(now);
+        self.recent.front().map(|&t| t + WINDOW_MS)
+    }
+
+    /// When the day counter resets.
+    pub fn day_reset_at(&mut self, now: Millis) -> Millis {
+        self.roll(now);
+        self.day_end
+    }
+
+    /// When the most recent call was dispatched.
+    pub fn last_dispatch(&self) -> Option<Millis> {
+        self.recent.back().copied()
+    }
+
+    /// Milliseconds until the `n`-th next dispatch (0-based: `n = 0` is the next one) could
+    /// go, if each goes as early as the limits allow. Used to estimate queue waits.
+    pub fn start_after(&mut self, now: Millis, n: usize) -> Millis {
+        let first = self.wait(now);
+        if n == 0 {
+            return first.ms;
+        }
+        let rpm = self.rpm as usize;
+        // Only the newest `rpm` dispatches can hold a future one back.
+        let mut window: VecDeque<Millis> = self
+            .recent
+            .iter()
+            .skip(self.recent.len().saturating_sub(rpm))
+            .copied()
+            .collect();
+        let mut t = now + first.ms;
+        let mut day_end = self.day_end;
+        let mut day_count = self.day_count;
+        for _ in 0..=n {
+            loop {
+                if t >= day_end {
+                    day_end += 86_400_000;
+                    day_count = 0;
+                }
+                if day_count >= self.rpd {
+                    t = day_end;
+                    continue;
+                }
+                if window.len() >= rpm {
+                    let gate = window[window.len() - rpm] + WINDOW_MS;
+                    if gate > t {
+                        t = gate;
+                        continue;
+                    }
+                }
+                break;
+            }
+            window.push_back(t);
+            if window.len() > rpm {
+                window.pop_front();
+            }
+            day_count += 1;
+        }
+        // `t` is now the start of dispatch number n.
+        t - now
+    }
+
+    /// The raw state for persistence and status endpoints.
+    pub fn snapshot(&self) -> RateSnapshot {
+        RateSnapshot {
+            recent: self.recent.iter().copied().collect(),
+            day_start: self.day_start,
+            day_count: self.day_count,
+            paused_until: self.paused_until,
+        }
+    }
+
+    /// Restores counts from a snapshot (persisted state), at time `now`.
+    pub fn restore(&mut self, snap: &RateSnapshot, now: Millis) {
+        self.recent = snap.recent.iter().copied().collect();
+        self.paused_until = snap.paused_until;
+        let (s, e) = day_bounds(self.tz, now);
+        self.day_start = s;
+        self.day_end = e;
+        self.day_count = if snap.day_start == s {
+            snap.day_count
+        } else {
+            0
+        };
+        self.roll(now);
+    }
+}
+
+/// Persistable rate state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RateSnapshot {
+    /// Dispatch times inside the window.
+    pub recent: Vec<Millis>,
+    /// Start of the day the count belongs to.
+    pub day_start: Millis,
+    /// Calls that day.
+    pub day_count: u32,
+    /// End of a 429 pause (0 = none).
+    pub paused_until: Millis,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    #[test]
+    fn rpm_blocks_until_the_oldest_call_leaves_the_window() {
+        let mut w = RateWindow::new(2, 100, Tz::UTC, T0);
+        assert_eq!(w.wait(T0).ms, 0);
+        w.record(T0);
+        w.record(T0 + 1_000);
+        let wait = w.wait(T0 + 2_000);
+        assert_eq!(wait.blocker, Blocker::Rpm);
+        assert_eq!(wait.ms, 58_000);
+        assert_eq!(w.wait(T0 + 60_000).ms, 0);
+        assert_eq!(w.minute_used(T0 + 60_000), 1);
+    }
+
+    #[test]
+    fn no_double_burst_across_a_minute_boundary() {
+        let mut w = RateWindow::new(3, 100, Tz::UTC, T0 + 59_000);
+        for _ in 0..3 {
+            w.record(T0 + 59_000);
+        }
+        // A fixed calendar-minute limiter would allow three more at :00.
+        assert!(w.wait(T0 + 60_000).ms > 0);
+        assert_eq!(w.wait(T0 + 119_000).ms, 0);
+    }
+
+    #[test]
+    fn rpd_reports_the_day_wait_even_when_rpm_also_blocks() {
+        let mut w = RateWindow::new(1, 1, Tz::UTC, T0);
+        w.record(T0);
+        let wait = w.wait(T0 + 1_000);
+        assert_eq!(wait.blocker, Blocker::Rpd);
+        assert_eq!(wait.ms, 86_400_000 - 1_000);
+        assert_eq!(w.wait(T0 + 86_400_000).ms, 0);
+        assert_eq!(w.day_used(T0 + 86_400_000), 0);
+    }
+
+    #[test]
+    fn rpd_follows_the_configured_time_zone() {
+        let tz: Tz = "America/Los_Angeles".parse().unwrap();
+        // 2026-01-01T07:59:00Z is 23:59 in Los Angeles (UTC-8).
+        let before = T0 + 7 * 3_600_000 + 59 * 60_000;
+        let mut w = RateWindow::new(100, 1, tz, before);
+        w.record(before);
+        assert_eq!(w.wait(before + 1).blocker, Blocker::Rpd);
+        assert_eq!(
+            w.wait(before + 60_000).ms,
+            0,
+            "a new day starts at local midnight"
+        );
+    }
+
+    #[test]
+    fn pause_wins_and_is_never_shortened() {
+        let mut w = RateWindow::new(10, 100, Tz::UTC, T0);
+        w.pause_until(T0 + 30_000);
+        w.pause_until(T0 + 5_000);
+        let wait = w.wait(T0);
+        assert_eq!((wait.ms, wait.blocker), (30_000, Blocker::Paused));
+        assert_eq!(w.paused_until(T0), Some(T0 + 30_000));
+        assert_eq!(w.wait(T0 + 30_000).ms, 0);
+    }
+
+    #[test]
+    fn unrecord_gives_the_slot_back() {
+        let mut w = RateWindow::new(1, 1, Tz::UTC, T0);
+        w.record(T0);
+        w.unrecord(T0);
+        assert_eq!(w.wait(T0).ms, 0);
+        assert_eq!(w.day_used(T0), 0);
+    }
+
+    #[test]
+    fn start_after_simulates_queued_dispatches() {
+        let mut w = RateWindow::new(2, 100, Tz::UTC, T0);
+        assert_eq!(w.start_after(T0, 0), 0);
+        assert_eq!(w.start_after(T0, 1), 0);
+        assert_eq!(w.start_after(T0, 2), 60_000);
+        assert_eq!(w.start_after(T0, 3), 60_000);
+        assert_eq!(w.start_after(T0, 4), 120_000);
+        w.record(T0);
+        assert_eq!(w.start_after(T0 + 10_000, 1), 50_000);
+    }
+
+    #[test]
+    fn start_after_respects_rpd() {
+        let mut w = RateWindow::new(100, 2, Tz::UTC, T0);
+        w.record(T0);
+        assert_eq!(w.start_after(T0, 0), 0);
+        assert_eq!(w.start_after(T0, 1), 86_400_000);
+    }
+
+    #[test]
+    fn snapshot_restore_keeps_todays_count_only() {
+        let mut w = RateWindow::new(5, 5, Tz::UTC, T0);
+        w.record(T0);
+        w.record(T0 + 10);
+        let snap = w.snapshot();
+        let mut same_day = RateWindow::new(5, 5, Tz::UTC, T0 + 20);
+        same_day.restore(&snap, T0 + 20);
+        assert_eq!(same_day.day_used(T0 + 20), 2);
+        assert_eq!(same_day.minute_used(T0 + 20), 2);
+        let mut next_day = RateWindow::new(5, 5, Tz::UTC, T0 + 86_400_000);
+        next_day.restore(&snap, T0 + 86_400_000);
+        assert_eq!(next_day.day_used(T0 + 86_400_000), 0);
+    }
+
+    proptest! {
+        /// Whatever the arrival pattern, a caller that dispatches only when `wait` says 0
+        /// never puts more than `rpm` calls into any half-open 60-second interval, nor more
+        /// than `rpd` into one UTC day.
+        #[test]
+        fn never_more_than_rpm_in_any_window(
+            rpm in 1u32..20,
+            rpd in 1u32..200,
+            gaps in proptest::collection::vec(0i64..30_000, 1..400),
+        ) {
+            let mut w = RateWindow::new(rpm, rpd, Tz::UTC, T0);
+            let mut now = T0;
+            let mut sent = Vec::new();
+            for gap in gaps {
+                now += gap;
+                if w.wait(now).ms == 0 {
+                    w.record(now);
+                    sent.push(now);
+                }
+            }
+            for (i, &start) in sent.iter().enumerate() {
+                let in_window = sent[i..].iter().take_while(|&&t| t < start + WINDOW_MS).count();
+                prop_assert!(in_window <= rpm as usize);
+            }
+            let mut per_day = std::collections::HashMap::new();
+            for t in &sent {
+                *per_day.entry(t.div_euclid(86_400_000)).or_insert(0u32) += 1;
+            }
+            prop_assert!(per_day.values().all(|&c| c <= rpd));
+        }
+
+        /// A caller that waits exactly as long as told is admitted at that moment.
+        #[test]
+        fn waiting_as_told_is_enough(
+            rpm in 1u32..10,
+            calls in 1usize..60,
+        ) {
+            let mut w = RateWindow::new(rpm, 10_000, Tz::UTC, T0);
+            let mut now = T0;
+            for _ in 0..calls {
+                let wait = w.wait(now);
+                now += wait.ms;
+                prop_assert_eq!(w.wait(now).ms, 0);
+                w.record(now);
+            }
+        }
+
+        /// The queue estimate for the n-th dispatch equals what dispatching n+1 calls as
+        /// early as allowed really gives.
+        #[test]
+        fn start_after_matches_a_real_run(rpm in 1u32..6, rpd in 1u32..12, n in 0usize..15) {
+            let mut w = RateWindow::new(rpm, rpd, Tz::UTC, T0);
+            let estimate = w.start_after(T0, n);
+            let mut now = T0;
+            for _ in 0..=n {
+                now += w.wait(now).ms;
+                w.record(now);
+            }
+            prop_assert_eq!(estimate, now - T0);
+        }
+    }
+}
