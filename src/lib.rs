@@ -8,9 +8,16 @@
 //! - [`fake`]: fake provider servers speaking the real wire formats, for the demo,
 //!   benchmarks and tests.
 //!
+//! - [`gateway`]: carrying out a routing plan (reserve, call, retry, fail over).
+//! - [`http`]: the actix-web layer: routes, request validation, error mapping.
+//! - [`server`]: starting the actors and the HTTP server on a listener.
+//!
 //! The actor system (key/model actors, router) lives in the `bkvy-actors` crate.
 
 pub mod config;
 pub mod fake;
+pub mod gateway;
+pub mod http;
 pub mod providers;
+pub mod server;
 pub mod types;

@@ -1,1 +1,274 @@
-fn main() {}
+//! The `bkvy` binary: parse the command line, load and validate the config, start.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bkvy::config::{self, Config};
+use bkvy::fake::{FakeOptions, FakeUpstream};
+use bkvy::http::HttpLimits;
+use bkvy::server::{self, ServerOptions};
+use bkvy_actors::SystemClock;
+use clap::{Args, Parser, Subcommand};
+
+/// A self-hosted LLM gateway.
+#[derive(Debug, Parser)]
+#[command(name = "bkvy", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve(ServeArgs),
+    /// Run the gateway against built-in fake providers: no API keys, no internet.
+    Demo(DemoArgs),
+    /// Validate the config and print every problem with its JSON path.
+    CheckConfig {
+        /// Directory holding providers.json and routing.json.
+        #[arg(long, default_value = "config")]
+        config_dir: PathBuf,
+    },
+    /// Run fake provider servers (OpenAI, Anthropic, Gemini, Ollama wire formats).
+    FakeUpstream(FakeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Directory holding providers.json and routing.json.
+    #[arg(long, default_value = "config")]
+    config_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 10006)]
+    port: u16,
+    /// HTTP worker threads (0 = one per core).
+    #[arg(long, env = "WORKERS", default_value_t = 0)]
+    workers: usize,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 10 * 1024 * 1024)]
+    max_request_bytes: usize,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Directory holding the demo providers.json and routing.json.
+    #[arg(long, default_value = "config/demo")]
+    config_dir: PathBuf,
+    /// Address the gateway listens on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port the gateway listens on.
+    #[arg(long, env = "PORT", default_value_t = 10006)]
+    port: u16,
+    /// Port of the fake providers (the demo config points at 10007).
+    #[arg(long, default_value_t = 10007)]
+    upstream_port: u16,
+}
+
+#[derive(Debug, Args)]
+struct FakeArgs {
+    /// Port to listen on.
+    #[arg(long, default_value_t = 10007)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Added latency per answer, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Extra random latency up to this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u64,
+    /// Share of calls that fail (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0)]
+    fail_rate: f64,
+    /// HTTP status of failed calls.
+    #[arg(long, default_value_t = 500)]
+    fail_status: u16,
+    /// Retry-After seconds sent with a failing 429.
+    #[arg(long, default_value_t = 1)]
+    retry_after_secs: u64,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+}
+
+/// The demo config points its endpoints at this address.
+const DEMO_UPSTREAM: &str = "http://127.0.0.1:10007";
+
+fn init_logging() {
+    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into());
+    env_logger::Builder::from_env(env_logger::Env::new().default_filter_or(level)).init();
+}
+
+#[allow(clippy::print_stderr)]
+fn load_or_report(dir: &Path) -> Option<Config> {
+    match config::load(dir) {
+        Ok(c) => Some(c),
+        Err(problems) => {
+            eprintln!(
+                "{}: {} problem(s) in the configuration:",
+                dir.display(),
+                problems.len()
+            );
+            for p in problems {
+                eprintln!("  {p}");
+            }
+            None
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
+    let Some(config) = load_or_report(&args.config_dir) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let listener = TcpListener::bind((args.host.as_str(), args.port))?;
+    let running = server::start(
+        listener,
+        ServerOptions {
+            config,
+            clock: Arc::new(SystemClock),
+            limits: HttpLimits {
+                max_request_bytes: args.max_request_bytes,
+                ..HttpLimits::default()
+            },
+            workers: args.workers,
+        },
+    )?;
+    log::info!("bkvy listening on {}", running.url());
+    running.server.await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)]
+fn print_demo_banner(url: &str, upstream: &str) {
+    println!(
+        r#"
+bkvy demo: gateway at {url}, fake OpenAI/Anthropic/Gemini/Ollama at {upstream}
+(no API keys, no internet; answers are canned, latency and an occasional 429 are simulated)
+
+Try:
+  curl -X POST "{url}/llm/intelligence" -H "Content-Type: application/json" \
+    -d '{{"client_id": "demo-client", "intelligence_level": "low", "max_wait_seconds": 30,
+         "messages": [{{"role": "user", "content": "What is 2+2?"}}]}}'
+
+  curl -X POST "{url}/llm/scenario" -H "Content-Type: application/json" \
+    -d '{{"client_id": "demo-client", "scenario": "cost_optimized_bulk", "max_wait_seconds": 30, "debug": true,
+         "messages": [{{"role": "user", "content": "Summarise the plot of Hamlet"}}]}}'
+
+  curl {url}/health
+  curl {url}/rates/status
+  curl {url}/queue/status
+
+Press Ctrl-C to stop.
+"#
+    );
+}
+
+async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
+    let fake_listener = TcpListener::bind(("127.0.0.1", args.upstream_port))?;
+    let fake = FakeUpstream::start(
+        fake_listener,
+        FakeOptions {
+            latency: std::time::Duration::from_millis(250),
+            latency_jitter: std::time::Duration::from_millis(750),
+            fail_rate: 0.03,
+            fail_status: 429,
+            retry_after_secs: 2,
+            ..FakeOptions::default()
+        },
+    )?;
+    let Some(mut config) = load_or_report(&args.config_dir) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let upstream = fake.url();
+    for p in &mut config.providers {
+        for m in &mut p.models {
+            m.endpoint = m.endpoint.replace(DEMO_UPSTREAM, &upstream);
+        }
+    }
+    let listener = TcpListener::bind((args.host.as_str(), args.port))?;
+    let running = server::start(
+        listener,
+        ServerOptions {
+            config,
+            clock: Arc::new(SystemClock),
+            limits: HttpLimits::default(),
+            workers: 2,
+        },
+    )?;
+    let url = running.url();
+    print_demo_banner(&url, &upstream);
+    running.server.await?;
+    fake.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)]
+fn check_config(dir: &Path) -> ExitCode {
+    match load_or_report(dir) {
+        Some(c) => {
+            let pairs: usize = c
+                .providers
+                .iter()
+                .map(|p| {
+                    p.keys
+                        .iter()
+                        .map(|k| k.rate_limits.len())
+                        .sum::<usize>()
+                })
+                .sum();
+            println!(
+                "{}: OK ({} providers, {} key/model pairs, {} scenarios)",
+                dir.display(),
+                c.providers.len(),
+                pairs,
+                c.scenarios.len()
+            );
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+async fn fake_upstream(args: FakeArgs) -> std::io::Result<ExitCode> {
+    let opts = FakeOptions {
+        latency: std::time::Duration::from_millis(args.latency_ms),
+        latency_jitter: std::time::Duration::from_millis(args.jitter_ms),
+        fail_rate: args.fail_rate.clamp(0.0, 1.0),
+        fail_status: args.fail_status,
+        retry_after_secs: args.retry_after_secs,
+        workers: args.workers.max(1),
+    };
+    bkvy::fake::serve_forever(args.port, &args.host, opts).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Demo(args)) => demo(args).await,
+        Some(Command::CheckConfig { config_dir }) => Ok(check_config(&config_dir)),
+        Some(Command::FakeUpstream(args)) => fake_upstream(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The actors end to end, on a real actix System with a manual clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use bkvy_actors::{
+    start_key_models, Candidate, KeyAuthFailed, KeyModelId, KeyModelSpec, MailboxMeter,
+    ManualClock, Outcome, ProviderNames, Rejection, Route, RouteError, RouteTarget, RouterActor,
+    RoutingTable, ScenarioStep, SharedClock, Tier,
+};
+
+const T0: i64 = 1_767_225_600_000;
+
+fn spec(provider: &str, key: &str, model: &str, rpm: u32, max_concurrent: Option<u32>) -> KeyModelSpec {
+    KeyModelSpec {
+        id: KeyModelId::new(provider, key, model),
+        rpm,
+        rpd: 1_000,
+        rpd_timezone: chrono_tz::Tz::UTC,
+        max_concurrent,
+        max_queue: 100,
+        avg_response_time_ms: 1_000,
+    }
+}
+
+fn clock() -> (Arc<ManualClock>, SharedClock) {
+    let c = Arc::new(ManualClock::new(T0));
+    (c.clone(), c)
+}
+
+#[actix::test]
+async fn waiters_are_granted_in_arrival_order_as_the_window_frees() {
+    let (manual, clock) = clock();
+    let h = start_key_models(vec![spec("p", "k", "m", 1, None)], &clock, &MailboxMeter::new())
+        .remove(0);
+    let now = {
+        let c = clock.clone();
+        move || c.now_ms()
+    };
+    let first = h.acquire(T0 + 600_000, &now).await.unwrap();
+    first.finish(Outcome::Success { latency_ms: 10 });
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for n in 0..3 {
+        let h = h.clone();
+        let now = now.clone();
+        let tx = tx.clone();
+        actix::spawn(async move {
+            let g = h.acquire(T0 + 600_000, now).await.unwrap();
+            tx.send((n, g.lease().rate_limit_wait_ms)).unwrap();
+            g.finish(Outcome::Success { latency_ms: 10 });
+        });
+        // Let each waiter reach the queue before the next one.
+        actix::clock::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(rx.try_recv().is_err(), "nobody may go before the window frees");
+    for expected in 0..3 {
+        manual.advance(60_000);
+        h.nudge();
+        let (n, rate_wait) = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, expected, "FIFO order");
+        assert!(rate_wait >= 60_000);
+        actix::clock::sleep(Duration::from_millis(20)).await;
+        assert!(rx.try_recv().is_err(), "one grant per freed slot");
+    }
+}
+
+#[actix::test]
+async fn a_dropped_lease_gives_its_slot_back() {
+    let (_manual, clock) = clock();
+    let h = start_key_models(vec![spec("p", "k", "m", 1, Some(1))], &clock, &MailboxMeter::new())
+        .remove(0);
+    let now = move || clock.now_ms();
+    let g = h.acquire(T0 + 10_000, &now).await.unwrap();
+    drop(g); // never sent upstream
+    let s = h.status(Duration::from_secs(1)).await.unwrap();
+    assert_eq!((s.requests_this_minute, s.in_flight), (0, 0));
+    let mut g = h.acquire(T0 + 10_000, &now).await.unwrap();
+    g.mark_sent();
+    drop(g); // sent, requester gone: still counts against RPM, but frees concurrency
+    let s = h.status(Duration::from_secs(1)).await.unwrap();
+    assert_eq!((s.requests_this_minute, s.in_flight), (1, 0));
+}
+
+#[actix::test]
+async fn a_queued_request_gives_up_at_its_deadline_and_leaves_the_queue() {
+    let (_manual, clock) = clock();
+    let h = start_key_models(vec![spec("p", "k", "m", 100, Some(1))], &clock, &MailboxMeter::new())
+        .remove(0);
+    let real = || chrono::Utc::now().timestamp_millis();
+    // The manual clock stands still; the wait is bounded by real time through `now`.
+    let _busy = h.acquire(T0 + 60_000, || T0).await.unwrap();
+    let deadline = real() + 200;
+    let started = std::time::Instant::now();
+    let err = h.acquire(deadline, real).await.unwrap_err();
+    assert_eq!(err, Rejection::DeadlinePassed);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    actix::clock::sleep(Duration::from_millis(50)).await;
+    let s = h.status(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(s.queue_length, 0, "the cancelled waiter left the queue");
+}
+
+fn table(handles: Vec<bkvy_actors::KeyModelHandle>, tiers_costs: &[(Tier, f64)]) -> RoutingTable {
+    let candidates = handles
+        .into_iter()
+        .zip(tiers_costs)
+        .map(|(handle, &(tier, cost_per_1k))| {
+            Arc::new(Candidate {
+                handle,
+                tier,
+                cost_per_1k,
+            })
+        })
+        .collect();
+    RoutingTable {
+        candidates,
+        providers: vec![
+            ProviderNames {
+                name: "a".into(),
+                models: vec!["cheap".into(), "dear".into()],
+                keys: vec!["k1".into(), "k2".into()],
+            },
+            ProviderNames {
+                name: "b".into(),
+                models: vec!["mid".into()],
+                keys: vec!["k1".into()],
+            },
+        ],
+        scenarios: [(
+            "s".to_owned(),
+            vec![
+                ScenarioStep {
+                    provider: "b".into(),
+                    model: "mid".into(),
+                    priority: 1,
+                },
+                ScenarioStep {
+                    provider: "a".into(),
+                    model: "cheap".into(),
+                    priority: 2,
+                },
+            ],
+        )]
+        .into_iter()
+        .collect(),
+    }
+}
+
+#[actix::test]
+async fn router_orders_by_rule_and_reports_what_it_left_out() {
+    let (_manual, clock) = clock();
+    let meter = MailboxMeter::new();
+    let handles = start_key_models(
+        vec![
+            spec("a", "k1", "cheap", 1, None),
+            spec("a", "k2", "cheap", 5, None),
+            spec("a", "k1", "dear", 5, None),
+            spec("b", "k1", "mid", 5, None),
+        ],
+        &clock,
+        &meter,
+    );
+    let first = handles[0].clone();
+    let t = table(
+        handles,
+        &[(Tier::Low, 0.0), (Tier::Low, 0.0), (Tier::Low, 0.01), (Tier::Medium, 0.001)],
+    );
+    let router = RouterActor::new(t, clock.clone(), MailboxMeter::new()).start();
+    // Use up a/k1/cheap's only call this minute.
+    first.acquire(T0 + 1_000, || T0).await.unwrap().finish(Outcome::Success { latency_ms: 5 });
+
+    let plan = router
+        .send(Route {
+            target: RouteTarget::Intelligence(Tier::Low),
+            max_wait_ms: 30_000,
+            deadline: T0 + 30_000,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let order: Vec<String> = plan.ordered.iter().map(|p| p.candidate.id().to_string()).collect();
+    assert_eq!(order, vec!["a_k2_cheap", "a_k1_dear"]);
+    assert_eq!(plan.decision_reason, "cheapest_within_estimate");
+    let left_out = plan.considered.iter().find(|c| c.api_key == "k1" && c.model == "cheap").unwrap();
+    assert!(left_out.reason_not_chosen.starts_with("would_miss_deadline"));
+
+    let plan = router
+        .send(Route {
+            target: RouteTarget::Scenario("s".into()),
+            max_wait_ms: 30_000,
+            deadline: T0 + 120_000,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let order: Vec<String> = plan.ordered.iter().map(|p| p.candidate.id().to_string()).collect();
+    assert_eq!(order, vec!["b_k1_mid", "a_k2_cheap", "a_k1_cheap"]);
+
+    let err = router
+        .send(Route {
+            target: RouteTarget::Direct {
+                provider: "a".into(),
+                model: "nope".into(),
+                key_id: None,
+            },
+            max_wait_ms: 1,
+            deadline: T0 + 1_000,
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, RouteError::ModelNotFound(_)));
+    assert_eq!(err.code(), "model_not_found");
+}
+
+#[actix::test]
+async fn an_auth_failure_takes_the_key_out_for_all_its_models() {
+    let (_manual, clock) = clock();
+    let handles = start_key_models(
+        vec![
+            spec("a", "k1", "cheap", 5, None),
+            spec("a", "k2", "cheap", 5, None),
+            spec("a", "k1", "dear", 5, None),
+            spec("b", "k1", "mid", 5, None),
+        ],
+        &clock,
+        &MailboxMeter::new(),
+    );
+    let all = handles.clone();
+    let router = RouterActor::new(
+        table(handles, &[(Tier::Low, 0.0), (Tier::Low, 0.0), (Tier::Low, 0.01), (Tier::Medium, 0.0)]),
+        clock,
+        MailboxMeter::new(),
+    )
+    .start();
+    router
+        .send(KeyAuthFailed {
+            provider: "a".into(),
+            key_id: "k1".into(),
+            message: "401".into(),
+        })
+        .await
+        .unwrap();
+    actix::clock::sleep(Duration::from_millis(20)).await;
+    let mut disabled = Vec::new();
+    for h in &all {
+        let s = h.status(Duration::from_secs(1)).await.unwrap();
+        disabled.push(s.disabled.is_some());
+    }
+    assert_eq!(disabled, vec![true, false, true, false]);
+}

@@ -1,0 +1,428 @@
+//! Carrying out a routing plan: reserve a slot, call upstream, classify the outcome, retry
+//! or fail over — all inside the request's hard deadline.
+//!
+//! This runs in the HTTP handler on its worker (the upstream call needs that worker's
+//! `awc::Client`); the key/model actors only grant and release capacity. Failures are
+//! classified by status and error body in `providers`, never by message text:
+//! 429 pauses the key/model and moves on; 401/403 takes the key out of rotation for all
+//! its models; other 4xx moves on without retrying; 5xx, timeouts, connection errors and
+//! malformed bodies get a bounded, jittered retry, then the next candidate.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use bkvy_actors::{
+    Candidate, KeyAuthFailed, Lease, Millis, Outcome, Plan, Rejection, RouterActor, SharedClock,
+};
+use serde::Serialize;
+
+use crate::config::{Config, Model, Provider};
+use crate::providers::{self, UpstreamError};
+use crate::types::{ChatMessage, ChatOptions, ChatRequest, ChatResponse, Tier, Usage};
+
+/// First retry delay; doubles per attempt, with jitter, capped.
+const RETRY_BASE_MS: u64 = 200;
+const RETRY_CAP_MS: u64 = 2_000;
+
+/// What the handler hands over for execution.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The conversation.
+    pub messages: Vec<ChatMessage>,
+    /// Options as sent by the client.
+    pub options: ChatOptions,
+    /// Unix ms after which the client gets an answer no matter what.
+    pub deadline: Millis,
+}
+
+/// Shared, read-only inputs of execution.
+#[derive(Clone)]
+pub struct Upstreams {
+    /// The validated config (endpoints, secrets, prices).
+    pub config: Arc<Config>,
+    /// For taking keys out of rotation.
+    pub router: Addr<RouterActor>,
+    /// Time source.
+    pub clock: SharedClock,
+    /// Response body limit per upstream call.
+    pub max_response_bytes: usize,
+}
+
+/// One failed try, as reported in debug responses and logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    /// 1-based position of the candidate in the plan.
+    pub alternative: usize,
+    /// 1-based try on that candidate.
+    pub retry: u32,
+    /// Provider name.
+    pub provider: String,
+    /// Model name.
+    pub model: String,
+    /// API key id.
+    pub api_key_id: String,
+    /// Stable label: `rate_limited`, `auth`, `server_error`, `bad_request`,
+    /// `malformed_response`, `timeout`, `connection`, or a capacity rejection
+    /// (`queue_full`, `would_miss_deadline`, `deadline_passed`, `key_disabled`,
+    /// `actor_unavailable`).
+    pub error_type: String,
+    /// Short description (provider's own error message, never content or secrets).
+    pub error: String,
+    /// Upstream HTTP status, when there was one.
+    pub status: Option<u16>,
+    /// What happened next: `retry`, `next_alternative`, `skip_key`.
+    pub strategy: &'static str,
+}
+
+/// A successful execution.
+#[derive(Debug, Clone)]
+pub struct Success {
+    /// The combination that answered.
+    pub candidate: Arc<Candidate>,
+    /// Its answer.
+    pub response: ChatResponse,
+    /// Measured queue and rate-limit waits of the successful attempt.
+    pub lease: Lease,
+    /// Upstream time of the successful attempt.
+    pub upstream_ms: Millis,
+    /// Real cost of the answer at the model's input/output prices.
+    pub cost_usd: f64,
+    /// Failed tries before it.
+    pub attempts: Vec<AttemptRecord>,
+    /// Distinct candidates tried.
+    pub alternatives_tried: usize,
+    /// Whether thinking was switched off for the call.
+    pub thinking_disabled: bool,
+}
+
+/// Why execution produced no answer.
+#[derive(Debug, Clone)]
+pub enum FailureKind {
+    /// No candidate would take the request (all refused a slot); retry after this long.
+    NoneAvailable {
+        /// Milliseconds until a slot is expected, if any candidate said.
+        retry_after_ms: Option<Millis>,
+    },
+    /// Candidates were called and all failed.
+    AllFailed,
+    /// The deadline passed.
+    Deadline,
+}
+
+/// A failed execution.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Which kind.
+    pub kind: FailureKind,
+    /// Every try.
+    pub attempts: Vec<AttemptRecord>,
+    /// Distinct candidates tried.
+    pub alternatives_tried: usize,
+    /// How many candidates the plan had.
+    pub candidates: usize,
+}
+
+impl Failure {
+    /// A message naming the real last error.
+    pub fn message(&self) -> String {
+        let last = self.attempts.last().map_or_else(
+            || "none".to_owned(),
+            |a| {
+                format!(
+                    "{}/{} (key {}): {}",
+                    a.provider, a.model, a.api_key_id, a.error
+                )
+            },
+        );
+        match self.kind {
+            FailureKind::NoneAvailable { .. } => format!(
+                "No candidate could take the request: all {} alternatives unavailable. Last: {last}",
+                self.candidates
+            ),
+            FailureKind::AllFailed => format!(
+                "All {} alternatives failed after {} attempts. Last error: {last}",
+                self.candidates,
+                self.attempts.len()
+            ),
+            FailureKind::Deadline => format!(
+                "Request deadline passed after {} attempts on {} alternatives. Last error: {last}",
+                self.attempts.len(),
+                self.alternatives_tried
+            ),
+        }
+    }
+}
+
+/// Whether thinking is switched off for a call: the caller's explicit choice wins;
+/// otherwise off for a `low`-tier model that supports thinking.
+pub fn thinking_disabled(options: &ChatOptions, model: &Model) -> bool {
+    options
+        .disable_thinking
+        .unwrap_or(model.tier == Tier::Low && model.supports_thinking)
+}
+
+/// USD cost of an answer: input at the input price, output and thinking at the output
+/// price (providers bill reasoning tokens as output).
+pub fn cost_usd(usage: &Usage, model: &Model) -> f64 {
+    (usage.input_tokens as f64 * model.cost_per_1k_input
+        + (usage.output_tokens + usage.thinking_tokens) as f64 * model.cost_per_1k_output)
+        / 1000.0
+}
+
+fn rejection_label(r: &Rejection) -> &'static str {
+    match r {
+        Rejection::Disabled { .. } => "key_disabled",
+        Rejection::QueueFull { .. } => "queue_full",
+        Rejection::WouldMissDeadline { .. } => "would_miss_deadline",
+        Rejection::DeadlinePassed => "deadline_passed",
+        Rejection::ActorUnavailable => "actor_unavailable",
+    }
+}
+
+fn backoff_ms(retry: u32) -> u64 {
+    let base = (RETRY_BASE_MS << retry.min(8)).min(RETRY_CAP_MS);
+    // Jitter in [base/2, base].
+    base / 2 + rand::random_range(0..=base / 2)
+}
+
+fn find<'a>(config: &'a Config, c: &Candidate) -> Option<(&'a Provider, &'a Model)> {
+    let id = c.id();
+    let p = config.provider(&id.provider)?;
+    Some((p, p.model(&id.model)?))
+}
+
+/// Runs the plan until one candidate answers, all fail, or the deadline passes.
+pub async fn execute(
+    up: &Upstreams,
+    client: &awc::Client,
+    plan: &Plan,
+    job: &Job,
+) -> Result<Success, Failure> {
+    let mut attempts: Vec<AttemptRecord> = Vec::new();
+    let mut bad_keys: HashSet<(String, String)> = HashSet::new();
+    let mut alternatives_tried = 0;
+    let mut soonest_available: Option<Millis> = None;
+    let mut called_upstream = false;
+    let now = || up.clock.now_ms();
+    let fail = |kind, attempts, alternatives_tried| Failure {
+        kind,
+        attempts,
+        alternatives_tried,
+        candidates: plan.ordered.len(),
+    };
+
+    for (rank, planned) in plan.ordered.iter().enumerate() {
+        let cand = &planned.candidate;
+        let id = cand.id();
+        if bad_keys.contains(&(id.provider.clone(), id.key_id.clone())) {
+            continue;
+        }
+        let Some((provider, model)) = find(&up.config, cand) else {
+            continue;
+        };
+        let secret = provider.key(&id.key_id).and_then(|k| k.secret.clone());
+        let disable = thinking_disabled(&job.options, model);
+        let request = ChatRequest {
+            messages: job.messages.clone(),
+            options: job.options.clone(),
+            disable_thinking: disable,
+        };
+        let upstream_req = providers::build_request(provider, model, secret.as_ref(), &request);
+        alternatives_tried += 1;
+        let mut retry = 0;
+        loop {
+            retry += 1;
+            let record = |error_type: &str, error: String, status, strategy| AttemptRecord {
+                alternative: rank + 1,
+                retry,
+                provider: id.provider.clone(),
+                model: id.model.clone(),
+                api_key_id: id.key_id.clone(),
+                error_type: error_type.to_owned(),
+                error,
+                status,
+                strategy,
+            };
+            if now() >= job.deadline {
+                return Err(fail(FailureKind::Deadline, attempts, alternatives_tried));
+            }
+            let mut guard = match cand.handle.acquire(job.deadline, now).await {
+                Ok(g) => g,
+                Err(rejection) => {
+                    if let Rejection::WouldMissDeadline {
+                        available_in_ms, ..
+                    } = rejection
+                    {
+                        soonest_available = Some(
+                            soonest_available.map_or(available_in_ms, |s| s.min(available_in_ms)),
+                        );
+                    }
+                    attempts.push(record(
+                        rejection_label(&rejection),
+                        rejection.to_string(),
+                        None,
+                        "next_alternative",
+                    ));
+                    break;
+                }
+            };
+            let remaining = (job.deadline - now()).max(0) as u64;
+            let timeout = provider.call_timeout.min(Duration::from_millis(remaining));
+            let started = now();
+            guard.mark_sent();
+            called_upstream = true;
+            let result = providers::call(
+                client,
+                provider.kind,
+                &upstream_req,
+                timeout,
+                up.max_response_bytes,
+            )
+            .await;
+            let upstream_ms = now() - started;
+            match result {
+                Ok(response) => {
+                    let lease = *guard.lease();
+                    guard.finish(Outcome::Success {
+                        latency_ms: upstream_ms,
+                    });
+                    let cost = cost_usd(&response.usage, model);
+                    return Ok(Success {
+                        candidate: cand.clone(),
+                        response,
+                        lease,
+                        upstream_ms,
+                        cost_usd: cost,
+                        attempts,
+                        alternatives_tried,
+                        thinking_disabled: disable,
+                    });
+                }
+                Err(err) => {
+                    let status = err.status();
+                    let message = err.to_string();
+                    let deadline_hit = matches!(err, UpstreamError::Timeout) && now() >= job.deadline;
+                    let strategy = match &err {
+                        UpstreamError::RateLimited { retry_after, .. } => {
+                            guard.finish(Outcome::RateLimited {
+                                retry_after_ms: retry_after.map(|d| d.as_millis() as Millis),
+                            });
+                            "next_alternative"
+                        }
+                        UpstreamError::Auth { .. } => {
+                            guard.finish(Outcome::AuthFailed);
+                            bad_keys.insert((id.provider.clone(), id.key_id.clone()));
+                            up.router.do_send(KeyAuthFailed {
+                                provider: id.provider.clone(),
+                                key_id: id.key_id.clone(),
+                                message: message.clone(),
+                            });
+                            "skip_key"
+                        }
+                        e => {
+                            guard.finish(Outcome::Failed {
+                                latency_ms: upstream_ms,
+                            });
+                            let time_left = job.deadline - now();
+                            if e.retryable()
+                                && retry < up.config.settings.max_attempts_per_candidate
+                                && time_left > RETRY_BASE_MS as Millis
+                            {
+                                "retry"
+                            } else {
+                                "next_alternative"
+                            }
+                        }
+                    };
+                    log::info!(
+                        "upstream {}/{} (key {}) failed: {} [{}]",
+                        id.provider,
+                        id.model,
+                        id.key_id,
+                        message,
+                        strategy
+                    );
+                    attempts.push(record(err.kind(), message, status, strategy));
+                    if deadline_hit {
+                        return Err(fail(FailureKind::Deadline, attempts, alternatives_tried));
+                    }
+                    if strategy != "retry" {
+                        break;
+                    }
+                    let left = (job.deadline - now()).max(0) as u64;
+                    let pause = backoff_ms(retry - 1).min(left / 2);
+                    actix_web::rt::time::sleep(Duration::from_millis(pause)).await;
+                }
+            }
+        }
+    }
+    let kind = if now() >= job.deadline {
+        FailureKind::Deadline
+    } else if called_upstream {
+        FailureKind::AllFailed
+    } else {
+        FailureKind::NoneAvailable {
+            retry_after_ms: soonest_available,
+        }
+    };
+    Err(fail(kind, attempts, alternatives_tried))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(tier: Tier, thinking: bool) -> Model {
+        Model {
+            name: "m".into(),
+            endpoint: "http://x".into(),
+            cost_per_1k_input: 0.001,
+            cost_per_1k_output: 0.004,
+            cost_per_1k_tokens: 0.002,
+            tier,
+            supports_thinking: thinking,
+            avg_response_time_ms: 100,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn thinking_is_off_for_low_thinking_models_unless_the_caller_says_otherwise() {
+        let none = ChatOptions::default();
+        assert!(thinking_disabled(&none, &model(Tier::Low, true)));
+        assert!(!thinking_disabled(&none, &model(Tier::Low, false)));
+        assert!(!thinking_disabled(&none, &model(Tier::High, true)));
+        let keep = ChatOptions {
+            disable_thinking: Some(false),
+            ..ChatOptions::default()
+        };
+        assert!(!thinking_disabled(&keep, &model(Tier::Low, true)));
+        let off = ChatOptions {
+            disable_thinking: Some(true),
+            ..ChatOptions::default()
+        };
+        assert!(thinking_disabled(&off, &model(Tier::High, true)));
+    }
+
+    #[test]
+    fn cost_uses_separate_input_and_output_prices() {
+        let usage = Usage {
+            input_tokens: 1000,
+            output_tokens: 500,
+            thinking_tokens: 500,
+        };
+        let c = cost_usd(&usage, &model(Tier::Low, false));
+        assert!((c - (0.001 + 0.004)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn backoff_is_jittered_and_capped() {
+        for retry in 0..12 {
+            let b = backoff_ms(retry);
+            let base = (RETRY_BASE_MS << retry.min(8)).min(RETRY_CAP_MS);
+            assert!(b >= base / 2 && b <= base);
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The HTTP layer's error type: every failure a request can meet, each mapped to one
+//! status code and one stable JSON shape in exactly one place.
+//!
+//! Shape: `{"success": false, "error": "<what went wrong>", "error_code": "<stable code>"}`;
+//! the `/llm/*` endpoints add their response keys around it (see `http::llm`).
+
+use actix_web::http::header::{HeaderValue, RETRY_AFTER};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+/// Everything the HTTP layer can answer with instead of a success.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON at all (syntax error, truncated, not UTF-8).
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// Well-formed JSON that does not fit the request schema, or invalid values.
+    #[error("{0}")]
+    Invalid(String),
+    /// The body is larger than `MAX_REQUEST_BYTES`.
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// A named thing (scenario, provider, model, key, tier, path) does not exist.
+    #[error("{message}")]
+    NotFound {
+        /// Stable code, e.g. `scenario_not_found`.
+        code: &'static str,
+        /// What was not found.
+        message: String,
+    },
+    /// No candidate can take the request now (all keys limited, paused, full or disabled).
+    #[error("{message}")]
+    Unavailable {
+        /// Stable code.
+        code: &'static str,
+        /// Details.
+        message: String,
+        /// Seconds until a retry could succeed, if known.
+        retry_after_secs: Option<u64>,
+    },
+    /// Every candidate was tried and failed upstream.
+    #[error("{0}")]
+    AllFailed(String),
+    /// The request's deadline passed.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// A bug or an actor that stopped answering.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::Invalid(_) => "invalid_request",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::NotFound { code, .. } | Self::Unavailable { code, .. } => code,
+            Self::AllFailed(_) => "all_alternatives_failed",
+            Self::DeadlineExceeded(_) => "deadline_exceeded",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Seconds for a `Retry-After` header, where one applies.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Unavailable {
+                retry_after_secs, ..
+            } => *retry_after_secs,
+            _ => None,
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "success": false,
+            "error": self.to_string(),
+            "error_code": self.code(),
+        })
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AllFailed(_) => StatusCode::BAD_GATEWAY,
+            Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        respond(self, self.body())
+    }
+}
+
+/// An error response with the given body (the `/llm/*` endpoints send a larger one).
+pub fn respond(err: &ApiError, body: serde_json::Value) -> HttpResponse {
+    let mut res = HttpResponse::build(err.status_code());
+    if let Some(secs) = err.retry_after_secs() {
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            res.insert_header((RETRY_AFTER, v));
+        }
+    }
+    res.json(body)
+}
+
+impl From<bkvy_actors::RouteError> for ApiError {
+    fn from(e: bkvy_actors::RouteError) -> Self {
+        use bkvy_actors::RouteError as R;
+        let message = e.to_string();
+        match e {
+            R::NoModelsAvailable(_)
+            | R::ScenarioNotFound(_)
+            | R::ProviderNotFound(_)
+            | R::ModelNotFound(_)
+            | R::ApiKeyNotFound(_) => Self::NotFound {
+                code: e.code(),
+                message,
+            },
+            R::NoCombinations(_) => Self::Unavailable {
+                code: e.code(),
+                message,
+                retry_after_secs: None,
+            },
+            R::AllUnavailable { retry_after_ms, .. } => Self::Unavailable {
+                code: e.code(),
+                message,
+                retry_after_secs: retry_after_ms.map(|ms| (ms.max(0) as u64).div_ceil(1000)),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_its_status() {
+        let cases = [
+            (ApiError::MalformedJson("x".into()), 400),
+            (ApiError::Invalid("x".into()), 422),
+            (ApiError::PayloadTooLarge { limit: 1 }, 413),
+            (
+                ApiError::NotFound {
+                    code: "scenario_not_found",
+                    message: "x".into(),
+                },
+                404,
+            ),
+            (
+                ApiError::Unavailable {
+                    code: "all_candidates_unavailable",
+                    message: "x".into(),
+                    retry_after_secs: Some(3),
+                },
+                503,
+            ),
+            (ApiError::AllFailed("x".into()), 502),
+            (ApiError::DeadlineExceeded("x".into()), 504),
+            (ApiError::Internal("x".into()), 500),
+        ];
+        for (err, status) in cases {
+            assert_eq!(err.status_code().as_u16(), status, "{err:?}");
+            let body = err.body();
+            assert_eq!(body["success"], false);
+            assert_eq!(body["error_code"], err.code());
+        }
+    }
+
+    #[test]
+    fn unavailable_sends_retry_after() {
+        let err = ApiError::Unavailable {
+            code: "all_candidates_unavailable",
+            message: "x".into(),
+            retry_after_secs: Some(7),
+        };
+        let res = err.error_response();
+        assert_eq!(res.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("7"));
+    }
+}

@@ -1,0 +1,102 @@
+//! The actix-web layer: the route table and the state handlers share.
+//!
+//! [`configure`] is the one place routes are listed; the server and the tests both use
+//! it. Handlers hold `web::Data<AppState>` (shared by all workers) and the per-worker
+//! `awc::Client` (awc clients are `!Send`; one per worker thread is what awc asks for).
+
+pub mod body;
+pub mod error;
+pub mod llm;
+pub mod status;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bkvy_actors::{MailboxMeter, RouterActor, RoutingTable, SharedClock};
+
+use crate::gateway::Upstreams;
+use error::ApiError;
+use llm::Endpoint;
+
+/// Request-size and shape limits.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest accepted request body (`MAX_REQUEST_BYTES`, default 10 MiB).
+    pub max_request_bytes: usize,
+    /// Most messages in one request.
+    pub max_messages: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 10 * 1024 * 1024,
+            max_messages: 5_000,
+        }
+    }
+}
+
+/// State shared by every worker.
+pub struct AppState {
+    /// Config, router and clock for execution.
+    pub upstreams: Upstreams,
+    /// The router.
+    pub router: Addr<RouterActor>,
+    /// The routing table (status endpoints read the key/model handles from it).
+    pub table: Arc<RoutingTable>,
+    /// Time source.
+    pub clock: SharedClock,
+    /// Request limits.
+    pub limits: HttpLimits,
+    /// Mailbox counters of the router.
+    pub router_meter: MailboxMeter,
+    /// Mailbox counters of the key/model actors.
+    pub key_model_meter: MailboxMeter,
+}
+
+async fn llm_intelligence(
+    s: web::Data<AppState>,
+    c: web::Data<awc::Client>,
+    p: web::Payload,
+) -> HttpResponse {
+    llm::handle(s, c, p, Endpoint::Intelligence).await
+}
+
+async fn llm_scenario(
+    s: web::Data<AppState>,
+    c: web::Data<awc::Client>,
+    p: web::Payload,
+) -> HttpResponse {
+    llm::handle(s, c, p, Endpoint::Scenario).await
+}
+
+async fn llm_direct(
+    s: web::Data<AppState>,
+    c: web::Data<awc::Client>,
+    p: web::Payload,
+) -> HttpResponse {
+    llm::handle(s, c, p, Endpoint::Direct).await
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound {
+        code: "not_found",
+        message: format!("no route for {} {}", req.method(), req.path()),
+    })
+}
+
+/// The route table.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/llm/intelligence", web::post().to(llm_intelligence))
+        .route("/llm/scenario", web::post().to(llm_scenario))
+        .route("/llm/direct", web::post().to(llm_direct))
+        .route("/health", web::get().to(status::health))
+        .route("/providers", web::get().to(status::providers))
+        .route("/intelligence/{level}", web::get().to(status::intelligence))
+        .route("/scenarios", web::get().to(status::scenarios))
+        .route("/queue/status", web::get().to(status::queue_status))
+        .route("/rates/status", web::get().to(status::rates_status))
+        .route("/debug/config", web::get().to(status::debug_config))
+        .default_service(web::to(not_found));
+}
