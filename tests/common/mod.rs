@@ -1,0 +1,221 @@
+//! Test harness: a fake upstream and a bkvy gateway, each on an ephemeral loopback port,
+//! talking real HTTP.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bkvy::config::load_from_strs;
+use bkvy::fake::{FakeOptions, FakeUpstream, RecordedRequest};
+use bkvy::http::HttpLimits;
+use bkvy::server::{self, Running, ServerOptions};
+use bkvy_actors::SystemClock;
+use serde_json::Value;
+
+/// Secrets used by the test config; no response may ever contain one.
+pub const SECRETS: &[(&str, &str)] = &[
+    ("TEST_OPENAI_KEY_1", "sk-test-openai-secret-1"),
+    ("TEST_OPENAI_KEY_2", "sk-test-openai-secret-2"),
+    ("TEST_ANTHROPIC_KEY_1", "sk-ant-test-secret-1"),
+    ("TEST_GEMINI_KEY_1", "gemini-test-secret-1"),
+];
+
+pub fn secret(name: &str) -> &'static str {
+    SECRETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .unwrap_or_default()
+}
+
+/// The standard test providers.json; `{FAKE}` becomes the fake's URL and `{DEAD}` a port
+/// nothing listens on.
+pub const PROVIDERS: &str = r#"{
+  "openai": {
+    "keys": {
+      "oa1": {"api_key": "env:TEST_OPENAI_KEY_1", "rate_limits": {"gpt-4o-mini": {"rpm": 100, "rpd": 10000}, "gpt-4o": {"rpm": 100, "rpd": 10000}}},
+      "oa2": {"api_key": "env:TEST_OPENAI_KEY_2", "rate_limits": {"gpt-4o-mini": {"rpm": 100, "rpd": 10000}, "gpt-4o": {"rpm": 100, "rpd": 10000}}}
+    },
+    "models": {
+      "gpt-4o-mini": {"endpoint": "{FAKE}/v1/chat/completions", "cost_per_1k_input_tokens": 0.00015, "cost_per_1k_output_tokens": 0.0006, "cost_per_1k_tokens": 0.00015, "intelligence_tier": "low", "avg_response_time_ms": 200},
+      "gpt-4o": {"endpoint": "{FAKE}/v1/chat/completions", "cost_per_1k_tokens": 0.0025, "intelligence_tier": "high", "avg_response_time_ms": 400}
+    }
+  },
+  "anthropic": {
+    "keys": {
+      "an1": {"api_key": "env:TEST_ANTHROPIC_KEY_1", "rate_limits": {"claude-haiku": {"rpm": 100, "rpd": 10000}, "claude-sonnet": {"rpm": 100, "rpd": 10000}}}
+    },
+    "models": {
+      "claude-haiku": {"endpoint": "{FAKE}/v1/messages", "cost_per_1k_tokens": 0.00025, "intelligence_tier": "low", "avg_response_time_ms": 200, "version": "2023-06-01"},
+      "claude-sonnet": {"endpoint": "{FAKE}/v1/messages", "cost_per_1k_tokens": 0.003, "intelligence_tier": "medium", "supports_thinking": true, "avg_response_time_ms": 300}
+    }
+  },
+  "gemini": {
+    "timeout_seconds": 1,
+    "keys": {
+      "ge1": {"api_key": "env:TEST_GEMINI_KEY_1", "rate_limits": {"gemini-2.5-flash": {"rpm": 100, "rpd": 10000}, "gemini-2.5-pro": {"rpm": 100, "rpd": 10000}}}
+    },
+    "models": {
+      "gemini-2.5-flash": {"endpoint": "{FAKE}/v1beta/models/gemini-2.5-flash:generateContent", "cost_per_1k_tokens": 0.0001, "intelligence_tier": "low", "supports_thinking": true, "avg_response_time_ms": 200},
+      "gemini-2.5-pro": {"endpoint": "{FAKE}/v1beta/models/gemini-2.5-pro:generateContent", "cost_per_1k_tokens": 0.00125, "intelligence_tier": "high", "supports_thinking": true, "avg_response_time_ms": 500}
+    }
+  },
+  "ollama": {
+    "keys": {"local": {"api_key": "none_required", "rate_limits": {"llama3.2:3b": {"rpm": 100, "rpd": 10000}}}},
+    "models": {"llama3.2:3b": {"endpoint": "{FAKE}/api/chat", "cost_per_1k_tokens": 0.0, "intelligence_tier": "medium", "supports_thinking": true, "avg_response_time_ms": 300}}
+  },
+  "vllm": {
+    "type": "openai_compatible",
+    "keys": {"local": {"rate_limits": {"qwen3": {"rpm": 100, "rpd": 10000}}}},
+    "models": {"qwen3": {"endpoint": "{FAKE}/v1/chat/completions", "cost_per_1k_tokens": 0.00001, "intelligence_tier": "medium", "supports_thinking": true, "avg_response_time_ms": 300}}
+  },
+  "deadai": {
+    "type": "openai",
+    "keys": {"d1": {"api_key": "sk-dead-literal", "rate_limits": {"dead-model": {"rpm": 100, "rpd": 10000}}}},
+    "models": {"dead-model": {"endpoint": "{DEAD}/v1/chat/completions", "cost_per_1k_tokens": 0.0, "intelligence_tier": "high", "avg_response_time_ms": 100}}
+  }
+}"#;
+
+pub const ROUTING: &str = r#"{
+  "request_timeout_seconds": 20,
+  "max_attempts_per_candidate": 2,
+  "scenarios": {
+    "support": [
+      {"provider": "gemini", "model": "gemini-2.5-flash", "priority": 2},
+      {"provider": "anthropic", "model": "claude-haiku", "priority": 1}
+    ],
+    "dead_first": [
+      {"provider": "deadai", "model": "dead-model", "priority": 1},
+      {"provider": "openai", "model": "gpt-4o", "priority": 2}
+    ]
+  }
+}"#;
+
+pub struct Harness {
+    pub fake: FakeUpstream,
+    pub url: String,
+    pub router: actix::Addr<bkvy_actors::RouterActor>,
+    pub table: Arc<bkvy_actors::RoutingTable>,
+    pub server: actix_web::dev::ServerHandle,
+}
+
+fn dead_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}")
+}
+
+pub fn env_lookup(name: &str) -> Option<String> {
+    SECRETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| (*v).to_owned())
+}
+
+/// Starts a fake upstream and a gateway configured from the given files.
+pub fn start_with(providers: &str, routing: &str, fake_opts: FakeOptions) -> Harness {
+    let fake = FakeUpstream::start(TcpListener::bind("127.0.0.1:0").unwrap(), fake_opts).unwrap();
+    let providers = providers
+        .replace("{FAKE}", &fake.url())
+        .replace("{DEAD}", &dead_url());
+    let config = load_from_strs(&providers, routing, &env_lookup)
+        .unwrap_or_else(|p| panic!("test config invalid: {p:?}"));
+    start_gateway(fake, config)
+}
+
+/// Starts a gateway for an already-loaded config in front of `fake`.
+pub fn start_gateway(fake: FakeUpstream, config: bkvy::config::Config) -> Harness {
+    let gateway = server::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        ServerOptions {
+            config,
+            clock: Arc::new(SystemClock),
+            limits: HttpLimits {
+                max_request_bytes: 64 * 1024,
+                max_messages: 100,
+            },
+            workers: 1,
+        },
+    )
+    .unwrap();
+    let Running {
+        server,
+        addr,
+        router,
+        table,
+    } = gateway;
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Harness {
+        fake,
+        url: format!("http://{addr}"),
+        router,
+        table,
+        server: handle,
+    }
+}
+
+/// The standard test setup.
+pub fn start() -> Harness {
+    start_with(PROVIDERS, ROUTING, FakeOptions::default())
+}
+
+pub fn client() -> awc::Client {
+    awc::Client::builder().timeout(Duration::from_secs(60)).finish()
+}
+
+/// POSTs JSON and returns (status, headers as text, parsed body).
+pub async fn post(url: &str, body: &Value) -> (u16, Value) {
+    let mut res = client().post(url).send_json(body).await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.body().limit(10 << 20).await.unwrap();
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        panic!("non-JSON body {status}: {}", String::from_utf8_lossy(&bytes))
+    });
+    (status, json)
+}
+
+/// POSTs raw bytes with a content type.
+pub async fn post_raw(url: &str, body: Vec<u8>) -> (u16, Value, String) {
+    let mut res = client()
+        .post(url)
+        .insert_header(("content-type", "application/json"))
+        .send_body(body)
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.body().limit(10 << 20).await.unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), text)
+}
+
+/// GETs JSON.
+pub async fn get(url: &str) -> (u16, Value) {
+    let mut res = client().get(url).send().await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.body().limit(10 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// A user message body for `/llm/intelligence`.
+pub fn ask(level: &str, text: &str) -> Value {
+    serde_json::json!({
+        "client_id": "test",
+        "intelligence_level": level,
+        "max_wait_seconds": 30,
+        "messages": [{"role": "user", "content": text}],
+        "debug": true,
+    })
+}
+
+/// Requests the fake received for a model.
+pub fn received(h: &Harness, model: &str) -> Vec<RecordedRequest> {
+    h.fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.model == model)
+        .collect()
+}
