@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 
+pub use load::{load, load_from_strs, ConfigProblem};
 pub use secret::Secret;
 
 use crate::types::Tier;
