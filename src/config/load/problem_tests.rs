@@ -271,9 +271,9 @@ fn unknown_fields_everywhere() {
         e,
         [
             "providers.openai.region: unknown field \"region\"; expected one of type, keys, models, rpd_timezone, connect_timeout_seconds, timeout_seconds",
-            "providers.openai.models.gpt-4o.context: unknown field \"context\"; expected one of endpoint, cost_per_1k_tokens, cost_per_1k_input_tokens, cost_per_1k_output_tokens, intelligence_tier, supports_thinking, avg_response_time_ms, version",
             "providers.openai.keys.k1.org: unknown field \"org\"; expected one of api_key, rate_limits",
             "providers.openai.keys.k1.rate_limits.gpt-4o.tpm: unknown field \"tpm\"; expected one of rpm, rpd, max_concurrent",
+            "providers.openai.models.gpt-4o.context: unknown field \"context\"; expected one of endpoint, cost_per_1k_tokens, cost_per_1k_input_tokens, cost_per_1k_output_tokens, intelligence_tier, supports_thinking, avg_response_time_ms, version",
             "routing.fallback: unknown field \"fallback\"; expected one of scenarios, request_timeout_seconds, max_attempts_per_candidate, max_queue",
             "routing.scenarios.s[0].weight: unknown field \"weight\"; expected one of provider, model, priority",
         ]
@@ -338,9 +338,9 @@ fn several_problems_are_all_reported() {
     assert_eq!(
         e,
         [
+            "providers.openai.keys.k1.rate_limits.gpt-4o.rpm: expected a positive integer",
             "providers.openai.models.gpt-4o.endpoint: expected a URL starting with http:// or https://",
             "providers.openai.models.gpt-4o.intelligence_tier: expected one of low, medium, high",
-            "providers.openai.keys.k1.rate_limits.gpt-4o.rpm: expected a positive integer",
             "routing.scenarios.t[0].provider: unknown provider \"x\"",
             "routing.max_queue: expected an integer from 1 to 100000",
         ]

@@ -67,7 +67,6 @@ fn provider(ck: &mut Checker<'_>, name: &str, v: &Value) -> Option<Provider> {
         Duration::from_secs(120),
         Checker::seconds,
     );
-    let models = ck.or(&path, obj, "models", Vec::new(), models);
     // `None` when `models` is not an object: that is reported once, not per limit.
     let names: Option<Vec<&str>> = match obj.get("models") {
         None | Some(Value::Null) => Some(Vec::new()),
@@ -78,6 +77,7 @@ fn provider(ck: &mut Checker<'_>, name: &str, v: &Value) -> Option<Provider> {
     let keys = ck.or(&path, obj, "keys", Vec::new(), |ck, p, v| {
         keys(ck, p, v, kind, names.as_deref())
     });
+    let models = ck.or(&path, obj, "models", Vec::new(), models);
     Some(Provider {
         name: name.to_owned(),
         kind: kind?,
