@@ -11,6 +11,7 @@ pub mod secret;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use load::{load, load_from_strs, ConfigProblem};
 pub use secret::Secret;
 
 use crate::types::Tier;
