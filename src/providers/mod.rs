@@ -8,6 +8,7 @@
 //! never by matching words in messages (the original's classifier bugs came from that).
 
 mod anthropic;
+mod call;
 mod error;
 mod gemini;
 mod ollama;
@@ -19,6 +20,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+pub use call::call;
 pub use error::UpstreamError;
 
 use crate::config::{Model, Provider, ProviderKind, Secret};
