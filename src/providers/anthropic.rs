@@ -5,6 +5,7 @@
 //! consecutive same-role turns merged, and `max_tokens` always sent (4096 by default).
 //! Thinking is off unless a `thinking` object is sent, so "thinking off" sends nothing
 //! (`budget_tokens: 0`, as the original sent, is rejected: the minimum is 1024).
+//! `top_p` is dropped when `temperature` is also given (current models reject both).
 //! A conversation that does not start with a user turn is passed on as it is; the API
 //! answers 400 (BadRequest), which is the caller's error to see.
 
@@ -39,7 +40,9 @@ pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> U
     if let Some(t) = o.temperature {
         body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
     }
-    if let Some(p) = o.top_p {
+    // Current models (Opus 4.1 and later, Sonnet/Haiku 4.5) reject temperature and
+    // top_p together; older ones accept either alone. So top_p goes only without temperature.
+    if let (Some(p), None) = (o.top_p, o.temperature) {
         body.insert("top_p".into(), json!(p.clamp(0.0, 1.0)));
     }
     if let Some(k) = o.top_k {
@@ -144,8 +147,10 @@ mod tests {
             build(&req, false).body,
             json!({"model": "claude-sonnet-4-5", "max_tokens": 256,
                    "messages": [{"role": "user", "content": "Hi"}],
-                   "temperature": 1.0, "top_p": 0.9, "top_k": 40, "stop_sequences": ["END"]})
+                   "temperature": 1.0, "top_k": 40, "stop_sequences": ["END"]})
         );
+        req.options.temperature = None;
+        assert_eq!(build(&req, false).body["top_p"], json!(0.9));
     }
 
     #[test]
