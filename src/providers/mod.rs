@@ -1,1 +1,174 @@
-//! Provider adapters.
+//! Provider adapters: one module per upstream API, plus [`call`], the one place an
+//! upstream HTTP call is made.
+//!
+//! The split keeps each wire format testable without a network: [`build_request`]
+//! and [`parse_response`] are pure, so golden tests pin the exact JSON each API gets
+//! and every answer/error shape it can send back. Only `call` touches the network.
+//! Failures are classified by HTTP status and the provider's structured error body,
+//! never by matching words in messages (the original's classifier bugs came from that).
+
+mod anthropic;
+mod call;
+mod error;
+mod gemini;
+mod ollama;
+mod openai;
+pub mod retry_after;
+
+use std::fmt;
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+pub use call::call;
+pub use error::UpstreamError;
+
+use crate::config::{Model, Provider, ProviderKind, Secret};
+use crate::types::{ChatRequest, ChatResponse, FinishReason, Role, Usage};
+
+/// A fully built upstream call. `Debug` never prints header values (they hold the key),
+/// the URL's query, or the body's contents (they hold the user's prompt).
+pub struct UpstreamRequest {
+    /// The full URL to `POST` to.
+    pub url: String,
+    /// Headers to send, including authentication.
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON body.
+    pub body: Value,
+}
+
+impl fmt::Debug for UpstreamRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.url.split(['?', '#']).next().unwrap_or_default();
+        let headers: Vec<&str> = self.headers.iter().map(|(name, _)| *name).collect();
+        let fields: Vec<&str> = match &self.body {
+            Value::Object(map) => map.keys().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        f.debug_struct("UpstreamRequest")
+            .field("url", &url)
+            .field("headers", &headers)
+            .field("body_fields", &fields)
+            .finish()
+    }
+}
+
+/// Builds the call for one provider/model/key. `key` is None for providers without a key.
+pub fn build_request(
+    provider: &Provider,
+    model: &Model,
+    key: Option<&Secret>,
+    req: &ChatRequest,
+) -> UpstreamRequest {
+    match provider.kind {
+        ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
+            openai::build(provider.kind, model, key, req)
+        }
+        ProviderKind::Anthropic => anthropic::build(model, key, req),
+        ProviderKind::Gemini => gemini::build(model, key, req),
+        ProviderKind::Ollama => ollama::build(model, key, req),
+    }
+}
+
+/// Turns an upstream answer into bkvy's terms, classifying failures by HTTP status and
+/// the provider's error body (never by free-text substring matching of messages).
+pub fn parse_response(
+    kind: ProviderKind,
+    status: u16,
+    headers: &awc::http::header::HeaderMap,
+    body: &[u8],
+) -> Result<ChatResponse, UpstreamError> {
+    if (200..300).contains(&status) {
+        let json: Value = serde_json::from_slice(body).map_err(|e| UpstreamError::Malformed {
+            message: format!("response body is not JSON: {e}"),
+        })?;
+        return match kind {
+            ProviderKind::Openai | ProviderKind::OpenaiCompatible => openai::parse(&json),
+            ProviderKind::Anthropic => anthropic::parse(&json),
+            ProviderKind::Gemini => gemini::parse(&json),
+            ProviderKind::Ollama => ollama::parse(&json),
+        };
+    }
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    let message = error::error_message(json.as_ref(), status);
+    Err(match status {
+        429 => UpstreamError::RateLimited {
+            retry_after: retry_after::from_response(headers, json.as_ref(), SystemTime::now()),
+            message,
+        },
+        401 | 403 => UpstreamError::Auth { status, message },
+        500..=599 => UpstreamError::Server { status, message },
+        400..=499 if kind == ProviderKind::Gemini && gemini::is_key_invalid(json.as_ref()) => {
+            UpstreamError::Auth { status, message }
+        }
+        _ => UpstreamError::BadRequest { status, message },
+    })
+}
+
+/// Whether this call must carry the provider's "thinking off" parameter: only when the
+/// router decided so *and* the model has a thinking mode (others reject the parameter).
+fn thinking_off(model: &Model, req: &ChatRequest) -> bool {
+    req.disable_thinking && model.supports_thinking
+}
+
+/// The configured stop sequences, if there is at least one.
+fn stop_sequences(req: &ChatRequest) -> Option<&Vec<String>> {
+    req.options.stop.as_ref().filter(|s| !s.is_empty())
+}
+
+/// All system messages joined with a blank line (in order), and the other messages with
+/// consecutive same-role turns merged, for APIs that need strict user/assistant alternation.
+fn split_and_merge(req: &ChatRequest) -> (Option<String>, Vec<(Role, String)>) {
+    let mut system: Vec<&str> = Vec::new();
+    let mut turns: Vec<(Role, String)> = Vec::new();
+    for m in &req.messages {
+        match (m.role, turns.last_mut()) {
+            (Role::System, _) => system.push(&m.content),
+            (role, Some((last, text))) if *last == role => {
+                text.push_str("\n\n");
+                text.push_str(&m.content);
+            }
+            (role, _) => turns.push((role, m.content.clone())),
+        }
+    }
+    let system = (!system.is_empty()).then(|| system.join("\n\n"));
+    (system, turns)
+}
+
+/// A non-negative integer at a JSON pointer; 0 when missing (never estimated).
+fn count(v: &Value, pointer: &str) -> u64 {
+    v.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Builds the normalised answer, rejecting an empty text that nothing explains.
+///
+/// Empty content is a valid answer when the model hit the token limit, was stopped by a
+/// content filter, or asked for a tool; otherwise it is a malformed response (retryable).
+fn answer(
+    content: String,
+    usage: Usage,
+    finish_reason: FinishReason,
+    raw_finish_reason: Option<String>,
+) -> Result<ChatResponse, UpstreamError> {
+    let explained = matches!(
+        finish_reason,
+        FinishReason::Length | FinishReason::ContentFilter | FinishReason::ToolCalls
+    );
+    if content.is_empty() && !explained {
+        return Err(UpstreamError::Malformed {
+            message: format!(
+                "empty content (finish reason: {})",
+                error::safe_text(raw_finish_reason.as_deref().unwrap_or("none"))
+            ),
+        });
+    }
+    Ok(ChatResponse {
+        content,
+        usage,
+        finish_reason,
+        raw_finish_reason,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod test_support;

@@ -1,0 +1,261 @@
+//! `call` against a tiny in-process server.
+
+use std::time::Duration;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use bytes::Bytes;
+use serde_json::json;
+
+use super::super::{UpstreamError, UpstreamRequest};
+use super::call;
+use crate::config::ProviderKind;
+
+const LIMIT: usize = 64 * 1024;
+
+fn success_body() -> serde_json::Value {
+    json!({"choices": [{"message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}],
+           "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+}
+
+async fn ok() -> HttpResponse {
+    HttpResponse::Ok().json(success_body())
+}
+
+async fn echo_auth(
+    req: actix_web::HttpRequest,
+    body: web::Json<serde_json::Value>,
+) -> HttpResponse {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if auth != "Bearer k" || body["model"] != "m" {
+        return HttpResponse::BadRequest().finish();
+    }
+    HttpResponse::Ok().json(success_body())
+}
+
+async fn limited() -> HttpResponse {
+    HttpResponse::TooManyRequests()
+        .insert_header(("retry-after", "17"))
+        .json(json!({"error": {"message": "Rate limit reached", "type": "requests"}}))
+}
+
+async fn slow() -> HttpResponse {
+    actix_web::rt::time::sleep(Duration::from_secs(5)).await;
+    HttpResponse::Ok().json(success_body())
+}
+
+async fn slow_body() -> HttpResponse {
+    let chunks = futures::stream::unfold(0, |n| async move {
+        match n {
+            0 => Some((
+                Ok::<_, actix_web::Error>(Bytes::from_static(b"{\"choices\": [")),
+                1,
+            )),
+            1 => {
+                actix_web::rt::time::sleep(Duration::from_secs(5)).await;
+                Some((Ok(Bytes::from_static(b"]}")), 2))
+            }
+            _ => None,
+        }
+    });
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .streaming(chunks)
+}
+
+/// A large answer; only served to clients that accept gzip, which the Compress
+/// middleware then applies.
+async fn huge(req: actix_web::HttpRequest) -> HttpResponse {
+    let accepts_gzip = req
+        .headers()
+        .get("accept-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("gzip"));
+    if !accepts_gzip {
+        return HttpResponse::NotAcceptable().finish();
+    }
+    let text = "x".repeat(LIMIT * 2);
+    HttpResponse::Ok()
+        .json(json!({"choices": [{"message": {"content": text}, "finish_reason": "stop"}]}))
+}
+
+/// A raw server that answers one request with headers promising 1000 bytes, sends 20,
+/// and closes the connection: a body cut off mid-way.
+fn cut_server() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/cut", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut buf).unwrap();
+            seen.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+            let Some(end) = text.find("\r\n\r\n") else {
+                continue;
+            };
+            let length = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if n == 0 || seen.len() >= end + 4 + length {
+                break;
+            }
+        }
+        let head =
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n";
+        conn.write_all(head.as_bytes()).unwrap();
+        conn.write_all(b"{\"choices\": [{\"mess").unwrap();
+    });
+    url
+}
+
+struct Server {
+    base: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+fn start() -> Server {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = HttpServer::new(|| {
+        App::new()
+            .wrap(actix_web::middleware::Compress::default())
+            .route("/ok", web::post().to(ok))
+            .route("/auth", web::post().to(echo_auth))
+            .route("/limited", web::post().to(limited))
+            .route("/slow", web::post().to(slow))
+            .route("/slow-body", web::post().to(slow_body))
+            .route("/huge", web::post().to(huge))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Server { base, handle }
+}
+
+fn request(url: String) -> UpstreamRequest {
+    UpstreamRequest {
+        url,
+        headers: vec![
+            ("Authorization", "Bearer k".into()),
+            ("Content-Type", "application/json".into()),
+        ],
+        body: json!({"model": "m", "messages": [{"role": "user", "content": "ping"}]}),
+    }
+}
+
+async fn run(url: String, timeout: Duration) -> Result<crate::types::ChatResponse, UpstreamError> {
+    let client = awc::Client::default();
+    call(&client, ProviderKind::Openai, &request(url), timeout, LIMIT).await
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+#[actix_web::test]
+async fn success_and_headers_sent() {
+    let s = start();
+    let r = run(format!("{}/ok", s.base), 5 * SECOND).await.unwrap();
+    assert_eq!((r.content.as_str(), r.usage.input_tokens), ("pong", 3));
+    let r = run(format!("{}/auth", s.base), 5 * SECOND).await.unwrap();
+    assert_eq!(r.content, "pong");
+    s.handle.stop(false).await;
+}
+
+#[actix_web::test]
+async fn gzip_response_is_decoded() {
+    let s = start();
+    let client = awc::Client::default();
+    // awc asks for gzip by itself (the handler refuses other clients) and decodes it.
+    let req = request(format!("{}/huge", s.base));
+    // Compressed on the wire far below LIMIT; decoded it exceeds LIMIT: the limit is on
+    // the decoded size, so a compression bomb cannot get around it.
+    let e = call(&client, ProviderKind::Openai, &req, 5 * SECOND, LIMIT)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "malformed_response");
+    let r = call(&client, ProviderKind::Openai, &req, 5 * SECOND, LIMIT * 4)
+        .await
+        .unwrap();
+    assert_eq!(r.content.len(), LIMIT * 2);
+    s.handle.stop(false).await;
+}
+
+#[actix_web::test]
+async fn rate_limited_with_retry_after() {
+    let s = start();
+    let e = run(format!("{}/limited", s.base), 5 * SECOND)
+        .await
+        .unwrap_err();
+    match e {
+        UpstreamError::RateLimited {
+            retry_after,
+            message,
+        } => {
+            assert_eq!(retry_after, Some(Duration::from_secs(17)));
+            assert_eq!(message, "Rate limit reached");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    s.handle.stop(false).await;
+}
+
+#[actix_web::test]
+async fn timeouts_cover_headers_and_body() {
+    let s = start();
+    let started = std::time::Instant::now();
+    let e = run(format!("{}/slow", s.base), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, UpstreamError::Timeout), "{e:?}");
+    let e = run(format!("{}/slow-body", s.base), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, UpstreamError::Timeout), "{e:?}");
+    assert!(started.elapsed() < 3 * SECOND);
+    s.handle.stop(false).await;
+}
+
+#[actix_web::test]
+async fn connection_refused() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let e = run(format!("http://{addr}/v1?key=secret-in-url"), 5 * SECOND)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, UpstreamError::Connection { .. }), "{e:?}");
+    assert!(!e.to_string().contains("secret-in-url"));
+}
+
+#[actix_web::test]
+async fn body_cut_off_and_over_limit() {
+    let s = start();
+    let e = run(cut_server(), 5 * SECOND).await.unwrap_err();
+    match e {
+        UpstreamError::Malformed { message } => {
+            assert!(message.starts_with("response body cut off"), "{message}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let e = run(format!("{}/huge", s.base), 5 * SECOND)
+        .await
+        .unwrap_err();
+    match e {
+        UpstreamError::Malformed { message } => {
+            assert!(message.contains("larger than"), "{message}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    s.handle.stop(false).await;
+}

@@ -1,0 +1,364 @@
+//! OpenAI Chat Completions, also spoken by OpenAI-compatible servers (vLLM, llama.cpp,
+//! LM Studio, Ollama's `/v1`).
+//!
+//! The two kinds differ only where the real APIs do: OpenAI wants
+//! `max_completion_tokens` (reasoning models reject `max_tokens`), has no `top_k`, and
+//! switches reasoning down with `reasoning_effort`; compatible servers take `max_tokens`
+//! and `top_k`, and switch Qwen3-style thinking off through `chat_template_kwargs`.
+
+use serde_json::{json, Map, Value};
+
+use super::{answer, count, stop_sequences, thinking_off, UpstreamError, UpstreamRequest};
+use crate::config::{Model, ProviderKind, Secret};
+use crate::types::{ChatRequest, ChatResponse, FinishReason, Usage};
+
+pub(super) fn build(
+    kind: ProviderKind,
+    model: &Model,
+    key: Option<&Secret>,
+    req: &ChatRequest,
+) -> UpstreamRequest {
+    let is_openai = kind == ProviderKind::Openai;
+    let mut body = Map::new();
+    body.insert("model".into(), json!(model.name));
+    let messages: Vec<Value> = req
+        .messages
+        .iter()
+        .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
+        .collect();
+    body.insert("messages".into(), Value::Array(messages));
+    let o = &req.options;
+    if let Some(n) = o.max_tokens {
+        let field = if is_openai {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        body.insert(field.into(), json!(n));
+    }
+    if let Some(t) = o.temperature {
+        body.insert("temperature".into(), json!(t.clamp(0.0, 2.0)));
+    }
+    if let Some(p) = o.top_p {
+        body.insert("top_p".into(), json!(p.clamp(0.0, 1.0)));
+    }
+    if let (Some(k), false) = (o.top_k, is_openai) {
+        body.insert("top_k".into(), json!(k));
+    }
+    if let Some(stop) = stop_sequences(req) {
+        body.insert("stop".into(), json!(stop));
+    }
+    if thinking_off(model, req) {
+        if is_openai {
+            // gpt-5 accepts "minimal"; o1/o3/o4 only go down to "low".
+            let effort = if model.name.starts_with("gpt-5") {
+                "minimal"
+            } else {
+                "low"
+            };
+            body.insert("reasoning_effort".into(), json!(effort));
+        } else {
+            body.insert(
+                "chat_template_kwargs".into(),
+                json!({"enable_thinking": false}),
+            );
+        }
+    }
+    let mut headers = Vec::new();
+    if let Some(k) = key.filter(|k| !k.expose().is_empty()) {
+        headers.push(("Authorization", format!("Bearer {}", k.expose())));
+    }
+    headers.push(("Content-Type", "application/json".to_string()));
+    UpstreamRequest {
+        url: model.endpoint.clone(),
+        headers,
+        body: Value::Object(body),
+    }
+}
+
+pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
+    let choice = json
+        .pointer("/choices/0")
+        .ok_or_else(|| UpstreamError::Malformed {
+            message: "no choices in response".into(),
+        })?;
+    let message = choice
+        .get("message")
+        .ok_or_else(|| UpstreamError::Malformed {
+            message: "choice has no message".into(),
+        })?;
+    let content = match message.get("content") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(UpstreamError::Malformed {
+                message: "message content is not a string".into(),
+            })
+        }
+    };
+    let raw = choice
+        .get("finish_reason")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut finish = match raw.as_deref() {
+        Some("stop") => FinishReason::Stop,
+        Some("length") => FinishReason::Length,
+        Some("content_filter") => FinishReason::ContentFilter,
+        Some("tool_calls" | "function_call") => FinishReason::ToolCalls,
+        _ => FinishReason::Other,
+    };
+    let has_tool_call = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .is_some_and(|calls| !calls.is_empty());
+    if has_tool_call && finish == FinishReason::Other {
+        finish = FinishReason::ToolCalls;
+    }
+    // completion_tokens includes the reasoning tokens; report them separately.
+    let completion = count(json, "/usage/completion_tokens");
+    let reasoning = count(json, "/usage/completion_tokens_details/reasoning_tokens");
+    let usage = Usage {
+        input_tokens: count(json, "/usage/prompt_tokens"),
+        output_tokens: completion.saturating_sub(reasoning),
+        thinking_tokens: reasoning,
+    };
+    answer(content, usage, finish, raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::{build_request, parse_response};
+    use crate::config::{ProviderKind, Secret};
+    use crate::types::{FinishReason, Role};
+    use serde_json::json;
+
+    const URL: &str = "https://api.openai.com/v1/chat/completions";
+
+    fn key() -> Secret {
+        Secret::new("sk-test-123")
+    }
+
+    #[test]
+    fn openai_no_options() {
+        let p = provider(ProviderKind::Openai);
+        let m = model("gpt-4o-mini", URL, false);
+        let r = build_request(&p, &m, Some(&key()), &simple());
+        assert_eq!(r.url, URL);
+        assert_eq!(
+            r.body,
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]})
+        );
+        assert_eq!(header(&r, "Authorization"), Some("Bearer sk-test-123"));
+        assert_eq!(header(&r, "Content-Type"), Some("application/json"));
+        assert_eq!(r.headers.len(), 2);
+        assert!(!format!("{r:?}").contains("sk-test-123"));
+    }
+
+    #[test]
+    fn openai_all_options_and_system() {
+        let p = provider(ProviderKind::Openai);
+        let m = model("gpt-4o-mini", URL, false);
+        let mut req = with_messages(vec![msg(Role::System, "Be brief."), msg(Role::User, "Hi")]);
+        req.options = all_options();
+        let r = build_request(&p, &m, Some(&key()), &req);
+        assert_eq!(
+            r.body,
+            json!({
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+                "max_completion_tokens": 256, "temperature": 0.5, "top_p": 0.9, "stop": ["END"]
+            })
+        );
+    }
+
+    #[test]
+    fn compatible_all_options_without_key() {
+        let p = provider(ProviderKind::OpenaiCompatible);
+        let m = model(
+            "qwen3-8b",
+            "http://localhost:8000/v1/chat/completions",
+            false,
+        );
+        let mut req = simple();
+        req.options = all_options();
+        req.options.temperature = Some(3.5);
+        let r = build_request(&p, &m, None, &req);
+        assert_eq!(
+            r.body,
+            json!({
+                "model": "qwen3-8b", "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 256, "temperature": 2.0, "top_p": 0.9, "top_k": 40, "stop": ["END"]
+            })
+        );
+        assert_eq!(
+            r.headers,
+            vec![("Content-Type", "application/json".to_string())]
+        );
+        let r = build_request(&p, &m, Some(&key()), &simple());
+        assert_eq!(header(&r, "authorization"), Some("Bearer sk-test-123"));
+    }
+
+    #[test]
+    fn thinking_off() {
+        let p = provider(ProviderKind::Openai);
+        let body = |name: &str, thinking: bool| {
+            build_request(
+                &p,
+                &model(name, URL, thinking),
+                Some(&key()),
+                &no_thinking(),
+            )
+            .body
+        };
+        assert_eq!(
+            body("gpt-5-mini", true)["reasoning_effort"],
+            json!("minimal")
+        );
+        assert_eq!(body("o4-mini", true)["reasoning_effort"], json!("low"));
+        assert_eq!(
+            body("gpt-4o", false),
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]})
+        );
+        assert!(body("o3", true).get("reasoning").is_none());
+        let p = provider(ProviderKind::OpenaiCompatible);
+        let m = model("qwen3-8b", URL, true);
+        assert_eq!(
+            build_request(&p, &m, None, &no_thinking()).body,
+            json!({"model": "qwen3-8b", "messages": [{"role": "user", "content": "Hi"}],
+                   "chat_template_kwargs": {"enable_thinking": false}})
+        );
+        let m = model("llama3", URL, false);
+        assert!(build_request(&p, &m, None, &no_thinking())
+            .body
+            .get("chat_template_kwargs")
+            .is_none());
+    }
+
+    fn ok(body: serde_json::Value) -> Result<crate::types::ChatResponse, super::UpstreamError> {
+        parse_response(
+            ProviderKind::Openai,
+            200,
+            &no_headers(),
+            body.to_string().as_bytes(),
+        )
+    }
+
+    #[test]
+    fn parses_success_with_reasoning_tokens() {
+        let r = ok(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "o4-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!", "refusal": null},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 90, "total_tokens": 102,
+                      "completion_tokens_details": {"reasoning_tokens": 64}}
+        }))
+        .unwrap();
+        assert_eq!(r.content, "Hello!");
+        assert_eq!(r.finish_reason, FinishReason::Stop);
+        assert_eq!(r.raw_finish_reason.as_deref(), Some("stop"));
+        assert_eq!(
+            (
+                r.usage.input_tokens,
+                r.usage.output_tokens,
+                r.usage.thinking_tokens
+            ),
+            (12, 26, 64)
+        );
+    }
+
+    #[test]
+    fn parses_length_filter_tools_and_empty() {
+        let choice = |content: serde_json::Value, finish: &str| json!({"choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": finish}]});
+        let r = ok(choice(json!(null), "length")).unwrap();
+        assert_eq!(
+            (r.content.as_str(), r.finish_reason),
+            ("", FinishReason::Length)
+        );
+        assert_eq!(r.usage.total(), 0);
+        let r = ok(choice(json!(""), "content_filter")).unwrap();
+        assert_eq!(r.finish_reason, FinishReason::ContentFilter);
+        let r = ok(choice(json!(null), "tool_calls")).unwrap();
+        assert_eq!(r.finish_reason, FinishReason::ToolCalls);
+        let e = ok(choice(json!(""), "stop")).unwrap_err();
+        assert_eq!(e.kind(), "malformed_response");
+        assert_eq!(
+            ok(json!({"choices": []})).unwrap_err().kind(),
+            "malformed_response"
+        );
+        let e = parse_response(ProviderKind::Openai, 200, &no_headers(), b"{\"choices\": [")
+            .unwrap_err();
+        assert_eq!(e.kind(), "malformed_response");
+    }
+
+    #[test]
+    fn classifies_errors() {
+        let err = |status: u16, body: &str| {
+            parse_response(ProviderKind::Openai, status, &no_headers(), body.as_bytes())
+                .unwrap_err()
+        };
+        let e = err(
+            401,
+            r#"{"error": {"message": "Incorrect API key provided: sk-abc***xyz.", "type": "invalid_request_error", "code": "invalid_api_key"}}"#,
+        );
+        assert!(matches!(e, super::UpstreamError::Auth { status: 401, .. }));
+        assert_eq!(
+            e.to_string(),
+            "upstream refused the credentials (401): Incorrect API key provided: sk-abc***xyz."
+        );
+        let e = err(
+            400,
+            r#"{"error": {"message": "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens; rate exceeded", "type": "invalid_request_error", "code": "context_length_exceeded"}}"#,
+        );
+        assert_eq!(e.kind(), "bad_request");
+        let e = err(
+            429,
+            r#"{"error": {"message": "Rate limit reached for gpt-4o", "type": "requests", "code": "rate_limit_exceeded"}}"#,
+        );
+        assert!(
+            matches!(e, super::UpstreamError::RateLimited { retry_after: None, ref message } if message == "Rate limit reached for gpt-4o")
+        );
+        let mut h = awc::http::header::HeaderMap::new();
+        for (name, value) in [
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "6m0s"),
+            ("x-ratelimit-remaining-tokens", "1000"),
+            ("x-ratelimit-reset-tokens", "250ms"),
+        ] {
+            h.insert(
+                awc::http::header::HeaderName::from_static(name),
+                awc::http::header::HeaderValue::from_static(value),
+            );
+        }
+        let e = parse_response(ProviderKind::Openai, 429, &h, b"{}").unwrap_err();
+        assert!(matches!(
+            e,
+            super::UpstreamError::RateLimited { retry_after: Some(d), ref message }
+                if d == std::time::Duration::from_secs(360) && message == "HTTP 429"
+        ));
+        h.insert(
+            awc::http::header::HeaderName::from_static("retry-after-ms"),
+            awc::http::header::HeaderValue::from_static("1500"),
+        );
+        let e = parse_response(ProviderKind::Openai, 429, &h, b"{}").unwrap_err();
+        assert!(matches!(
+            e,
+            super::UpstreamError::RateLimited { retry_after: Some(d), .. }
+                if d == std::time::Duration::from_millis(1500)
+        ));
+        assert_eq!(
+            err(500, "<html>oops 500</html>").to_string(),
+            "upstream server error (500): HTTP 500"
+        );
+        assert_eq!(err(503, "").kind(), "server_error");
+        assert_eq!(
+            err(
+                404,
+                r#"{"error": {"message": "The model `x` does not exist"}}"#
+            )
+            .kind(),
+            "bad_request"
+        );
+        assert_eq!(err(302, "").kind(), "bad_request");
+    }
+}
