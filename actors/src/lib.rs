@@ -16,6 +16,7 @@
 pub mod capacity;
 pub mod choice;
 pub mod clock;
+pub mod events;
 pub mod handle;
 pub mod ids;
 pub mod key_model;
@@ -26,6 +27,7 @@ pub mod waiters;
 
 pub use capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate};
 pub use clock::{Clock, ManualClock, Millis, SharedClock, SystemClock};
+pub use events::{AttemptError, RequestCompleted};
 pub use handle::{KeyModelHandle, LeaseGuard};
 pub use ids::{KeyModelId, RoutingMethod, Tier};
 pub use key_model::{KeyModelActor, KeyModelSpec};
