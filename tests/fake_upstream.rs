@@ -649,3 +649,23 @@ async fn fail_rate_latency_and_request_log() {
     assert!(fake.requests().is_empty());
     fake.stop().await;
 }
+
+#[actix_web::test]
+async fn several_workers_share_the_log_and_scripts() {
+    let fake = start(FakeOptions {
+        workers: 3,
+        latency: Duration::from_millis(50),
+        latency_jitter: Duration::from_millis(20),
+        ..FakeOptions::default()
+    });
+    fake.script("shared", [Fault::status(500), Fault::status(500)]);
+    let calls = (0..12).map(|_| openai(&fake, openai_body("shared")));
+    let replies = futures::future::join_all(calls).await;
+    let failed = replies.iter().filter(|r| r.status == 500).count();
+    assert_eq!(failed, 2);
+    assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 10);
+    let log = fake.requests();
+    assert_eq!(log.len(), 12);
+    assert!(log.iter().all(|r| r.status == 200 || r.status == 500));
+    fake.stop().await;
+}
