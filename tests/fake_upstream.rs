@@ -154,7 +154,7 @@ async fn openai_refuses_what_the_real_api_refuses() {
         json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "max"}),
         json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 2.5}),
         json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]}),
-        json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": true}),
+        json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": true}}),
         json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}),
     ];
     for body in bad {
@@ -268,7 +268,7 @@ async fn anthropic_refuses_what_the_real_api_refuses() {
         json!({"model": "c", "max_tokens": 10, "temperature": 1.5, "messages": [{"role": "user", "content": "x"}]}),
         json!({"model": "c", "max_tokens": 2000, "thinking": {"type": "enabled", "budget_tokens": 2000},
                "messages": [{"role": "user", "content": "x"}]}),
-        json!({"model": "c", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "x"}]}),
+        json!({"model": "c", "max_tokens": 10, "stream": "yes", "messages": [{"role": "user", "content": "x"}]}),
     ];
     for body in bad {
         let r = anthropic(&fake, body.clone()).await;
@@ -407,10 +407,6 @@ async fn ollama_chat_version_and_model_lists() {
     assert_eq!(r.body["prompt_eval_count"], 3);
     assert_eq!(r.body["eval_count"], 3 + 8);
 
-    let no_stream = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
-    let r = call("POST", &url, &[], Some(&no_stream)).await;
-    assert_eq!(r.status, 400);
-    assert!(r.body["error"].is_string());
     let bad_option = json!({"model": "m", "stream": false, "options": {"max_tokens": 3},
         "messages": [{"role": "user", "content": "x"}]});
     let r = call("POST", &url, &[], Some(&bad_option)).await;
@@ -503,6 +499,11 @@ async fn scripted_status_faults_use_each_api_shape() {
     let r = anthropic(&fake, anthropic_body("claude-x")).await;
     assert_eq!(r.status, 200);
 
+    let r = gemini(&fake, "gemini-2.0-flash", gemini_body()).await;
+    assert_eq!(
+        r.body["candidates"][0]["content"]["parts"][0]["text"],
+        "[gemini-2.0-flash] hello big world"
+    );
     fake.script("gemini-2.0-flash", [Fault::rate_limited(9)]);
     let r = gemini(&fake, "gemini-2.0-flash", gemini_body()).await;
     assert_eq!(r.status, 429);
@@ -667,5 +668,127 @@ async fn several_workers_share_the_log_and_scripts() {
     let log = fake.requests();
     assert_eq!(log.len(), 12);
     assert!(log.iter().all(|r| r.status == 200 || r.status == 500));
+    fake.stop().await;
+}
+
+/// Posts and returns the status, content type and raw body text.
+async fn raw(url: &str, headers: &[(&str, &str)], body: &Value) -> (u16, String, String) {
+    let client = awc::Client::default();
+    let mut req = client.post(url);
+    for (n, v) in headers {
+        req = req.insert_header((*n, *v));
+    }
+    let mut resp = req.send_json(body).await.unwrap();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let bytes = resp.body().await.unwrap();
+    (
+        resp.status().as_u16(),
+        ct,
+        String::from_utf8(bytes.to_vec()).unwrap(),
+    )
+}
+
+/// The JSON payloads of the `data:` lines of an SSE body.
+fn sse_data(body: &str) -> Vec<Value> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d.trim_end()).unwrap())
+        .collect()
+}
+
+#[actix_web::test]
+async fn streaming_answers_in_each_api_framing() {
+    let fake = start(FakeOptions::default());
+    let base = fake.url();
+
+    let mut body = openai_body("gpt-s");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let url = format!("{base}/v1/chat/completions");
+    let (status, ct, text) = raw(&url, &[("authorization", "Bearer sk")], &body).await;
+    assert_eq!((status, ct.as_str()), (200, "text/event-stream"));
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    let chunks = sse_data(&text);
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
+    let joined: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(joined, "[gpt-s] hello big world");
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 4);
+
+    let mut body = anthropic_body("claude-s");
+    body["stream"] = json!(true);
+    let url = format!("{base}/v1/messages");
+    let headers = [("x-api-key", "ak"), ("anthropic-version", "2023-06-01")];
+    let (status, ct, text) = raw(&url, &headers, &body).await;
+    assert_eq!((status, ct.as_str()), (200, "text/event-stream"));
+    assert!(text.starts_with("event: message_start\n"));
+    let events = sse_data(&text);
+    let joined: String = events
+        .iter()
+        .filter(|e| e["delta"]["type"] == "text_delta")
+        .filter_map(|e| e["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(joined, "[claude-s] hello big world");
+    let end = &events[events.len() - 2];
+    assert_eq!(end["delta"]["stop_reason"], "end_turn");
+    assert_eq!(events.last().unwrap()["type"], "message_stop");
+
+    let url = format!("{base}/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse");
+    let (status, ct, text) = raw(&url, &[("x-goog-api-key", "gk")], &gemini_body()).await;
+    assert_eq!((status, ct.as_str()), (200, "text/event-stream"));
+    let chunks = sse_data(&text);
+    let joined: String = chunks
+        .iter()
+        .filter_map(|c| c["candidates"][0]["content"]["parts"][0]["text"].as_str())
+        .collect();
+    assert_eq!(joined, "[gemini-2.0-flash] hello big world", "{text}");
+    assert_eq!(
+        chunks.last().unwrap()["candidates"][0]["finishReason"],
+        "STOP"
+    );
+    let url = format!("{base}/v1beta/models/gemini-2.0-flash:streamGenerateContent");
+    let (_, ct, text) = raw(&url, &[("x-goog-api-key", "gk")], &gemini_body()).await;
+    assert_eq!(ct, "application/json");
+    let array: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(array.as_array().unwrap().len(), 4);
+
+    let url = format!("{base}/api/chat");
+    let body =
+        json!({"model": "llama3.2", "messages": [{"role": "user", "content": "hello big world"}]});
+    let (status, ct, text) = raw(&url, &[], &body).await;
+    assert_eq!((status, ct.as_str()), (200, "application/x-ndjson"));
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let joined: String = lines
+        .iter()
+        .filter_map(|l| l["message"]["content"].as_str())
+        .collect();
+    assert_eq!(joined, "[llama3.2] hello big world");
+    let last = lines.last().unwrap();
+    assert_eq!(
+        (last["done"].as_bool(), last["eval_count"].as_u64()),
+        (Some(true), Some(4))
+    );
+
+    // A truncated stream stops before its end event.
+    fake.script("claude-s", [Fault::Truncated]);
+    let mut body = anthropic_body("claude-s");
+    body["stream"] = json!(true);
+    let (status, _, text) = raw(&format!("{base}/v1/messages"), &headers, &body).await;
+    assert_eq!(status, 200);
+    assert!(text.starts_with("event: message_start"));
+    assert!(!text.contains("message_stop"));
     fake.stop().await;
 }

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::exchange::{self, Flavor, Incoming, Reject, Success};
 use super::state::Shared;
+use super::stream;
 use super::text::{self, Answer, Finish, THINKING_TOKENS, THOUGHT};
 use super::FakeApi;
 
@@ -131,11 +132,9 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
     let top_k = text::int_in(body, "top_k", 0, i64::MAX).map_err(field)?;
     let stops = text::string_list(body, "stop_sequences", usize::MAX).map_err(field)?;
     metadata(body)?;
-    if text::boolean(body, "stream").map_err(field)? == Some(true) {
-        return Err(Reject::bad(
-            "stream: streaming is not supported by this fake upstream",
-        ));
-    }
+    let streaming = text::boolean(body, "stream")
+        .map_err(field)?
+        .unwrap_or(false);
     let thinking = thinking(body, max_tokens)?;
     if thinking {
         if temperature.is_some_and(|t| t != 1.0) {
@@ -155,6 +154,7 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
     Ok(Success {
         normal: reply(model, input, thinking, &answer),
         empty: reply(model, input, thinking, &Answer::empty()),
+        stream: streaming.then(stream::anthropic),
     })
 }
 

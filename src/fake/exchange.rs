@@ -12,6 +12,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::state::Shared;
+use super::stream::Stream;
 use super::{anthropic, gemini, ollama, openai};
 use super::{FakeApi, FakeOptions, Fault, RecordedRequest};
 
@@ -68,12 +69,23 @@ impl From<String> for Reject {
     }
 }
 
-/// The two success bodies of a valid call: the normal one and the one used for
-/// [`Fault::EmptyContent`].
-#[derive(Debug, Clone)]
+/// A valid call's answer: the normal body, the one used for [`Fault::EmptyContent`],
+/// and for a streaming call how the body is framed on the wire.
 pub(crate) struct Success {
     pub(crate) normal: Value,
     pub(crate) empty: Value,
+    pub(crate) stream: Option<Stream>,
+}
+
+impl Success {
+    /// A plain JSON answer.
+    pub(crate) fn json(normal: Value, empty: Value) -> Self {
+        Self {
+            normal,
+            empty,
+            stream: None,
+        }
+    }
 }
 
 /// What an API module's check sees.
@@ -93,10 +105,11 @@ enum Outcome {
         retry_after: Option<String>,
         headers: Vec<(String, String)>,
     },
-    Json(Value),
-    Malformed,
-    /// The full body and whether the client accepts gzip.
-    Truncated(Value, bool),
+    Answer(Value, Option<Stream>),
+    /// Whether the call asked for a stream.
+    Malformed(bool),
+    /// The full body, its stream framing and whether the client accepts gzip.
+    Truncated(Value, Option<Stream>, bool),
     Hang,
 }
 
@@ -104,7 +117,7 @@ impl Outcome {
     fn status(&self) -> u16 {
         match self {
             Self::Error { reject, .. } => reject.status,
-            Self::Json(_) | Self::Malformed | Self::Truncated(..) => 200,
+            Self::Answer(..) | Self::Malformed(_) | Self::Truncated(..) => 200,
             Self::Hang => 0,
         }
     }
@@ -234,7 +247,7 @@ fn random_failure(opts: &FakeOptions) -> Option<Fault> {
 
 fn apply(fault: Option<Fault>, success: Success, gzip: bool) -> (Outcome, Duration) {
     let outcome = match fault {
-        None => Outcome::Json(success.normal),
+        None => Outcome::Answer(success.normal, success.stream),
         Some(Fault::Status {
             status,
             retry_after,
@@ -251,11 +264,11 @@ fn apply(fault: Option<Fault>, success: Success, gzip: bool) -> (Outcome, Durati
                 headers,
             }
         }
-        Some(Fault::Delay(d)) => return (Outcome::Json(success.normal), d),
+        Some(Fault::Delay(d)) => return (Outcome::Answer(success.normal, success.stream), d),
         Some(Fault::Hang) => Outcome::Hang,
-        Some(Fault::Malformed) => Outcome::Malformed,
-        Some(Fault::Truncated) => Outcome::Truncated(success.normal, gzip),
-        Some(Fault::EmptyContent) => Outcome::Json(success.empty),
+        Some(Fault::Malformed) => Outcome::Malformed(success.stream.is_some()),
+        Some(Fault::Truncated) => Outcome::Truncated(success.normal, success.stream, gzip),
+        Some(Fault::EmptyContent) => Outcome::Answer(success.empty, success.stream),
     };
     (outcome, Duration::ZERO)
 }
@@ -281,7 +294,16 @@ fn error_body(flavor: Flavor, reject: &Reject, retry_delay_secs: u64) -> Value {
 
 async fn respond(outcome: Outcome, flavor: Flavor, opts: &FakeOptions) -> HttpResponse {
     match outcome {
-        Outcome::Json(v) => HttpResponse::Ok().json(v),
+        Outcome::Answer(v, None) => HttpResponse::Ok().json(v),
+        Outcome::Answer(v, Some(stream)) => {
+            let frames = (stream.frames)(&v)
+                .into_iter()
+                .map(|f| Ok::<_, std::io::Error>(Bytes::from(f)));
+            HttpResponse::Ok()
+                .content_type(stream.content_type)
+                .insert_header(("cache-control", "no-cache"))
+                .streaming(futures::stream::iter(frames))
+        }
         Outcome::Error {
             reject,
             retry_after,
@@ -302,14 +324,27 @@ async fn respond(outcome: Outcome, flavor: Flavor, opts: &FakeOptions) -> HttpRe
             }
             resp.json(error_body(flavor, &reject, delay))
         }
-        Outcome::Malformed => HttpResponse::Ok()
+        Outcome::Malformed(false) => HttpResponse::Ok()
             .content_type("application/json")
             .body("{\"id\": \"fake-malformed\", \"choices\": [ <html>502 Bad Gateway</html>"),
-        Outcome::Truncated(v, gzip) => {
-            let full = Bytes::from(v.to_string().into_bytes());
-            let half = full.slice(..full.len() / 2);
+        Outcome::Malformed(true) => HttpResponse::Ok().content_type("text/event-stream").body(
+            "data: {\"id\": \"fake-malformed\", \"choices\": [\n\ndata: <html>502</html>\n\n",
+        ),
+        Outcome::Truncated(v, stream, gzip) => {
             let mut resp = HttpResponse::Ok();
-            resp.content_type("application/json");
+            let (half, gzip) = match stream {
+                None => {
+                    resp.content_type("application/json");
+                    let full = Bytes::from(v.to_string().into_bytes());
+                    (full.slice(..full.len() / 2), gzip)
+                }
+                Some(stream) => {
+                    resp.content_type(stream.content_type);
+                    let frames = (stream.frames)(&v);
+                    let half = frames[..frames.len() / 2].concat();
+                    (Bytes::from(half.into_bytes()), false)
+                }
+            };
             let head = if gzip {
                 resp.insert_header(("content-encoding", "gzip"));
                 gzip_unfinished(&half)

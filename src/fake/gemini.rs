@@ -1,8 +1,8 @@
 //! Google Gemini (`POST /v1beta/models/{model}:generateContent`).
 //!
 //! The model is in the path; the whole `{model}:{method}` segment is matched and split
-//! here, so `:streamGenerateContent` can be refused clearly and unknown methods get
-//! Gemini's 404. The key must come in `x-goog-api-key`: a `key=` query parameter is
+//! here; `:streamGenerateContent` streams (SSE with `alt=sse`, else a JSON array)
+//! and unknown methods get Gemini's 404. The key must come in `x-goog-api-key`: a `key=` query parameter is
 //! refused, because bkvy must never put a key into a URL (URLs end up in logs).
 //!
 //! Field names are accepted in camelCase or snake_case, as the real (protobuf JSON)
@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use super::exchange::{self, Flavor, Incoming, Reject, Success};
 use super::gemini_request::{camel_keys, config, content_words, contents, Config};
 use super::state::Shared;
+use super::stream;
 use super::text::{self, Answer, Finish, THINKING_TOKENS, THOUGHT};
 use super::FakeApi;
 
@@ -42,6 +43,11 @@ fn split_call(req: &HttpRequest) -> (String, String) {
         Some((m, method)) => (m.to_owned(), method.to_owned()),
         None => (call.to_owned(), String::new()),
     }
+}
+
+/// Whether the query asks for SSE framing (`alt=sse`).
+fn alt_sse(req: &HttpRequest) -> bool {
+    req.query_string().split('&').any(|pair| pair == "alt=sse")
 }
 
 /// Google's error shape; a 429 carries a `RetryInfo` detail.
@@ -101,12 +107,7 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
     check_auth(i.req)?;
     let (model, method) = split_call(i.req);
     match method.as_str() {
-        "generateContent" => {}
-        "streamGenerateContent" => {
-            return Err(Reject::bad(
-                "streaming is not supported by this fake upstream",
-            ))
-        }
+        "generateContent" | "streamGenerateContent" => {}
         _ => {
             return Err(Reject::new(
                 404,
@@ -163,6 +164,7 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
     Ok(Success {
         normal: reply.body(&answer),
         empty: reply.body(&Answer::empty()),
+        stream: (method == "streamGenerateContent").then(|| stream::gemini(alt_sse(i.req))),
     })
 }
 

@@ -175,13 +175,27 @@ pub(super) fn content_words(v: &Value, at: &str) -> Result<(u64, String, String)
     Ok((text::words(&joined), joined, role))
 }
 
-#[derive(Debug, Default)]
+/// What `generationConfig` asks for.
+#[derive(Debug)]
 pub(super) struct Config {
     pub(super) max_tokens: Option<u64>,
     pub(super) stops: Vec<String>,
     pub(super) candidates: i64,
     pub(super) budget: Option<i64>,
     pub(super) include_thoughts: bool,
+}
+
+impl Default for Config {
+    /// No `generationConfig`: one candidate, no limits, default thinking.
+    fn default() -> Self {
+        Self {
+            max_tokens: None,
+            stops: Vec::new(),
+            candidates: 1,
+            budget: None,
+            include_thoughts: false,
+        }
+    }
 }
 
 pub(super) fn config(c: &Map<String, Value>, model: &str) -> Result<Config, Reject> {

@@ -11,7 +11,7 @@
 //!
 //! Layout: `state` holds what the worker threads share, `exchange` runs the common
 //! record → validate → fault → latency → answer flow, `text` makes the deterministic
-//! answer, and one module per API (`openai`, `anthropic`, `gemini` with
+//! answer, `stream` frames streaming answers, and one module per API (`openai`, `anthropic`, `gemini` with
 //! `gemini_request`, `ollama`, `models` for the model lists) does that API's
 //! validation and shapes.
 
@@ -23,6 +23,7 @@ mod models;
 mod ollama;
 mod openai;
 mod state;
+mod stream;
 mod text;
 
 use std::net::{SocketAddr, TcpListener};
@@ -132,9 +133,13 @@ pub enum Fault {
     Delay(Duration),
     /// Never answer (sleeps an hour); the client's timeout must give up.
     Hang,
-    /// 200 with a JSON content type and a body that is not valid JSON.
+    /// 200 with a body that is not valid JSON (for a streaming call, SSE events whose
+    /// data is not valid JSON).
     Malformed,
     /// 200, headers sent, then the body is cut off mid-JSON and the connection broken.
+    /// If the client accepts gzip the part sent is an unfinished gzip stream, so awc
+    /// reports a payload error (awc takes a plain early close as the end of the body).
+    /// A streaming call gets the first half of its events.
     Truncated,
     /// 200 in the valid shape, but with empty text.
     EmptyContent,

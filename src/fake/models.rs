@@ -81,10 +81,7 @@ pub(crate) async fn ollama_tags(
 }
 
 fn both(list: impl Fn(&[&str]) -> Value, names: &[&str]) -> Success {
-    Success {
-        normal: list(names),
-        empty: list(&[]),
-    }
+    Success::json(list(names), list(&[]))
 }
 
 fn openai_list(i: &Incoming<'_>) -> Result<Success, Reject> {

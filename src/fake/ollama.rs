@@ -1,9 +1,8 @@
 //! Ollama's native API (`POST /api/chat`, `GET /api/version`).
 //!
 //! Stricter than real Ollama on purpose: real Ollama ignores unknown fields and
-//! options, which would hide adapter bugs, so this fake refuses them. It also requires
-//! `"stream": false` explicitly, because real Ollama streams NDJSON when `stream` is
-//! absent and a non-streaming client would then break.
+//! options, which would hide adapter bugs, so this fake refuses them. Like real Ollama
+//! it streams NDJSON unless the request says `"stream": false`.
 //!
 //! Thinking: `think: true` (or `low`/`medium`/`high`) adds `message.thinking` of
 //! [`THINKING_TOKENS`] words, counted in `eval_count` as real Ollama does.
@@ -14,6 +13,7 @@ use serde_json::{json, Map, Value};
 
 use super::exchange::{self, Flavor, Incoming, Reject, Success};
 use super::state::Shared;
+use super::stream;
 use super::text::{self, Answer, Finish, THINKING_TOKENS, THOUGHT};
 use super::FakeApi;
 
@@ -76,10 +76,7 @@ pub(crate) async fn version(
 ) -> HttpResponse {
     fn check(_: &Incoming<'_>) -> Result<Success, Reject> {
         let v = json!({"version": "0.9.0"});
-        Ok(Success {
-            normal: v.clone(),
-            empty: v,
-        })
+        Ok(Success::json(v.clone(), v))
     }
     exchange::serve(
         &shared,
@@ -117,24 +114,16 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
             ))
         }
     };
-    match text::get(body, "stream") {
-        Some(Value::Bool(false)) => {}
-        Some(Value::Bool(true)) => {
-            return Err(Reject::bad(
-                "streaming is not supported by this fake upstream",
-            ))
-        }
-        None => {
-            return Err(Reject::bad(
-                "\"stream\" is absent, which makes real Ollama stream; send \"stream\": false",
-            ))
-        }
+    // Real Ollama streams unless told `"stream": false`.
+    let streaming = match text::get(body, "stream") {
+        Some(Value::Bool(b)) => *b,
+        None => true,
         Some(_) => {
             return Err(Reject::bad(
                 "json: cannot unmarshal into field stream of type bool",
             ))
         }
-    }
+    };
     let thinking = match text::get(body, "think") {
         None | Some(Value::Bool(false)) => false,
         Some(Value::Bool(true)) => true,
@@ -155,6 +144,7 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
     Ok(Success {
         normal: reply(model, input_words, thinking, &answer),
         empty: reply(model, input_words, thinking, &Answer::empty()),
+        stream: streaming.then(stream::ollama),
     })
 }
 

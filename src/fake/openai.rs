@@ -6,6 +6,8 @@
 //! accepts), the six roles, `reasoning_effort` values and numeric ranges. Model-specific
 //! rules (e.g. o-series refusing `max_tokens`) are not modelled.
 //!
+//! `stream: true` answers with `chat.completion.chunk` events (see `stream`).
+//!
 //! Thinking: `reasoning_effort` of `low`, `medium`, `high` or `xhigh` reports
 //! [`THINKING_TOKENS`] reasoning tokens; absent, `none` or `minimal` reports 0.
 
@@ -15,6 +17,7 @@ use serde_json::{json, Map, Value};
 
 use super::exchange::{self, Flavor, Incoming, Reject, Success};
 use super::state::Shared;
+use super::stream;
 use super::text::{self, Answer, Finish, THINKING_TOKENS};
 use super::FakeApi;
 
@@ -156,17 +159,10 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
         .map_err(param_err("n"))?
         .unwrap_or(1);
     let stops = stop(body)?;
-    if text::boolean(body, "stream").map_err(param_err("stream"))? == Some(true) {
-        return Err(
-            Reject::bad("stream: streaming is not supported by this fake upstream").param("stream"),
-        );
-    }
-    if text::get(body, "stream_options").is_some() {
-        return Err(Reject::bad(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-        )
-        .param("stream_options"));
-    }
+    let streaming = text::boolean(body, "stream")
+        .map_err(param_err("stream"))?
+        .unwrap_or(false);
+    let include_usage = stream_options(body, streaming)?;
     let effort = text::string(body, "reasoning_effort").map_err(param_err("reasoning_effort"))?;
     if let Some(e) = effort.filter(|e| !EFFORTS.contains(e)) {
         return Err(Reject::bad(format!(
@@ -195,7 +191,31 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
     Ok(Success {
         normal: reply.body(&answer),
         empty: reply.body(&Answer::empty()),
+        stream: streaming.then(|| stream::openai(include_usage)),
     })
+}
+
+/// Checks `stream_options` (only with `stream`); returns `include_usage`.
+fn stream_options(body: &Map<String, Value>, streaming: bool) -> Result<bool, Reject> {
+    let Some(options) = text::get(body, "stream_options") else {
+        return Ok(false);
+    };
+    let reject = |m: String| Reject::bad(m).param("stream_options");
+    if !streaming {
+        return Err(reject(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.".into(),
+        ));
+    }
+    let options = options
+        .as_object()
+        .ok_or_else(|| reject("Invalid type for 'stream_options': expected an object".into()))?;
+    if let Some(k) = text::unknown_key(options, &["include_usage", "include_obfuscation"]) {
+        return Err(reject(format!("Unrecognized stream_options argument: {k}")));
+    }
+    text::boolean(options, "include_obfuscation").map_err(reject)?;
+    Ok(text::boolean(options, "include_usage")
+        .map_err(reject)?
+        .unwrap_or(false))
 }
 
 fn param_err(param: &'static str) -> impl Fn(String) -> Reject {
