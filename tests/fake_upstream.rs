@@ -792,3 +792,38 @@ async fn streaming_answers_in_each_api_framing() {
     assert!(!text.contains("message_stop"));
     fake.stop().await;
 }
+
+#[actix_web::test]
+async fn keyless_prefix_serves_openai_compatible_calls_without_a_key() {
+    let fake = start(FakeOptions::default());
+    let url = format!("{}/keyless/v1/chat/completions", fake.url());
+    let r = call("POST", &url, &[], Some(&openai_body("local-model"))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["choices"][0]["message"]["content"],
+        "[local-model] hello big world"
+    );
+    let r = call(
+        "POST",
+        &url,
+        &[("authorization", "Basic x")],
+        Some(&openai_body("m")),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let r = call(
+        "GET",
+        &format!("{}/keyless/v1/models", fake.url()),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.body["object"], "list");
+    let log = fake.requests();
+    assert_eq!(
+        (log[0].api, log[0].credential.as_deref()),
+        (FakeApi::OpenAi, None)
+    );
+    assert_eq!(log[0].path, "/keyless/v1/chat/completions");
+    fake.stop().await;
+}

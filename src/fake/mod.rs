@@ -71,7 +71,7 @@ impl Default for FakeOptions {
 /// Which API a recorded request was addressed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FakeApi {
-    /// `POST /v1/chat/completions`.
+    /// `POST /v1/chat/completions` (also under `/keyless`, where no key is needed).
     OpenAi,
     /// `POST /v1/messages`.
     Anthropic,
@@ -288,6 +288,20 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/v1/models")
             .route(web::get().to(models::v1_models))
+            .default_service(fallback()),
+    )
+    .service(
+        web::scope(openai::KEYLESS_PREFIX)
+            .service(
+                web::resource("/v1/chat/completions")
+                    .route(web::post().to(openai::chat))
+                    .default_service(fallback()),
+            )
+            .service(
+                web::resource("/v1/models")
+                    .route(web::get().to(models::v1_models))
+                    .default_service(fallback()),
+            )
             .default_service(fallback()),
     )
     .service(

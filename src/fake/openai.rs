@@ -6,6 +6,9 @@
 //! accepts), the six roles, `reasoning_effort` values and numeric ranges. Model-specific
 //! rules (e.g. o-series refusing `max_tokens`) are not modelled.
 //!
+//! The same endpoints under `/keyless` (e.g. `/keyless/v1/chat/completions`) accept
+//! calls without a key, for providers of type `openai_compatible` that have none.
+//!
 //! `stream: true` answers with `chat.completion.chunk` events (see `stream`).
 //!
 //! Thinking: `reasoning_effort` of `low`, `medium`, `high` or `xhigh` reports
@@ -96,11 +99,18 @@ pub(crate) fn error_body(r: &Reject) -> Value {
     json!({"error": {"message": r.message, "type": kind, "param": r.param, "code": code}})
 }
 
-/// Checks the bearer token: present and non-empty.
+/// Path prefix under which the OpenAI endpoints need no key, like a local
+/// OpenAI-compatible server (vLLM, Ollama's `/v1`).
+pub(crate) const KEYLESS_PREFIX: &str = "/keyless";
+
+/// Checks the bearer token: present and non-empty; under [`KEYLESS_PREFIX`] it may be
+/// absent, but an `Authorization` header that is sent must still be a bearer token.
 pub(crate) fn check_auth(req: &HttpRequest) -> Result<(), Reject> {
-    let token = req
-        .headers()
-        .get("authorization")
+    let header = req.headers().get("authorization");
+    if header.is_none() && req.path().starts_with(KEYLESS_PREFIX) {
+        return Ok(());
+    }
+    let token = header
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
