@@ -827,3 +827,29 @@ async fn keyless_prefix_serves_openai_compatible_calls_without_a_key() {
     assert_eq!(log[0].path, "/keyless/v1/chat/completions");
     fake.stop().await;
 }
+
+#[actix_web::test]
+async fn serve_forever_binds_host_and_port() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = actix_web::rt::spawn(bkvy::fake::serve_forever(
+        port,
+        "127.0.0.1",
+        FakeOptions::default(),
+    ));
+    let url = format!("http://127.0.0.1:{port}/api/version");
+    let client = awc::Client::default();
+    let mut answer = None;
+    for _ in 0..50 {
+        if let Ok(mut resp) = client.get(&url).send().await {
+            answer = Some(resp.json::<Value>().await.unwrap());
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(answer, Some(json!({"version": "0.9.0"})));
+    server.abort();
+}
