@@ -1,0 +1,392 @@
+//! The flow every call goes through, whatever the API: record what arrived, validate
+//! it (API module), pick a scripted or random fault, wait the configured latency and
+//! answer. Keeping it in one place makes faults and latency behave the same for every
+//! API, and means a call is recorded even when it is rejected or faulted.
+
+use std::time::{Duration, SystemTime};
+
+use actix_web::http::StatusCode;
+use actix_web::rt::time::sleep;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::state::Shared;
+use super::stream::Stream;
+use super::{anthropic, gemini, ollama, openai};
+use super::{FakeApi, FakeOptions, Fault, RecordedRequest};
+
+/// How long a hanging call sleeps before it finally gives up.
+const HANG: Duration = Duration::from_secs(3600);
+
+/// Which API's error shape and credential header apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    OpenAi,
+    Anthropic,
+    Gemini,
+    Ollama,
+}
+
+/// A refusal: the status and message, and OpenAI's `param`/`code` where they matter.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Reject {
+    pub(crate) status: u16,
+    pub(crate) message: String,
+    pub(crate) param: Option<String>,
+    pub(crate) code: Option<&'static str>,
+}
+
+impl Reject {
+    pub(crate) fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            param: None,
+            code: None,
+        }
+    }
+
+    /// A 400.
+    pub(crate) fn bad(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    pub(crate) fn param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub(crate) fn code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+}
+
+impl From<String> for Reject {
+    fn from(message: String) -> Self {
+        Self::bad(message)
+    }
+}
+
+/// A valid call's answer: the normal body, the one used for [`Fault::EmptyContent`],
+/// and for a streaming call how the body is framed on the wire.
+pub(crate) struct Success {
+    pub(crate) normal: Value,
+    pub(crate) empty: Value,
+    pub(crate) stream: Option<Stream>,
+}
+
+impl Success {
+    /// A plain JSON answer.
+    pub(crate) fn json(normal: Value, empty: Value) -> Self {
+        Self {
+            normal,
+            empty,
+            stream: None,
+        }
+    }
+}
+
+/// What an API module's check sees.
+pub(crate) struct Incoming<'a> {
+    pub(crate) req: &'a HttpRequest,
+    /// The body, or `None` when it is not valid JSON.
+    pub(crate) json: Option<&'a Value>,
+}
+
+/// An API module's validation: the answer bodies, or why the call is refused.
+pub(crate) type Check = fn(&Incoming<'_>) -> Result<Success, Reject>;
+
+/// What the fake decided to answer.
+enum Outcome {
+    Error {
+        reject: Reject,
+        retry_after: Option<String>,
+        headers: Vec<(String, String)>,
+    },
+    Answer(Value, Option<Stream>),
+    /// Whether the call asked for a stream.
+    Malformed(bool),
+    /// The full body, its stream framing and whether the client accepts gzip.
+    Truncated(Value, Option<Stream>, bool),
+    Hang,
+}
+
+impl Outcome {
+    fn status(&self) -> u16 {
+        match self {
+            Self::Error { reject, .. } => reject.status,
+            Self::Answer(..) | Self::Malformed(_) | Self::Truncated(..) => 200,
+            Self::Hang => 0,
+        }
+    }
+}
+
+/// Serves one call: record, check, fault, latency, answer.
+pub(crate) async fn serve(
+    shared: &Shared,
+    req: &HttpRequest,
+    body: &Bytes,
+    api: FakeApi,
+    flavor: Flavor,
+    path_model: Option<String>,
+    check: Check,
+) -> HttpResponse {
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    let model = path_model
+        .or_else(|| {
+            json.as_ref()
+                .and_then(|v| v.get("model"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let id = shared.record(RecordedRequest {
+        api,
+        path: req.path().to_owned(),
+        model: model.clone(),
+        credential: credential(flavor, req),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (n.as_str().to_owned(), value)
+            })
+            .collect(),
+        query: req.query_string().to_owned(),
+        body: json.clone().unwrap_or(Value::Null),
+        received_at: SystemTime::now(),
+        status: 0,
+    });
+    let opts = shared.options();
+    let incoming = Incoming {
+        req,
+        json: json.as_ref(),
+    };
+    let (outcome, delay) = match check(&incoming) {
+        Err(reject) => (
+            Outcome::Error {
+                reject,
+                retry_after: None,
+                headers: Vec::new(),
+            },
+            Duration::ZERO,
+        ),
+        Ok(success) => {
+            let fault = shared.next_fault(&model).or_else(|| random_failure(&opts));
+            apply(fault, success, accepts_gzip(req))
+        }
+    };
+    shared.set_status(id, outcome.status());
+    let wait = latency(&opts) + delay;
+    if !wait.is_zero() {
+        sleep(wait).await;
+    }
+    respond(outcome, flavor, &opts).await
+}
+
+/// Unknown paths and wrong methods: recorded, then a 404 in the shape of the API the
+/// path prefix belongs to.
+pub(crate) async fn not_found(
+    req: HttpRequest,
+    body: Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let path = req.path();
+    let (api, flavor) = if path.starts_with("/v1beta") {
+        (FakeApi::Gemini, Flavor::Gemini)
+    } else if path.starts_with("/api/") {
+        (FakeApi::Ollama, Flavor::Ollama)
+    } else if req.headers().contains_key("x-api-key") {
+        (FakeApi::Anthropic, Flavor::Anthropic)
+    } else {
+        (FakeApi::OpenAi, Flavor::OpenAi)
+    };
+    fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
+        let what = format!("{} {}", i.req.method(), i.req.path());
+        Err(Reject::new(
+            404,
+            format!("fake upstream has no route for {what}"),
+        ))
+    }
+    serve(&shared, &req, &body, api, flavor, None, check).await
+}
+
+/// The credential as the API carries it.
+fn credential(flavor: Flavor, req: &HttpRequest) -> Option<String> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let bearer = || {
+        header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_owned()))
+    };
+    match flavor {
+        Flavor::OpenAi | Flavor::Ollama => bearer(),
+        Flavor::Anthropic => header("x-api-key"),
+        Flavor::Gemini => header("x-goog-api-key"),
+    }
+}
+
+/// A random failure per `fail_rate`; a 429 carries `Retry-After`.
+fn random_failure(opts: &FakeOptions) -> Option<Fault> {
+    let rate = opts.fail_rate.clamp(0.0, 1.0);
+    if rate <= 0.0 || !rand::random_bool(rate) {
+        return None;
+    }
+    let retry_after = (opts.fail_status == 429).then(|| opts.retry_after_secs.to_string());
+    Some(Fault::Status {
+        status: opts.fail_status,
+        retry_after,
+        headers: Vec::new(),
+    })
+}
+
+fn apply(fault: Option<Fault>, success: Success, gzip: bool) -> (Outcome, Duration) {
+    let outcome = match fault {
+        None => Outcome::Answer(success.normal, success.stream),
+        Some(Fault::Status {
+            status,
+            retry_after,
+            headers,
+        }) => {
+            let reason = StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("error");
+            let reject = Reject::new(status, format!("{reason} (injected by the fake upstream)"));
+            Outcome::Error {
+                reject,
+                retry_after,
+                headers,
+            }
+        }
+        Some(Fault::Delay(d)) => return (Outcome::Answer(success.normal, success.stream), d),
+        Some(Fault::Hang) => Outcome::Hang,
+        Some(Fault::Malformed) => Outcome::Malformed(success.stream.is_some()),
+        Some(Fault::Truncated) => Outcome::Truncated(success.normal, success.stream, gzip),
+        Some(Fault::EmptyContent) => Outcome::Answer(success.empty, success.stream),
+    };
+    (outcome, Duration::ZERO)
+}
+
+fn latency(opts: &FakeOptions) -> Duration {
+    let jitter = u64::try_from(opts.latency_jitter.as_nanos()).unwrap_or(u64::MAX);
+    let extra = if jitter == 0 {
+        0
+    } else {
+        rand::random_range(0..=jitter)
+    };
+    opts.latency + Duration::from_nanos(extra)
+}
+
+fn error_body(flavor: Flavor, reject: &Reject, retry_delay_secs: u64) -> Value {
+    match flavor {
+        Flavor::OpenAi => openai::error_body(reject),
+        Flavor::Anthropic => anthropic::error_body(reject),
+        Flavor::Gemini => gemini::error_body(reject, retry_delay_secs),
+        Flavor::Ollama => ollama::error_body(reject),
+    }
+}
+
+async fn respond(outcome: Outcome, flavor: Flavor, opts: &FakeOptions) -> HttpResponse {
+    match outcome {
+        Outcome::Answer(v, None) => HttpResponse::Ok().json(v),
+        Outcome::Answer(v, Some(stream)) => {
+            let frames = (stream.frames)(&v)
+                .into_iter()
+                .map(|f| Ok::<_, std::io::Error>(Bytes::from(f)));
+            HttpResponse::Ok()
+                .content_type(stream.content_type)
+                .insert_header(("cache-control", "no-cache"))
+                .streaming(futures::stream::iter(frames))
+        }
+        Outcome::Error {
+            reject,
+            retry_after,
+            headers,
+        } => {
+            let delay = retry_after
+                .as_deref()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(opts.retry_after_secs);
+            let status =
+                StatusCode::from_u16(reject.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut resp = HttpResponse::build(status);
+            if let Some(ra) = retry_after {
+                resp.insert_header(("retry-after", ra));
+            }
+            for (name, value) in headers {
+                resp.append_header((name, value));
+            }
+            resp.json(error_body(flavor, &reject, delay))
+        }
+        Outcome::Malformed(false) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body("{\"id\": \"fake-malformed\", \"choices\": [ <html>502 Bad Gateway</html>"),
+        Outcome::Malformed(true) => HttpResponse::Ok().content_type("text/event-stream").body(
+            "data: {\"id\": \"fake-malformed\", \"choices\": [\n\ndata: <html>502</html>\n\n",
+        ),
+        Outcome::Truncated(v, stream, gzip) => {
+            let mut resp = HttpResponse::Ok();
+            let (half, gzip) = match stream {
+                None => {
+                    resp.content_type("application/json");
+                    let full = Bytes::from(v.to_string().into_bytes());
+                    (full.slice(..full.len() / 2), gzip)
+                }
+                Some(stream) => {
+                    resp.content_type(stream.content_type);
+                    let frames = (stream.frames)(&v);
+                    let half = frames[..frames.len() / 2].concat();
+                    (Bytes::from(half.into_bytes()), false)
+                }
+            };
+            let head = if gzip {
+                resp.insert_header(("content-encoding", "gzip"));
+                gzip_unfinished(&half)
+            } else {
+                half
+            };
+            let head = futures::stream::once(async move { Ok::<_, std::io::Error>(head) });
+            let broken = futures::stream::once(async {
+                // Let the headers and the first part reach the client before breaking off.
+                sleep(Duration::from_millis(50)).await;
+                Err(std::io::Error::other("fake upstream: body truncated"))
+            });
+            resp.streaming(futures::StreamExt::chain(head, broken))
+        }
+        Outcome::Hang => {
+            sleep(HANG).await;
+            let reject = Reject::new(504, "the fake upstream hung for an hour");
+            HttpResponse::GatewayTimeout().json(error_body(flavor, &reject, opts.retry_after_secs))
+        }
+    }
+}
+
+/// Whether the request's `Accept-Encoding` allows gzip.
+fn accepts_gzip(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all("accept-encoding")
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")))
+}
+
+/// A gzip stream holding `data` in one stored deflate block and then ending early:
+/// no final block and no CRC trailer. A client that decompresses (as awc does by
+/// default) then reports a payload error, where a plain cut-off body would look like a
+/// normal end of body to it (awc takes EOF as the end of a chunked body).
+fn gzip_unfinished(data: &[u8]) -> Bytes {
+    let data = &data[..data.len().min(usize::from(u16::MAX))];
+    let len = u16::try_from(data.len()).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(data.len() + 15);
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+    out.push(0); // BFINAL = 0, BTYPE = stored
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(!len).to_le_bytes());
+    out.extend_from_slice(data);
+    Bytes::from(out)
+}
