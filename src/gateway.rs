@@ -303,7 +303,8 @@ pub async fn execute(
                 Err(err) => {
                     let status = err.status();
                     let message = err.to_string();
-                    let deadline_hit = matches!(err, UpstreamError::Timeout) && now() >= job.deadline;
+                    let deadline_hit =
+                        matches!(err, UpstreamError::Timeout) && now() >= job.deadline;
                     let strategy = match &err {
                         UpstreamError::RateLimited { retry_after, .. } => {
                             guard.finish(Outcome::RateLimited {

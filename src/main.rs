@@ -220,12 +220,7 @@ fn check_config(dir: &Path) -> ExitCode {
             let pairs: usize = c
                 .providers
                 .iter()
-                .map(|p| {
-                    p.keys
-                        .iter()
-                        .map(|k| k.rate_limits.len())
-                        .sum::<usize>()
-                })
+                .map(|p| p.keys.iter().map(|k| k.rate_limits.len()).sum::<usize>())
                 .sum();
             println!(
                 "{}: OK ({} providers, {} key/model pairs, {} scenarios)",

@@ -129,8 +129,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     let key_model_meter = MailboxMeter::new();
     let router_meter = MailboxMeter::new();
     let table = build_table(&opts.config, &opts.clock, &key_model_meter);
-    let router =
-        RouterActor::new(table.clone(), opts.clock.clone(), router_meter.clone()).start();
+    let router = RouterActor::new(table.clone(), opts.clock.clone(), router_meter.clone()).start();
     let config = Arc::new(opts.config);
     let connect_timeout = config
         .providers
@@ -156,9 +155,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     });
 
     let mut server = HttpServer::new(move || {
-        let connector = awc::Connector::new()
-            .timeout(connect_timeout)
-            .limit(4096);
+        let connector = awc::Connector::new().timeout(connect_timeout).limit(4096);
         let client = awc::Client::builder()
             .connector(connector)
             .disable_redirects()

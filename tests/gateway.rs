@@ -20,24 +20,37 @@ fn status_fault(status: u16, retry_after: Option<&str>) -> Fault {
 #[actix_web::test]
 async fn intelligence_routes_to_the_cheapest_model_and_turns_thinking_off_for_low() {
     let h = start();
-    let (status, body) = post(&format!("{}/llm/intelligence", h.url), &ask("low", "What is 2+2?")).await;
+    let (status, body) = post(
+        &format!("{}/llm/intelligence", h.url),
+        &ask("low", "What is 2+2?"),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["success"], true);
     assert_eq!(body["provider_used"], "gemini");
     assert_eq!(body["model_used"], "gemini-2.5-flash");
     assert_eq!(body["decision_reason"], "cheapest_within_estimate");
     assert_eq!(body["routing_method"], "intelligence");
-    assert!(body["response"]["content"].as_str().unwrap().contains("What is 2+2?"));
+    assert!(body["response"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("What is 2+2?"));
     let got = received(&h, "gemini-2.5-flash");
     assert_eq!(got.len(), 1);
     let r = &got[0];
     assert_eq!(r.credential.as_deref(), Some(secret("TEST_GEMINI_KEY_1")));
     assert!(!r.query.contains("key="), "key must never be in the URL");
-    assert_eq!(r.body["generationConfig"]["thinkingConfig"]["thinkingBudget"], 0);
+    assert_eq!(
+        r.body["generationConfig"]["thinkingConfig"]["thinkingBudget"],
+        0
+    );
     // Metadata holds measured values.
     let md = &body["metadata"];
     assert!(md["api_response_time_ms"].as_i64().is_some());
-    assert!(md["total_completion_time_ms"].as_i64().unwrap() >= md["api_response_time_ms"].as_i64().unwrap());
+    assert!(
+        md["total_completion_time_ms"].as_i64().unwrap()
+            >= md["api_response_time_ms"].as_i64().unwrap()
+    );
     assert_eq!(md["queue_wait_ms"], 0);
     let usage = &body["response"]["usage"];
     let expected_cost = (usage["input_tokens"].as_f64().unwrap()
@@ -47,8 +60,14 @@ async fn intelligence_routes_to_the_cheapest_model_and_turns_thinking_off_for_lo
         / 1000.0;
     assert!((md["cost_usd"].as_f64().unwrap() - expected_cost).abs() < 1e-12);
     let considered = md["alternatives_considered"].as_array().unwrap();
-    assert_eq!(considered.len(), 2, "the two other low candidates: {considered:?}");
-    assert!(considered.iter().all(|c| c["reason_not_chosen"] == "higher_cost"));
+    assert_eq!(
+        considered.len(),
+        3,
+        "the other low candidates: {considered:?}"
+    );
+    assert!(considered
+        .iter()
+        .all(|c| c["reason_not_chosen"] == "higher_cost"));
 }
 
 #[actix_web::test]
@@ -58,10 +77,24 @@ async fn simplified_shape_by_default() {
     req["debug"] = json!(false);
     let (status, body) = post(&format!("{}/llm/intelligence", h.url), &req).await;
     assert_eq!(status, 200, "{body}");
-    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         keys,
-        vec!["success", "request_id", "model_used", "content", "usage", "finish_reason", "truncated", "error"]
+        vec![
+            "success",
+            "request_id",
+            "model_used",
+            "content",
+            "usage",
+            "finish_reason",
+            "truncated",
+            "error"
+        ]
     );
     assert_eq!(body["model_used"], "gemini-2.5-pro");
     assert_eq!(body["finish_reason"], "stop");
@@ -90,13 +123,17 @@ async fn scenario_follows_priority_and_direct_uses_the_named_key() {
     assert_eq!(body["decision_reason"], "direct_requested_key");
     let r = received(&h, "gpt-4o");
     assert_eq!(r.len(), 1);
-    assert_eq!(r[0].credential.as_deref(), Some(secret("TEST_OPENAI_KEY_2")));
+    assert_eq!(
+        r[0].credential.as_deref(),
+        Some(secret("TEST_OPENAI_KEY_2"))
+    );
 }
 
 #[actix_web::test]
 async fn a_429_fails_over_and_its_retry_after_is_respected() {
     let h = start();
-    h.fake.script("gemini-2.5-flash", [status_fault(429, Some("2"))]);
+    h.fake
+        .script("gemini-2.5-flash", [status_fault(429, Some("2"))]);
     let url = format!("{}/llm/intelligence", h.url);
     let (status, body) = post(&url, &ask("low", "one")).await;
     assert_eq!(status, 200, "{body}");
@@ -111,8 +148,13 @@ async fn a_429_fails_over_and_its_retry_after_is_respected() {
     hurried["max_wait_seconds"] = json!(1);
     let (_, body) = post(&url, &hurried).await;
     assert_eq!(body["model_used"], "gpt-4o-mini");
-    let considered = body["metadata"]["alternatives_considered"].as_array().unwrap();
-    let flash = considered.iter().find(|c| c["model"] == "gemini-2.5-flash").unwrap();
+    let considered = body["metadata"]["alternatives_considered"]
+        .as_array()
+        .unwrap();
+    let flash = considered
+        .iter()
+        .find(|c| c["model"] == "gemini-2.5-flash")
+        .unwrap();
     assert_ne!(flash["fallback_rank"], json!(1), "{flash}");
     assert_eq!(received(&h, "gemini-2.5-flash").len(), 1);
     let (_, rates) = get(&format!("{}/rates/status", h.url)).await;
@@ -128,19 +170,34 @@ async fn a_429_fails_over_and_its_retry_after_is_respected() {
 #[actix_web::test]
 async fn server_errors_are_retried_then_failed_over() {
     let h = start();
-    h.fake.script("gemini-2.5-flash", [status_fault(500, None), status_fault(503, None)]);
+    h.fake.script(
+        "gemini-2.5-flash",
+        [status_fault(500, None), status_fault(503, None)],
+    );
     let (status, body) = post(&format!("{}/llm/intelligence", h.url), &ask("low", "x")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["model_used"], "gpt-4o-mini");
     let attempts = body["metadata"]["attempts"].as_array().unwrap();
-    let strategies: Vec<&str> = attempts.iter().map(|a| a["strategy"].as_str().unwrap()).collect();
+    let strategies: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["strategy"].as_str().unwrap())
+        .collect();
     assert_eq!(strategies, vec!["retry", "next_alternative"]);
-    assert_eq!(received(&h, "gemini-2.5-flash").len(), 2, "bounded retry: 2 attempts");
+    assert_eq!(
+        received(&h, "gemini-2.5-flash").len(),
+        2,
+        "bounded retry: 2 attempts"
+    );
 }
 
 #[actix_web::test]
 async fn timeouts_malformed_and_cut_bodies_fail_over() {
-    for fault in [Fault::Hang, Fault::Malformed, Fault::Truncated, Fault::EmptyContent] {
+    for fault in [
+        Fault::Hang,
+        Fault::Malformed,
+        Fault::Truncated,
+        Fault::EmptyContent,
+    ] {
         let h = start();
         let label = format!("{fault:?}");
         let two = match &fault {
@@ -160,7 +217,11 @@ async fn timeouts_malformed_and_cut_bodies_fail_over() {
             .iter()
             .map(|a| a["error_type"].as_str().unwrap())
             .collect();
-        let expected = if matches!(fault, Fault::Hang) { "timeout" } else { "malformed_response" };
+        let expected = if matches!(fault, Fault::Hang) {
+            "timeout"
+        } else {
+            "malformed_response"
+        };
         assert_eq!(kinds, vec![expected, expected], "{label}");
         assert!(started.elapsed() < Duration::from_secs(10), "{label}");
     }
@@ -199,7 +260,10 @@ async fn an_auth_failure_takes_the_key_out_of_rotation_for_all_its_models() {
     let (_, rates) = get(&format!("{}/rates/status", h.url)).await;
     for model in ["claude-haiku", "claude-sonnet"] {
         let st = &rates["rate_limit_states"][format!("anthropic_an1_{model}")];
-        assert!(st["disabled"].as_str().unwrap().contains("authentication"), "{st}");
+        assert!(
+            st["disabled"].as_str().unwrap().contains("authentication"),
+            "{st}"
+        );
     }
     // A direct request for the disabled key is refused without calling upstream.
     let (status, body) = post(
@@ -235,11 +299,17 @@ async fn rpm_is_never_exceeded_under_100_concurrent_requests() {
     }
     let sent = received(&h, "gpt-4o-mini");
     for key in ["TEST_OPENAI_KEY_1", "TEST_OPENAI_KEY_2"] {
-        let n = sent.iter().filter(|r| r.credential.as_deref() == Some(secret(key))).count();
+        let n = sent
+            .iter()
+            .filter(|r| r.credential.as_deref() == Some(secret(key)))
+            .count();
         assert_eq!(n, 5, "{key}");
     }
     let (_, rates) = get(&format!("{}/rates/status", h.url)).await;
-    assert_eq!(rates["rate_limit_states"]["openai_oa1_gpt-4o-mini"]["requests_this_minute"], 5);
+    assert_eq!(
+        rates["rate_limit_states"]["openai_oa1_gpt-4o-mini"]["requests_this_minute"],
+        5
+    );
 }
 
 #[actix_web::test]
@@ -255,7 +325,11 @@ async fn the_deadline_bounds_the_whole_request() {
     .await;
     assert_eq!(status, 504, "{body}");
     assert_eq!(body["error_code"], "deadline_exceeded");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[actix_web::test]
@@ -265,7 +339,8 @@ async fn options_and_system_messages_map_to_each_api() {
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hi there"}
     ]);
-    let options = json!({"max_tokens": 20, "temperature": 0.5, "top_p": 0.9, "top_k": 40, "stop": ["END"]});
+    let options =
+        json!({"max_tokens": 20, "temperature": 0.5, "top_p": 0.9, "top_k": 40, "stop": ["END"]});
     for (provider, model) in [
         ("openai", "gpt-4o"),
         ("anthropic", "claude-sonnet"),
@@ -306,7 +381,10 @@ async fn options_and_system_messages_map_to_each_api() {
                 assert_eq!(g["maxOutputTokens"], 20);
                 assert_eq!(g["topK"], 40);
                 assert_eq!(g["stopSequences"], json!(["END"]));
-                assert!(g.get("thinkingConfig").is_none(), "high tier keeps thinking");
+                assert!(
+                    g.get("thinkingConfig").is_none(),
+                    "high tier keeps thinking"
+                );
             }
             "ollama" => {
                 assert_eq!(b["options"]["num_predict"], 20);
@@ -342,8 +420,13 @@ async fn thinking_control_uses_each_apis_valid_parameter() {
         assert_eq!(status, 200, "{model}: {body}");
         let b = received(&h, model).pop().unwrap().body;
         match model {
-            "gemini-2.5-pro" => assert_eq!(b["generationConfig"]["thinkingConfig"]["thinkingBudget"], 128),
-            "gemini-2.5-flash" => assert_eq!(b["generationConfig"]["thinkingConfig"]["thinkingBudget"], 0),
+            "gemini-2.5-pro" => assert_eq!(
+                b["generationConfig"]["thinkingConfig"]["thinkingBudget"],
+                128
+            ),
+            "gemini-2.5-flash" => {
+                assert_eq!(b["generationConfig"]["thinkingConfig"]["thinkingBudget"], 0)
+            }
             "claude-sonnet" => assert!(b.get("thinking").is_none()),
             "llama3.2:3b" => assert_eq!(b["think"], false),
             _ => assert_eq!(b["chat_template_kwargs"]["enable_thinking"], false),
@@ -384,12 +467,18 @@ async fn bad_inputs_get_the_right_4xx_with_a_message() {
         assert_eq!(got, status, "{preview}: {text}");
         assert_eq!(json["success"], false, "{preview}: {text}");
         assert_eq!(json["error_code"], code, "{preview}: {text}");
-        assert!(!json["error"].as_str().unwrap_or_default().is_empty(), "{preview}");
+        assert!(
+            !json["error"].as_str().unwrap_or_default().is_empty(),
+            "{preview}"
+        );
     }
     // The process keeps serving.
     let (status, _) = post(&intel, &ask("low", "still there?")).await;
     assert_eq!(status, 200);
-    assert!(h.fake.requests().len() == 1, "no bad request reached upstream");
+    assert!(
+        h.fake.requests().len() == 1,
+        "no bad request reached upstream"
+    );
 }
 
 #[actix_web::test]
@@ -404,7 +493,11 @@ async fn no_response_ever_contains_a_secret() {
         json!({"scenario": "support", "debug": true, "messages": [{"role": "user", "content": "d"}]}),
         json!({"scenario": "dead_first", "debug": true, "messages": [{"role": "user", "content": "e"}]}),
     ] {
-        let path = if body.get("scenario").is_some() { "scenario" } else { "intelligence" };
+        let path = if body.get("scenario").is_some() {
+            "scenario"
+        } else {
+            "intelligence"
+        };
         let (_, _, text) = post_raw(
             &format!("{}/llm/{path}", h.url),
             serde_json::to_vec(&body).unwrap(),
@@ -412,8 +505,20 @@ async fn no_response_ever_contains_a_secret() {
         .await;
         texts.push(text);
     }
-    for path in ["/health", "/providers", "/intelligence/low", "/scenarios", "/queue/status", "/rates/status", "/debug/config"] {
-        let mut res = client().get(format!("{}{path}", h.url)).send().await.unwrap();
+    for path in [
+        "/health",
+        "/providers",
+        "/intelligence/low",
+        "/scenarios",
+        "/queue/status",
+        "/rates/status",
+        "/debug/config",
+    ] {
+        let mut res = client()
+            .get(format!("{}{path}", h.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status().as_u16(), 200, "{path}");
         texts.push(String::from_utf8_lossy(&res.body().await.unwrap()).into_owned());
     }

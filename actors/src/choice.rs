@@ -163,12 +163,10 @@ pub fn choose(
         for (rank, &i) in usable.iter().enumerate().skip(1) {
             let reason = match rule {
                 Rule::Intelligence if !fits(i) && fits(chosen) => "exceeds_max_wait",
-                Rule::Intelligence if decision_reason == "cheapest_within_estimate" => {
-                    if cost(i) > cost(chosen) {
-                        "higher_cost"
-                    } else {
-                        "longer_estimate"
-                    }
+                Rule::Intelligence
+                    if decision_reason == "cheapest_within_estimate" && cost(i) > cost(chosen) =>
+                {
+                    "higher_cost"
                 }
                 Rule::Scenario if candidates[i].priority > candidates[chosen].priority => {
                     "lower_priority"

@@ -224,6 +224,9 @@ pub struct KeyAuthFailed {
 #[rtype(result = "Arc<RoutingTable>")]
 pub struct GetTable;
 
+/// A candidate with its scenario priority (0 outside scenarios).
+type Ranked = (Arc<Candidate>, i64);
+
 /// The actor.
 pub struct RouterActor {
     table: Arc<RoutingTable>,
@@ -242,10 +245,7 @@ impl RouterActor {
     }
 
     /// The candidates of a target with their scenario priorities, or why there are none.
-    fn candidates(
-        &self,
-        target: &RouteTarget,
-    ) -> Result<(Vec<(Arc<Candidate>, i64)>, Rule), RouteError> {
+    fn candidates(&self, target: &RouteTarget) -> Result<(Vec<Ranked>, Rule), RouteError> {
         let t = &self.table;
         match target {
             RouteTarget::Intelligence(tier) => {

@@ -12,7 +12,13 @@ use bkvy_actors::{
 
 const T0: i64 = 1_767_225_600_000;
 
-fn spec(provider: &str, key: &str, model: &str, rpm: u32, max_concurrent: Option<u32>) -> KeyModelSpec {
+fn spec(
+    provider: &str,
+    key: &str,
+    model: &str,
+    rpm: u32,
+    max_concurrent: Option<u32>,
+) -> KeyModelSpec {
     KeyModelSpec {
         id: KeyModelId::new(provider, key, model),
         rpm,
@@ -32,8 +38,12 @@ fn clock() -> (Arc<ManualClock>, SharedClock) {
 #[actix::test]
 async fn waiters_are_granted_in_arrival_order_as_the_window_frees() {
     let (manual, clock) = clock();
-    let h = start_key_models(vec![spec("p", "k", "m", 1, None)], &clock, &MailboxMeter::new())
-        .remove(0);
+    let h = start_key_models(
+        vec![spec("p", "k", "m", 1, None)],
+        &clock,
+        &MailboxMeter::new(),
+    )
+    .remove(0);
     let now = {
         let c = clock.clone();
         move || c.now_ms()
@@ -54,7 +64,10 @@ async fn waiters_are_granted_in_arrival_order_as_the_window_frees() {
         // Let each waiter reach the queue before the next one.
         actix::clock::sleep(Duration::from_millis(20)).await;
     }
-    assert!(rx.try_recv().is_err(), "nobody may go before the window frees");
+    assert!(
+        rx.try_recv().is_err(),
+        "nobody may go before the window frees"
+    );
     for expected in 0..3 {
         manual.advance(60_000);
         h.nudge();
@@ -72,8 +85,12 @@ async fn waiters_are_granted_in_arrival_order_as_the_window_frees() {
 #[actix::test]
 async fn a_dropped_lease_gives_its_slot_back() {
     let (_manual, clock) = clock();
-    let h = start_key_models(vec![spec("p", "k", "m", 1, Some(1))], &clock, &MailboxMeter::new())
-        .remove(0);
+    let h = start_key_models(
+        vec![spec("p", "k", "m", 1, Some(1))],
+        &clock,
+        &MailboxMeter::new(),
+    )
+    .remove(0);
     let now = move || clock.now_ms();
     let g = h.acquire(T0 + 10_000, &now).await.unwrap();
     drop(g); // never sent upstream
@@ -89,8 +106,12 @@ async fn a_dropped_lease_gives_its_slot_back() {
 #[actix::test]
 async fn a_queued_request_gives_up_at_its_deadline_and_leaves_the_queue() {
     let (_manual, clock) = clock();
-    let h = start_key_models(vec![spec("p", "k", "m", 100, Some(1))], &clock, &MailboxMeter::new())
-        .remove(0);
+    let h = start_key_models(
+        vec![spec("p", "k", "m", 100, Some(1))],
+        &clock,
+        &MailboxMeter::new(),
+    )
+    .remove(0);
     let real = || chrono::Utc::now().timestamp_millis();
     // The manual clock stands still; the wait is bounded by real time through `now`.
     let _busy = h.acquire(T0 + 60_000, || T0).await.unwrap();
@@ -167,11 +188,20 @@ async fn router_orders_by_rule_and_reports_what_it_left_out() {
     let first = handles[0].clone();
     let t = table(
         handles,
-        &[(Tier::Low, 0.0), (Tier::Low, 0.0), (Tier::Low, 0.01), (Tier::Medium, 0.001)],
+        &[
+            (Tier::Low, 0.0),
+            (Tier::Low, 0.0),
+            (Tier::Low, 0.01),
+            (Tier::Medium, 0.001),
+        ],
     );
     let router = RouterActor::new(t, clock.clone(), MailboxMeter::new()).start();
     // Use up a/k1/cheap's only call this minute.
-    first.acquire(T0 + 1_000, || T0).await.unwrap().finish(Outcome::Success { latency_ms: 5 });
+    first
+        .acquire(T0 + 1_000, || T0)
+        .await
+        .unwrap()
+        .finish(Outcome::Success { latency_ms: 5 });
 
     let plan = router
         .send(Route {
@@ -182,11 +212,21 @@ async fn router_orders_by_rule_and_reports_what_it_left_out() {
         .await
         .unwrap()
         .unwrap();
-    let order: Vec<String> = plan.ordered.iter().map(|p| p.candidate.id().to_string()).collect();
+    let order: Vec<String> = plan
+        .ordered
+        .iter()
+        .map(|p| p.candidate.id().to_string())
+        .collect();
     assert_eq!(order, vec!["a_k2_cheap", "a_k1_dear"]);
     assert_eq!(plan.decision_reason, "cheapest_within_estimate");
-    let left_out = plan.considered.iter().find(|c| c.api_key == "k1" && c.model == "cheap").unwrap();
-    assert!(left_out.reason_not_chosen.starts_with("would_miss_deadline"));
+    let left_out = plan
+        .considered
+        .iter()
+        .find(|c| c.api_key == "k1" && c.model == "cheap")
+        .unwrap();
+    assert!(left_out
+        .reason_not_chosen
+        .starts_with("would_miss_deadline"));
 
     let plan = router
         .send(Route {
@@ -197,7 +237,11 @@ async fn router_orders_by_rule_and_reports_what_it_left_out() {
         .await
         .unwrap()
         .unwrap();
-    let order: Vec<String> = plan.ordered.iter().map(|p| p.candidate.id().to_string()).collect();
+    let order: Vec<String> = plan
+        .ordered
+        .iter()
+        .map(|p| p.candidate.id().to_string())
+        .collect();
     assert_eq!(order, vec!["b_k1_mid", "a_k2_cheap", "a_k1_cheap"]);
 
     let err = router
@@ -232,7 +276,15 @@ async fn an_auth_failure_takes_the_key_out_for_all_its_models() {
     );
     let all = handles.clone();
     let router = RouterActor::new(
-        table(handles, &[(Tier::Low, 0.0), (Tier::Low, 0.0), (Tier::Low, 0.01), (Tier::Medium, 0.0)]),
+        table(
+            handles,
+            &[
+                (Tier::Low, 0.0),
+                (Tier::Low, 0.0),
+                (Tier::Low, 0.01),
+                (Tier::Medium, 0.0),
+            ],
+        ),
         clock,
         MailboxMeter::new(),
     )

@@ -6,8 +6,9 @@
 //! accepts), the six roles, `reasoning_effort` values and numeric ranges. Model-specific
 //! rules (e.g. o-series refusing `max_tokens`) are not modelled.
 //!
-//! The same endpoints under `/keyless` (e.g. `/keyless/v1/chat/completions`) accept
-//! calls without a key, for providers of type `openai_compatible` that have none.
+//! The same endpoints under `/keyless` (e.g. `/keyless/v1/chat/completions`) stand in
+//! for OpenAI-compatible servers: they accept calls without a key and the extra sampling
+//! parameters such servers take (`top_k`, `min_p`, `repetition_penalty`).
 //!
 //! `stream: true` answers with `chat.completion.chunk` events (see `stream`).
 //!
@@ -103,6 +104,10 @@ pub(crate) fn error_body(r: &Reject) -> Value {
 /// OpenAI-compatible server (vLLM, Ollama's `/v1`).
 pub(crate) const KEYLESS_PREFIX: &str = "/keyless";
 
+/// Sampling parameters OpenAI-compatible servers (vLLM, llama.cpp) accept beyond
+/// OpenAI's own; accepted only under [`KEYLESS_PREFIX`].
+const COMPATIBLE_EXTRAS: &[&str] = &["top_k", "min_p", "repetition_penalty"];
+
 /// Checks the bearer token: present and non-empty; under [`KEYLESS_PREFIX`] it may be
 /// absent, but an `Authorization` header that is sent must still be a bearer token.
 pub(crate) fn check_auth(req: &HttpRequest) -> Result<(), Reject> {
@@ -135,7 +140,13 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
              payload, but what was sent was not valid JSON.)",
         )
     })?;
-    if let Some(k) = text::unknown_key(body, KNOWN) {
+    let compatible = i.req.path().starts_with(KEYLESS_PREFIX);
+    let extras: &[&str] = if compatible { COMPATIBLE_EXTRAS } else { &[] };
+    let unknown = body
+        .keys()
+        .map(String::as_str)
+        .find(|k| !KNOWN.contains(k) && !extras.contains(k));
+    if let Some(k) = unknown {
         return Err(Reject::bad(format!(
             "Unrecognized request argument supplied: {k}"
         )));

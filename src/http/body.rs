@@ -32,7 +32,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => ApiError::Invalid(e.to_string()),
-            Category::Syntax | Category::Eof | Category::Io => ApiError::MalformedJson(e.to_string()),
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::MalformedJson(e.to_string())
+            }
         }
     })
 }
@@ -50,9 +52,18 @@ mod tests {
 
     #[test]
     fn syntax_is_400_shape_is_422() {
-        assert!(matches!(parse_json::<T>(b"{\"a\": "), Err(ApiError::MalformedJson(_))));
-        assert!(matches!(parse_json::<T>(b"  "), Err(ApiError::MalformedJson(_))));
-        assert!(matches!(parse_json::<T>(b"\xff\xfe"), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(
+            parse_json::<T>(b"{\"a\": "),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse_json::<T>(b"  "),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse_json::<T>(b"\xff\xfe"),
+            Err(ApiError::MalformedJson(_))
+        ));
         match parse_json::<T>(b"{\"a\": \"x\"}") {
             Err(ApiError::Invalid(m)) => assert!(m.contains("invalid type"), "{m}"),
             other => panic!("{other:?}"),

@@ -188,6 +188,9 @@ mod tests {
             retry_after_secs: Some(7),
         };
         let res = err.error_response();
-        assert_eq!(res.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("7"));
+        assert_eq!(
+            res.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()),
+            Some("7")
+        );
     }
 }

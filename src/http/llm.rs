@@ -91,7 +91,11 @@ fn check_unit_interval(v: Option<f64>, name: &str, max: f64) -> Result<(), ApiEr
 }
 
 /// Checks the request for its endpoint and returns the routing target.
-pub fn validate(req: &LlmRequest, endpoint: Endpoint, max_messages: usize) -> Result<RouteTarget, ApiError> {
+pub fn validate(
+    req: &LlmRequest,
+    endpoint: Endpoint,
+    max_messages: usize,
+) -> Result<RouteTarget, ApiError> {
     let target = match endpoint {
         Endpoint::Intelligence => {
             let path = "/llm/intelligence";
@@ -431,7 +435,8 @@ mod tests {
             RouteTarget::Intelligence(Tier::Low)
         );
         assert!(validate(&r, Endpoint::Scenario, 10).is_err());
-        let r = req(r#"{"intelligence_level":"ultra","messages":[{"role":"user","content":"hi"}]}"#);
+        let r =
+            req(r#"{"intelligence_level":"ultra","messages":[{"role":"user","content":"hi"}]}"#);
         let e = validate(&r, Endpoint::Intelligence, 10).unwrap_err();
         assert!(e.to_string().contains("low, medium, high"));
     }
@@ -439,7 +444,10 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let cases = [
-            (r#"{"intelligence_level":"low","messages":[]}"#, "messages must not be empty"),
+            (
+                r#"{"intelligence_level":"low","messages":[]}"#,
+                "messages must not be empty",
+            ),
             (
                 r#"{"intelligence_level":"low","max_wait_seconds":-1,"messages":[{"role":"user","content":"x"}]}"#,
                 "max_wait_seconds",
@@ -459,7 +467,7 @@ mod tests {
         }
         let many = format!(
             r#"{{"intelligence_level":"low","messages":[{}]}}"#,
-            vec![r#"{"role":"user","content":"x"}"#; 11].join(",")
+            [r#"{"role":"user","content":"x"}"#; 11].join(",")
         );
         assert!(validate(&req(&many), Endpoint::Intelligence, 10).is_err());
     }

@@ -46,7 +46,12 @@ async fn statuses(state: &AppState) -> HashMap<KeyModelId, CapacityStatus> {
 /// `GET /health`: the router and every key/model actor must answer.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     state.router_meter.sent();
-    let router_ok = state.router.send(GetTable).timeout(STATUS_TIMEOUT).await.is_ok();
+    let router_ok = state
+        .router
+        .send(GetTable)
+        .timeout(STATUS_TIMEOUT)
+        .await
+        .is_ok();
     let all = statuses(&state).await;
     let expected = state.table.candidates.len();
     let healthy = router_ok && all.len() == expected;
@@ -130,9 +135,8 @@ pub async fn intelligence(
     state: web::Data<AppState>,
     level: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let tier = Tier::parse(&level).ok_or_else(|| {
-        ApiError::Invalid("level must be one of low, medium, high".into())
-    })?;
+    let tier = Tier::parse(&level)
+        .ok_or_else(|| ApiError::Invalid("level must be one of low, medium, high".into()))?;
     let all = statuses(&state).await;
     let mut models = Vec::new();
     for p in &state.upstreams.config.providers {

@@ -2,6 +2,8 @@
 //! talking real HTTP.
 
 #![allow(dead_code)]
+// A test harness: a failed set-up step should panic with the error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -69,7 +71,7 @@ pub const PROVIDERS: &str = r#"{
   "vllm": {
     "type": "openai_compatible",
     "keys": {"local": {"rate_limits": {"qwen3": {"rpm": 100, "rpd": 10000}}}},
-    "models": {"qwen3": {"endpoint": "{FAKE}/v1/chat/completions", "cost_per_1k_tokens": 0.00001, "intelligence_tier": "medium", "supports_thinking": true, "avg_response_time_ms": 300}}
+    "models": {"qwen3": {"endpoint": "{FAKE}/keyless/v1/chat/completions", "cost_per_1k_tokens": 0.00001, "intelligence_tier": "medium", "supports_thinking": true, "avg_response_time_ms": 300}}
   },
   "deadai": {
     "type": "openai",
@@ -164,7 +166,9 @@ pub fn start() -> Harness {
 }
 
 pub fn client() -> awc::Client {
-    awc::Client::builder().timeout(Duration::from_secs(60)).finish()
+    awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish()
 }
 
 /// POSTs JSON and returns (status, headers as text, parsed body).
@@ -173,7 +177,10 @@ pub async fn post(url: &str, body: &Value) -> (u16, Value) {
     let status = res.status().as_u16();
     let bytes = res.body().limit(10 << 20).await.unwrap();
     let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-        panic!("non-JSON body {status}: {}", String::from_utf8_lossy(&bytes))
+        panic!(
+            "non-JSON body {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        )
     });
     (status, json)
 }
@@ -189,7 +196,11 @@ pub async fn post_raw(url: &str, body: Vec<u8>) -> (u16, Value, String) {
     let status = res.status().as_u16();
     let bytes = res.body().limit(10 << 20).await.unwrap();
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), text)
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        text,
+    )
 }
 
 /// GETs JSON.
@@ -197,7 +208,10 @@ pub async fn get(url: &str) -> (u16, Value) {
     let mut res = client().get(url).send().await.unwrap();
     let status = res.status().as_u16();
     let bytes = res.body().limit(10 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// A user message body for `/llm/intelligence`.
