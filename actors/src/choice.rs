@@ -172,6 +172,7 @@ pub fn choose(
                     "lower_priority"
                 }
                 Rule::Scenario if cost(i) > cost(chosen) => "higher_cost",
+                _ if total(i) == total(chosen) => "same_estimate_later_in_config",
                 _ => "longer_estimate",
             };
             not_chosen.push(NotChosen {
