@@ -8,6 +8,7 @@
 //! - [`fake`]: fake provider servers speaking the real wire formats, for the demo,
 //!   benchmarks and tests.
 //!
+//! - [`events`]: fan-out of per-request completion events to their consumers.
 //! - [`gateway`]: carrying out a routing plan (reserve, call, retry, fail over).
 //! - [`http`]: the actix-web layer: routes, request validation, error mapping.
 //! - [`server`]: starting the actors and the HTTP server on a listener.
@@ -15,6 +16,7 @@
 //! The actor system (key/model actors, router) lives in the `bkvy-actors` crate.
 
 pub mod config;
+pub mod events;
 pub mod fake;
 pub mod gateway;
 pub mod http;

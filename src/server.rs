@@ -16,6 +16,7 @@ use bkvy_actors::{
 };
 
 use crate::config::Config;
+use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
 use crate::http::{self, AppState, HttpLimits};
 
@@ -152,6 +153,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         limits: opts.limits,
         router_meter,
         key_model_meter,
+        sinks: CompletionSinks::new(Vec::new()),
     });
 
     let mut server = HttpServer::new(move || {

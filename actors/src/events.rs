@@ -85,3 +85,46 @@ pub struct RequestCompleted {
     /// Every failed upstream try.
     pub attempt_errors: Vec<AttemptError>,
 }
+
+impl RequestCompleted {
+    /// A record for a request that has just arrived; the handler fills in the rest.
+    pub fn new(
+        started_at: Millis,
+        request_id: String,
+        client_id: String,
+        routing_method: RoutingMethod,
+    ) -> Self {
+        Self {
+            started_at,
+            request_id,
+            client_id,
+            routing_method,
+            intelligence_level: None,
+            scenario: None,
+            requested_provider: None,
+            requested_model: None,
+            max_wait_seconds: None,
+            success: false,
+            http_status: 0,
+            provider_used: None,
+            model_used: None,
+            api_key_used: None,
+            tier_used: None,
+            total_time_ms: 0,
+            queue_wait_ms: None,
+            rate_limit_wait_ms: None,
+            upstream_ms: None,
+            input_tokens: None,
+            output_tokens: None,
+            thinking_tokens: None,
+            cost_usd: None,
+            finish_reason: None,
+            decision_reason: None,
+            error_type: None,
+            error_message: None,
+            fallback_attempts: 0,
+            alternatives_tried: 0,
+            attempt_errors: Vec::new(),
+        }
+    }
+}

@@ -5,7 +5,9 @@
 //! trouble) while the body keeps the original's `success` and `error` keys.
 
 use actix_web::{web, HttpResponse};
-use bkvy_actors::{Millis, Plan, Route, RouteTarget, Tier};
+use bkvy_actors::{
+    AttemptError, Millis, Plan, RequestCompleted, Route, RouteTarget, RoutingMethod, Tier,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -199,27 +201,80 @@ fn secs_to_ms(s: f64) -> Millis {
     (s * 1000.0).min(1e15) as Millis
 }
 
-/// Handler body shared by the three endpoints.
+/// Handler body shared by the three endpoints: runs the request and emits exactly one
+/// completion event for it, whatever the outcome.
 pub async fn handle(
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
     payload: web::Payload,
     endpoint: Endpoint,
 ) -> HttpResponse {
-    let request_id = uuid::Uuid::new_v4().to_string();
     let started = state.clock.now_ms();
+    let method = match endpoint {
+        Endpoint::Intelligence => RoutingMethod::Intelligence,
+        Endpoint::Scenario => RoutingMethod::Scenario,
+        Endpoint::Direct => RoutingMethod::Direct,
+    };
+    let mut event = RequestCompleted::new(
+        started,
+        uuid::Uuid::new_v4().to_string(),
+        ANONYMOUS.to_owned(),
+        method,
+    );
+    let response = run(&state, &client, payload, endpoint, &mut event).await;
+    event.http_status = response.status().as_u16();
+    event.success = response.status().is_success();
+    event.total_time_ms = state.clock.now_ms() - started;
+    state.sinks.emit(event);
+    response
+}
+
+/// Who is asking when the request does not say.
+const ANONYMOUS: &str = "anonymous";
+
+async fn run(
+    state: &AppState,
+    client: &awc::Client,
+    payload: web::Payload,
+    endpoint: Endpoint,
+    event: &mut RequestCompleted,
+) -> HttpResponse {
+    let started = event.started_at;
+    let request_id = event.request_id.clone();
+    let fail = |e: ApiError, debug: bool, event: &mut RequestCompleted| {
+        event.error_type = Some(e.code().to_owned());
+        event.error_message = Some(e.to_string());
+        failure_response(&request_id, &e, debug, None, None, started, state)
+    };
     let bytes = match read_limited(payload, state.limits.max_request_bytes).await {
         Ok(b) => b,
-        Err(e) => return failure_response(&request_id, &e, false, None, None, started, &state),
+        Err(e) => return fail(e, false, event),
     };
     let req: LlmRequest = match parse_json(&bytes) {
         Ok(r) => r,
-        Err(e) => return failure_response(&request_id, &e, false, None, None, started, &state),
+        Err(e) => return fail(e, false, event),
     };
     let debug = req.debug.unwrap_or(false);
-    let target = match validate(&req, endpoint, state.limits.max_messages) {
+    let target = validate(&req, endpoint, state.limits.max_messages);
+    // Record what was asked for, as far as it is valid to keep.
+    if let Some(id) = req.client_id.as_ref().filter(|_| target.is_ok()) {
+        event.client_id = id.clone();
+    }
+    event.max_wait_seconds = req.max_wait_seconds.filter(|w| w.is_finite());
+    match &target {
+        Ok(RouteTarget::Intelligence(tier)) => event.intelligence_level = Some(*tier),
+        Ok(RouteTarget::Scenario(name)) => event.scenario = Some(name.clone()),
+        Ok(RouteTarget::Direct {
+            provider, model, ..
+        }) => {
+            event.requested_provider = Some(provider.clone());
+            event.requested_model = Some(model.clone());
+        }
+        Err(_) => {}
+    }
+    let target = match target {
         Ok(t) => t,
-        Err(e) => return failure_response(&request_id, &e, debug, None, None, started, &state),
+        Err(e) => return fail(e, debug, event),
     };
     let settings = &state.upstreams.config.settings;
     let timeout_ms = req
@@ -246,26 +301,40 @@ pub async fn handle(
                 _ => None,
             };
             let e = ApiError::from(route_err);
-            return failure_response(&request_id, &e, debug, None, considered, started, &state);
+            event.error_type = Some(e.code().to_owned());
+            event.error_message = Some(e.to_string());
+            return failure_response(&request_id, &e, debug, None, considered, started, state);
         }
         Err(actix::MailboxError::Timeout) => {
             let e = ApiError::DeadlineExceeded("routing did not finish before the deadline".into());
-            return failure_response(&request_id, &e, debug, None, None, started, &state);
+            return fail(e, debug, event);
         }
         Err(actix::MailboxError::Closed) => {
-            let e = ApiError::Internal("router actor stopped".into());
-            return failure_response(&request_id, &e, debug, None, None, started, &state);
+            return fail(
+                ApiError::Internal("router actor stopped".into()),
+                debug,
+                event,
+            );
         }
     };
+    event.decision_reason = Some(plan.decision_reason.to_owned());
     let job = Job {
         messages: req.messages,
         options: req.options.unwrap_or_default(),
         deadline,
     };
-    match gateway::execute(&state.upstreams, &client, &plan, &job).await {
-        Ok(success) => success_response(&request_id, &plan, &success, debug, started, &state),
+    match gateway::execute(&state.upstreams, client, &plan, &job).await {
+        Ok(success) => {
+            record_success(event, &success);
+            success_response(&request_id, &plan, &success, debug, started, state)
+        }
         Err(failure) => {
             let e = failure_error(&failure);
+            event.error_type = Some(e.code().to_owned());
+            event.error_message = Some(e.to_string());
+            event.alternatives_tried = failure.alternatives_tried as u32;
+            event.fallback_attempts = failure.attempts.len().saturating_sub(1) as u32;
+            event.attempt_errors = attempt_errors(&failure.attempts);
             let evaluated = json!(failure.attempts);
             failure_response(
                 &request_id,
@@ -274,10 +343,41 @@ pub async fn handle(
                 Some(&plan),
                 Some(evaluated),
                 started,
-                &state,
+                state,
             )
         }
     }
+}
+
+fn attempt_errors(attempts: &[gateway::AttemptRecord]) -> Vec<AttemptError> {
+    attempts
+        .iter()
+        .map(|a| AttemptError {
+            provider: a.provider.clone(),
+            model: a.model.clone(),
+            kind: a.error_type.clone(),
+        })
+        .collect()
+}
+
+fn record_success(event: &mut RequestCompleted, s: &Success) {
+    let id = s.candidate.id();
+    let usage = &s.response.usage;
+    event.provider_used = Some(id.provider.clone());
+    event.model_used = Some(id.model.clone());
+    event.api_key_used = Some(id.key_id.clone());
+    event.tier_used = Some(s.candidate.tier);
+    event.queue_wait_ms = Some(s.lease.queue_wait_ms);
+    event.rate_limit_wait_ms = Some(s.lease.rate_limit_wait_ms);
+    event.upstream_ms = Some(s.upstream_ms);
+    event.input_tokens = Some(usage.input_tokens);
+    event.output_tokens = Some(usage.output_tokens);
+    event.thinking_tokens = Some(usage.thinking_tokens);
+    event.cost_usd = Some(s.cost_usd);
+    event.finish_reason = Some(s.response.finish_reason.as_str().to_owned());
+    event.alternatives_tried = s.alternatives_tried as u32;
+    event.fallback_attempts = s.attempts.len() as u32;
+    event.attempt_errors = attempt_errors(&s.attempts);
 }
 
 fn failure_error(f: &Failure) -> ApiError {

@@ -15,6 +15,7 @@ use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bkvy_actors::{MailboxMeter, RouterActor, RoutingTable, SharedClock};
 
+use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
 use error::ApiError;
 use llm::Endpoint;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub router_meter: MailboxMeter,
     /// Mailbox counters of the key/model actors.
     pub key_model_meter: MailboxMeter,
+    /// Where completion events go.
+    pub sinks: CompletionSinks,
 }
 
 async fn llm_intelligence(

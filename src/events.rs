@@ -1,0 +1,52 @@
+//! Fan-out of completion events from the HTTP handlers to their consumers.
+//!
+//! Handlers never wait for a consumer: each event is offered with `try_send` to every
+//! subscribed actor (whose mailbox is large and whose handler is O(1)); an event that does
+//! not fit is counted as dropped rather than slowing or failing the request.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix::Recipient;
+use bkvy_actors::RequestCompleted;
+
+/// The subscribers of completion events.
+#[derive(Default)]
+pub struct CompletionSinks {
+    recipients: Vec<Recipient<RequestCompleted>>,
+    dropped: AtomicU64,
+}
+
+impl CompletionSinks {
+    /// Sinks delivering to these actors.
+    pub fn new(recipients: Vec<Recipient<RequestCompleted>>) -> Self {
+        Self {
+            recipients,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Offers the event to every subscriber without waiting.
+    pub fn emit(&self, event: RequestCompleted) {
+        let Some((last, rest)) = self.recipients.split_last() else {
+            return;
+        };
+        for r in rest {
+            self.offer(r, event.clone());
+        }
+        self.offer(last, event);
+    }
+
+    fn offer(&self, r: &Recipient<RequestCompleted>, event: RequestCompleted) {
+        if r.try_send(event).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                log::warn!("{n} completion events dropped: a consumer's mailbox is full");
+            }
+        }
+    }
+
+    /// Events that could not be delivered.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
