@@ -5,28 +5,33 @@
 //! not fit is counted as dropped rather than slowing or failing the request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use actix::Recipient;
 use bkvy_actors::RequestCompleted;
 
-/// The subscribers of completion events.
-#[derive(Default)]
+use crate::metrics::Metrics;
+
+/// The subscribers of completion events: the metrics (updated in place) and the actors.
 pub struct CompletionSinks {
+    metrics: Arc<Metrics>,
     recipients: Vec<Recipient<RequestCompleted>>,
     dropped: AtomicU64,
 }
 
 impl CompletionSinks {
-    /// Sinks delivering to these actors.
-    pub fn new(recipients: Vec<Recipient<RequestCompleted>>) -> Self {
+    /// Sinks updating `metrics` and delivering to these actors.
+    pub fn new(metrics: Arc<Metrics>, recipients: Vec<Recipient<RequestCompleted>>) -> Self {
         Self {
+            metrics,
             recipients,
             dropped: AtomicU64::new(0),
         }
     }
 
-    /// Offers the event to every subscriber without waiting.
+    /// Counts the event in the metrics and offers it to every subscriber without waiting.
     pub fn emit(&self, event: RequestCompleted) {
+        self.metrics.observe(&event);
         let Some((last, rest)) = self.recipients.split_last() else {
             return;
         };

@@ -87,6 +87,8 @@ pub struct Success {
     pub lease: Lease,
     /// Upstream time of the successful attempt.
     pub upstream_ms: Millis,
+    /// The same in microseconds, from the monotonic clock.
+    pub upstream_us: u64,
     /// Real cost of the answer at the model's input/output prices.
     pub cost_usd: f64,
     /// Failed tries before it.
@@ -271,6 +273,7 @@ pub async fn execute(
             let remaining = (job.deadline - now()).max(0) as u64;
             let timeout = provider.call_timeout.min(Duration::from_millis(remaining));
             let started = now();
+            let started_mono = std::time::Instant::now();
             guard.mark_sent();
             called_upstream = true;
             let result = providers::call(
@@ -282,6 +285,7 @@ pub async fn execute(
             )
             .await;
             let upstream_ms = now() - started;
+            let upstream_us = started_mono.elapsed().as_micros() as u64;
             match result {
                 Ok(response) => {
                     let lease = *guard.lease();
@@ -294,6 +298,7 @@ pub async fn execute(
                         response,
                         lease,
                         upstream_ms,
+                        upstream_us,
                         cost_usd: cost,
                         attempts,
                         alternatives_tried,

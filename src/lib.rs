@@ -11,6 +11,7 @@
 //! - [`events`]: fan-out of per-request completion events to their consumers.
 //! - [`gateway`]: carrying out a routing plan (reserve, call, retry, fail over).
 //! - [`http`]: the actix-web layer: routes, request validation, error mapping.
+//! - [`metrics`]: Prometheus metrics for operators.
 //! - [`server`]: starting the actors and the HTTP server on a listener.
 //!
 //! The actor system (key/model actors, router) lives in the `bkvy-actors` crate.
@@ -20,6 +21,7 @@ pub mod events;
 pub mod fake;
 pub mod gateway;
 pub mod http;
+pub mod metrics;
 pub mod providers;
 pub mod server;
 pub mod types;

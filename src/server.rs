@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
 use crate::http::{self, AppState, HttpLimits};
+use crate::metrics::Metrics;
 
 /// Largest upstream response body accepted.
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -140,6 +141,10 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         .unwrap_or(Duration::from_secs(10));
     let shutdown_timeout = config.settings.request_timeout.as_secs().max(1);
     let table = Arc::new(table);
+    let metrics = Arc::new(Metrics::new(vec![
+        ("router", router_meter.clone()),
+        ("key_model", key_model_meter.clone()),
+    ]));
     let state = web::Data::new(AppState {
         upstreams: Upstreams {
             config,
@@ -153,7 +158,8 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         limits: opts.limits,
         router_meter,
         key_model_meter,
-        sinks: CompletionSinks::new(Vec::new()),
+        sinks: CompletionSinks::new(metrics.clone(), Vec::new()),
+        metrics,
     });
 
     let mut server = HttpServer::new(move || {

@@ -62,6 +62,10 @@ pub struct RequestCompleted {
     pub rate_limit_wait_ms: Option<Millis>,
     /// Measured upstream time of the answering call.
     pub upstream_ms: Option<Millis>,
+    /// Wall time from arrival to answer, microseconds (monotonic clock).
+    pub total_us: u64,
+    /// Upstream time of the answering call, microseconds (monotonic clock).
+    pub upstream_us: Option<u64>,
     /// Tokens in.
     pub input_tokens: Option<u64>,
     /// Tokens out.
@@ -114,6 +118,8 @@ impl RequestCompleted {
             queue_wait_ms: None,
             rate_limit_wait_ms: None,
             upstream_ms: None,
+            total_us: 0,
+            upstream_us: None,
             input_tokens: None,
             output_tokens: None,
             thinking_tokens: None,

@@ -4,7 +4,7 @@
 //! (client gone, deadline passed).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 
@@ -42,7 +42,13 @@ impl KeyModelHandle {
     /// Wait-time query, `None` if the actor does not answer within `timeout`.
     pub async fn wait_time(&self, timeout: Duration) -> Option<WaitEstimate> {
         self.meter.sent();
-        self.addr.send(GetWaitTime).timeout(timeout).await.ok()
+        self.addr
+            .send(GetWaitTime {
+                sent_at: Instant::now(),
+            })
+            .timeout(timeout)
+            .await
+            .ok()
     }
 
     /// Live numbers, `None` if the actor does not answer within `timeout`.
@@ -62,7 +68,10 @@ impl KeyModelHandle {
         self.meter.sent();
         let reply = self
             .addr
-            .send(Reserve { deadline })
+            .send(Reserve {
+                deadline,
+                sent_at: Instant::now(),
+            })
             .timeout(remaining(now()).min(Duration::from_secs(5)))
             .await
             .map_err(|_| Rejection::ActorUnavailable)?;

@@ -6,7 +6,7 @@
 //! (crate::lease) that releases the slot even when the handler is dropped.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -46,7 +46,10 @@ pub struct KeyModelSpec {
 /// Query: what would a new request face here?
 #[derive(Debug, Message)]
 #[rtype(result = "WaitEstimate")]
-pub struct GetWaitTime;
+pub struct GetWaitTime {
+    /// When it was sent (mailbox-wait metric).
+    pub sent_at: Instant,
+}
 
 /// Command: ask for a slot, waiting in the FIFO if needed, until `deadline`.
 #[derive(Debug, Message)]
@@ -54,6 +57,8 @@ pub struct GetWaitTime;
 pub struct Reserve {
     /// Unix ms after which the request no longer wants the slot.
     pub deadline: Millis,
+    /// When it was sent (mailbox-wait metric).
+    pub sent_at: Instant,
 }
 
 /// The answer to [`Reserve`].
@@ -195,7 +200,8 @@ impl Actor for KeyModelActor {
 impl Handler<GetWaitTime> for KeyModelActor {
     type Result = MessageResult<GetWaitTime>;
 
-    fn handle(&mut self, _: GetWaitTime, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: GetWaitTime, _: &mut Self::Context) -> Self::Result {
+        self.meter.waited(msg.sent_at);
         let _m = self.meter.handling();
         MessageResult(self.capacity.estimate(self.clock.now_ms()))
     }
@@ -205,6 +211,7 @@ impl Handler<Reserve> for KeyModelActor {
     type Result = MessageResult<Reserve>;
 
     fn handle(&mut self, msg: Reserve, ctx: &mut Self::Context) -> Self::Result {
+        self.meter.waited(msg.sent_at);
         let _m = self.meter.handling();
         let now = self.clock.now_ms();
         let reply = match self.capacity.admit(now, msg.deadline) {

@@ -114,6 +114,8 @@ pub struct Route {
     pub max_wait_ms: Millis,
     /// Hard deadline, Unix ms.
     pub deadline: Millis,
+    /// When it was sent (mailbox-wait metric).
+    pub sent_at: std::time::Instant,
 }
 
 /// A candidate in the attempt order.
@@ -337,6 +339,7 @@ impl Handler<Route> for RouterActor {
     type Result = ResponseFuture<Result<Plan, RouteError>>;
 
     fn handle(&mut self, msg: Route, _: &mut Self::Context) -> Self::Result {
+        self.meter.waited(msg.sent_at);
         let _m = self.meter.handling();
         let method = msg.target.method();
         let found = self.candidates(&msg.target);

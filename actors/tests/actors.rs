@@ -208,6 +208,7 @@ async fn router_orders_by_rule_and_reports_what_it_left_out() {
             target: RouteTarget::Intelligence(Tier::Low),
             max_wait_ms: 30_000,
             deadline: T0 + 30_000,
+            sent_at: std::time::Instant::now(),
         })
         .await
         .unwrap()
@@ -233,6 +234,7 @@ async fn router_orders_by_rule_and_reports_what_it_left_out() {
             target: RouteTarget::Scenario("s".into()),
             max_wait_ms: 30_000,
             deadline: T0 + 120_000,
+            sent_at: std::time::Instant::now(),
         })
         .await
         .unwrap()
@@ -253,6 +255,7 @@ async fn router_orders_by_rule_and_reports_what_it_left_out() {
             },
             max_wait_ms: 1,
             deadline: T0 + 1_000,
+            sent_at: std::time::Instant::now(),
         })
         .await
         .unwrap()

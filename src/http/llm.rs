@@ -210,6 +210,7 @@ pub async fn handle(
     endpoint: Endpoint,
 ) -> HttpResponse {
     let started = state.clock.now_ms();
+    let started_mono = std::time::Instant::now();
     let method = match endpoint {
         Endpoint::Intelligence => RoutingMethod::Intelligence,
         Endpoint::Scenario => RoutingMethod::Scenario,
@@ -225,6 +226,7 @@ pub async fn handle(
     event.http_status = response.status().as_u16();
     event.success = response.status().is_success();
     event.total_time_ms = state.clock.now_ms() - started;
+    event.total_us = started_mono.elapsed().as_micros() as u64;
     state.sinks.emit(event);
     response
 }
@@ -288,6 +290,7 @@ async fn run(
         target,
         max_wait_ms,
         deadline,
+        sent_at: std::time::Instant::now(),
     };
     state.router_meter.sent();
     let remaining = std::time::Duration::from_millis((deadline - started).max(1) as u64);
@@ -370,6 +373,7 @@ fn record_success(event: &mut RequestCompleted, s: &Success) {
     event.queue_wait_ms = Some(s.lease.queue_wait_ms);
     event.rate_limit_wait_ms = Some(s.lease.rate_limit_wait_ms);
     event.upstream_ms = Some(s.upstream_ms);
+    event.upstream_us = Some(s.upstream_us);
     event.input_tokens = Some(usage.input_tokens);
     event.output_tokens = Some(usage.output_tokens);
     event.thinking_tokens = Some(usage.thinking_tokens);

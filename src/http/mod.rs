@@ -17,6 +17,7 @@ use bkvy_actors::{MailboxMeter, RouterActor, RoutingTable, SharedClock};
 
 use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
+use crate::metrics::Metrics;
 use error::ApiError;
 use llm::Endpoint;
 
@@ -56,6 +57,8 @@ pub struct AppState {
     pub key_model_meter: MailboxMeter,
     /// Where completion events go.
     pub sinks: CompletionSinks,
+    /// Operator metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 async fn llm_intelligence(
@@ -101,5 +104,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/queue/status", web::get().to(status::queue_status))
         .route("/rates/status", web::get().to(status::rates_status))
         .route("/debug/config", web::get().to(status::debug_config))
+        .route("/metrics", web::get().to(status::metrics))
         .default_service(web::to(not_found));
 }

@@ -278,3 +278,17 @@ pub async fn debug_config(state: web::Data<AppState>) -> HttpResponse {
         },
     }))
 }
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let live = sorted(statuses(&state).await);
+    state.metrics.set_key_models(state.clock.now_ms(), &live);
+    state.metrics.set_events_dropped(state.sinks.dropped());
+    let text = state
+        .metrics
+        .encode()
+        .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
+}

@@ -1,0 +1,219 @@
+//! `/metrics` parsed with a Prometheus text parser and checked against a known sequence of
+//! requests.
+
+// Test helpers panic on unexpected input by design.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use serde_json::json;
+
+fn parse(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+}
+
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let matching: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .collect();
+    assert!(!matching.is_empty(), "no sample {name} {labels:?}");
+    matching
+        .iter()
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+fn histogram_count(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> u64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Histogram(h) => {
+                h.iter().map(|b| b.count).fold(0.0, f64::max) as u64
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
+#[actix_web::test]
+async fn metrics_count_a_known_sequence_of_requests() {
+    let h = start();
+    let marker = "MARKER-5f1c2e-never-in-metrics";
+    h.fake.script(
+        "gemini-2.5-flash",
+        [bkvy::fake::Fault::Status {
+            status: 429,
+            retry_after: Some("1".into()),
+            headers: Vec::new(),
+        }],
+    );
+    let intel = format!("{}/llm/intelligence", h.url);
+    // 1: 429 on gemini flash, answered by gpt-4o-mini.
+    let (s, first) = post(&intel, &ask("low", marker)).await;
+    assert_eq!(s, 200);
+    assert_eq!(first["model_used"], "gpt-4o-mini");
+    // 2 and 3: high tier, answered by gemini-2.5-pro.
+    let mut tokens: HashMap<&str, f64> = HashMap::new();
+    for _ in 0..2 {
+        let (s, b) = post(&intel, &ask("high", marker)).await;
+        assert_eq!(s, 200);
+        assert_eq!(b["model_used"], "gemini-2.5-pro");
+        for k in ["input_tokens", "output_tokens"] {
+            *tokens.entry(k).or_default() += b["response"]["usage"][k].as_f64().unwrap();
+        }
+    }
+    // 4: a validation failure.
+    let (s, _, _) = post_raw(
+        &intel,
+        br#"{"intelligence_level":"low","messages":[]}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(s, 422);
+    // 5: unknown scenario.
+    let (s, _) = post(
+        &format!("{}/llm/scenario", h.url),
+        &json!({"scenario": "nope", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(s, 404);
+
+    let mut res = client()
+        .get(format!("{}/metrics", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let ct = res
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    assert!(!text.contains(marker));
+    for (_, secret) in SECRETS {
+        assert!(!text.contains(secret));
+    }
+    let m = parse(&text);
+
+    let req = "bkvy_requests_total";
+    assert_eq!(value(&m, req, &[]), 5.0);
+    assert_eq!(value(&m, req, &[("outcome", "success")]), 3.0);
+    assert_eq!(
+        value(
+            &m,
+            req,
+            &[
+                ("outcome", "success"),
+                ("model", "gemini-2.5-pro"),
+                ("intelligence_level", "high")
+            ]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            req,
+            &[
+                ("outcome", "invalid_request"),
+                ("routing_method", "intelligence")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            req,
+            &[
+                ("outcome", "scenario_not_found"),
+                ("routing_method", "scenario")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "bkvy_upstream_errors_total",
+            &[("model", "gemini-2.5-flash"), ("kind", "rate_limited")]
+        ),
+        1.0
+    );
+    for (kind, key) in [("input", "input_tokens"), ("output", "output_tokens")] {
+        assert_eq!(
+            value(
+                &m,
+                "bkvy_tokens_total",
+                &[("model", "gemini-2.5-pro"), ("kind", kind)]
+            ),
+            tokens[key]
+        );
+    }
+    assert!(value(&m, "bkvy_cost_usd_total", &[("model", "gemini-2.5-pro")]) > 0.0);
+    assert_eq!(histogram_count(&m, "bkvy_request_duration_seconds", &[]), 5);
+    assert_eq!(
+        histogram_count(&m, "bkvy_upstream_duration_seconds", &[]),
+        3
+    );
+    assert_eq!(histogram_count(&m, "bkvy_gateway_overhead_seconds", &[]), 3);
+    // Live key/model state.
+    let flash = [
+        ("provider", "gemini"),
+        ("key_id", "ge1"),
+        ("model", "gemini-2.5-flash"),
+    ];
+    assert_eq!(value(&m, "bkvy_key_model_rpm_used", &flash), 1.0);
+    assert_eq!(value(&m, "bkvy_key_model_rpm_remaining", &flash), 99.0);
+    assert!(value(&m, "bkvy_key_model_paused_until_seconds", &flash) > 0.0);
+    assert_eq!(value(&m, "bkvy_key_model_queue_length", &flash), 0.0);
+    assert_eq!(value(&m, "bkvy_key_model_disabled", &flash), 0.0);
+    // Mailboxes.
+    assert!(
+        value(
+            &m,
+            "bkvy_actor_messages_handled_total",
+            &[("actor", "key_model")]
+        ) > 0.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "bkvy_actor_messages_handled_total",
+            &[("actor", "router")]
+        ),
+        4.0
+    );
+    let router_wait = histogram_count(
+        &m,
+        "bkvy_actor_mailbox_wait_seconds",
+        &[("actor", "router")],
+    );
+    assert_eq!(
+        router_wait,
+        4,
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("mailbox_wait"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(value(&m, "bkvy_completion_events_dropped", &[]), 0.0);
+}
