@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
+use bkvy_actors::circuit::FailureKind as PairFailure;
 use bkvy_actors::{
     Candidate, KeyAuthFailed, Lease, Millis, Outcome, Plan, Rejection, RouterActor, SharedClock,
 };
@@ -180,6 +181,20 @@ fn rejection_label(r: &Rejection) -> &'static str {
         Rejection::WouldMissDeadline { .. } => "would_miss_deadline",
         Rejection::DeadlinePassed => "deadline_passed",
         Rejection::ActorUnavailable => "actor_unavailable",
+        Rejection::CircuitOpen { .. } => "circuit_open",
+        Rejection::TrialInProgress => "circuit_trial_in_progress",
+    }
+}
+
+/// What a failure says about the key/model pair, for its circuit breaker.
+fn failure_kind(e: &UpstreamError) -> Option<PairFailure> {
+    match e {
+        UpstreamError::RateLimited { .. } => Some(PairFailure::RateLimited),
+        UpstreamError::Auth { .. } => Some(PairFailure::Auth),
+        UpstreamError::Server { .. } => Some(PairFailure::Server),
+        UpstreamError::Timeout | UpstreamError::Connection { .. } => Some(PairFailure::Timeout),
+        UpstreamError::Malformed { .. } => Some(PairFailure::BadResponse),
+        UpstreamError::BadRequest { .. } => None,
     }
 }
 
@@ -253,10 +268,7 @@ pub async fn execute(
             let mut guard = match cand.handle.acquire(job.deadline, now).await {
                 Ok(g) => g,
                 Err(rejection) => {
-                    if let Rejection::WouldMissDeadline {
-                        available_in_ms, ..
-                    } = rejection
-                    {
+                    if let Some(available_in_ms) = rejection.available_in_ms() {
                         soonest_available = Some(
                             soonest_available.map_or(available_in_ms, |s| s.min(available_in_ms)),
                         );
@@ -330,6 +342,7 @@ pub async fn execute(
                         e => {
                             guard.finish(Outcome::Failed {
                                 latency_ms: upstream_ms,
+                                kind: failure_kind(e),
                             });
                             let time_left = job.deadline - now();
                             if e.retryable()

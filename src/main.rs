@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bkvy::config::{self, Config};
 use bkvy::fake::{FakeOptions, FakeUpstream};
+use bkvy::http::access::AccessPolicy;
 use bkvy::http::HttpLimits;
 use bkvy::server::{self, ServerOptions};
 use bkvy_actors::SystemClock;
@@ -127,8 +128,18 @@ fn load_or_report(dir: &Path) -> Option<Config> {
     }
 }
 
+#[allow(clippy::print_stderr)]
+fn access_or_report() -> Option<AccessPolicy> {
+    AccessPolicy::from_env()
+        .map_err(|e| eprintln!("invalid access list: {e}"))
+        .ok()
+}
+
 async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
     let Some(config) = load_or_report(&args.config_dir) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let Some(access) = access_or_report() else {
         return Ok(ExitCode::FAILURE);
     };
     let listener = TcpListener::bind((args.host.as_str(), args.port))?;
@@ -142,6 +153,7 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
                 ..HttpLimits::default()
             },
             workers: args.workers,
+            access,
         },
     )?;
     log::info!("bkvy listening on {}", running.url());
@@ -190,6 +202,9 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
     let Some(mut config) = load_or_report(&args.config_dir) else {
         return Ok(ExitCode::FAILURE);
     };
+    let Some(access) = access_or_report() else {
+        return Ok(ExitCode::FAILURE);
+    };
     let upstream = fake.url();
     for p in &mut config.providers {
         for m in &mut p.models {
@@ -204,6 +219,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             clock: Arc::new(SystemClock),
             limits: HttpLimits::default(),
             workers: 2,
+            access,
         },
     )?;
     let url = running.url();

@@ -86,12 +86,14 @@ impl From<&KeyModelId> for KeyModelLabels {
 }
 
 /// Attempt error labels that are capacity decisions inside bkvy, not upstream errors.
-const CAPACITY_KINDS: [&str; 5] = [
+const CAPACITY_KINDS: [&str; 7] = [
     "queue_full",
     "would_miss_deadline",
     "deadline_passed",
     "key_disabled",
     "actor_unavailable",
+    "circuit_open",
+    "circuit_trial_in_progress",
 ];
 
 type FloatCounter = Counter<f64, AtomicU64>;

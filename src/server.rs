@@ -18,6 +18,7 @@ use bkvy_actors::{
 use crate::config::Config;
 use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
+use crate::http::access::AccessPolicy;
 use crate::http::{self, AppState, HttpLimits};
 use crate::metrics::Metrics;
 
@@ -34,6 +35,8 @@ pub struct ServerOptions {
     pub limits: HttpLimits,
     /// HTTP worker threads (0 = actix's default, one per core).
     pub workers: usize,
+    /// Who may reach the dashboard and admin endpoints.
+    pub access: AccessPolicy,
 }
 
 /// A running gateway.
@@ -74,6 +77,7 @@ pub fn build_table(config: &Config, clock: &SharedClock, meter: &MailboxMeter) -
                     max_concurrent: limits.max_concurrent,
                     max_queue: config.settings.max_queue,
                     avg_response_time_ms: m.avg_response_time_ms,
+                    circuit: config.settings.circuit,
                 });
                 meta.push((m.tier, m.cost_per_1k_tokens));
             }
@@ -160,6 +164,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         key_model_meter,
         sinks: CompletionSinks::new(metrics.clone(), Vec::new()),
         metrics,
+        access: opts.access,
     });
 
     let mut server = HttpServer::new(move || {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::circuit::{Blocked, Circuit, CircuitConfig, CircuitState, FailureKind};
 use crate::clock::Millis;
 use crate::rate_window::{Blocker, RateWindow, Wait};
 use crate::waiters::{QueueFull, Waiter, WaiterHandle, WaiterQueue};
@@ -30,6 +31,8 @@ pub struct Lease {
     pub queue_wait_ms: Millis,
     /// Time spent at the head of the queue held back by RPM, RPD or a 429 pause.
     pub rate_limit_wait_ms: Millis,
+    /// A half-open circuit's trial call.
+    pub trial: bool,
 }
 
 /// Why a request cannot have (or keep waiting for) this key/model.
@@ -62,6 +65,39 @@ pub enum Rejection {
     /// The actor did not answer in time (mailbox full or gone).
     #[error("key/model actor unavailable")]
     ActorUnavailable,
+    /// The circuit breaker is open.
+    #[error("circuit open ({kind}){}", until_text(*.available_in_ms))]
+    CircuitOpen {
+        /// Milliseconds until it admits a trial (`None`: only after a reset).
+        available_in_ms: Option<Millis>,
+        /// The failure kind that opened it.
+        kind: &'static str,
+    },
+    /// The circuit is half-open and its trial calls are in flight.
+    #[error("circuit half-open, trial in progress")]
+    TrialInProgress,
+}
+
+fn until_text(ms: Option<Millis>) -> String {
+    match ms {
+        Some(ms) => format!(", may return in {ms} ms"),
+        None => ", until reset".to_owned(),
+    }
+}
+
+impl Rejection {
+    /// Milliseconds until this pair could take a request, when known.
+    pub fn available_in_ms(&self) -> Option<Millis> {
+        match self {
+            Self::WouldMissDeadline {
+                available_in_ms, ..
+            } => Some(*available_in_ms),
+            Self::CircuitOpen {
+                available_in_ms, ..
+            } => *available_in_ms,
+            _ => None,
+        }
+    }
 }
 
 /// How a leased call ended.
@@ -81,6 +117,9 @@ pub enum Outcome {
     Failed {
         /// Upstream latency.
         latency_ms: Millis,
+        /// What failed, for the circuit breaker; `None` for failures that say nothing about
+        /// the pair (the request itself was rejected, e.g. 400).
+        kind: Option<FailureKind>,
     },
     /// Upstream rejected the key (401/403).
     AuthFailed,
@@ -129,6 +168,8 @@ pub struct Pump<T> {
     pub granted: Vec<(T, Lease)>,
     /// Waiters whose deadline passed.
     pub expired: Vec<T>,
+    /// Waiters refused because the circuit opened, with the reason.
+    pub rejected: Vec<(T, Rejection)>,
     /// When to pump again because the head waits for a rate limit (ms from now).
     pub wake_in: Option<Millis>,
 }
@@ -176,6 +217,18 @@ pub struct CapacityStatus {
     pub dispatched_total: u64,
     /// 429 answers since start.
     pub rate_limited_total: u64,
+    /// Circuit breaker state (`closed`, `open`, `half_open`, `auth_open`).
+    pub circuit_state: &'static str,
+    /// When an open circuit admits a trial.
+    pub circuit_open_until: Option<Millis>,
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+    /// Failures in the circuit's sliding window.
+    pub window_failures: usize,
+    /// The failure kind that last opened the circuit.
+    pub last_failure_kind: Option<&'static str>,
+    /// Times the circuit opened since start.
+    pub circuit_opened_total: u64,
 }
 
 enum Block {
@@ -188,9 +241,10 @@ enum Block {
 #[derive(Debug)]
 pub struct KeyModelCapacity<T> {
     window: RateWindow,
+    circuit: Circuit,
     max_concurrent: Option<u32>,
     in_flight: u32,
-    leases: HashMap<u64, Millis>,
+    leases: HashMap<u64, (Millis, bool)>,
     next_lease: u64,
     queue: WaiterQueue<T>,
     service_ms: f64,
@@ -205,12 +259,14 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     /// `avg_response_time_ms`).
     pub fn new(
         window: RateWindow,
+        circuit: CircuitConfig,
         max_concurrent: Option<u32>,
         max_queue: usize,
         service_seed_ms: u64,
     ) -> Self {
         Self {
             window,
+            circuit: Circuit::new(circuit),
             max_concurrent: max_concurrent.map(|c| c.max(1)),
             in_flight: 0,
             leases: HashMap::new(),
@@ -227,6 +283,25 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     /// The rate window (status, persistence).
     pub fn window_mut(&mut self) -> &mut RateWindow {
         &mut self.window
+    }
+
+    /// The circuit breaker (status, persistence).
+    pub fn circuit_mut(&mut self) -> &mut Circuit {
+        &mut self.circuit
+    }
+
+    fn circuit_rejection(&mut self, now: Millis) -> Option<Rejection> {
+        match self.circuit.check(now) {
+            Ok(()) => None,
+            Err(Blocked::Open { until }) => Some(Rejection::CircuitOpen {
+                available_in_ms: until.map(|u| (u - now).max(0)),
+                kind: self
+                    .circuit
+                    .last_kind()
+                    .map_or("unknown", FailureKind::as_str),
+            }),
+            Err(Blocked::TrialInProgress) => Some(Rejection::TrialInProgress),
+        }
     }
 
     /// Applies new limits from a reloaded config.
@@ -275,13 +350,13 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         }
     }
 
-    fn dispatch(&mut self, now: Millis) -> u64 {
+    fn dispatch(&mut self, now: Millis, trial: bool) -> u64 {
         self.window.record(now);
         self.in_flight += 1;
         self.dispatched_total += 1;
         let id = self.next_lease;
         self.next_lease += 1;
-        self.leases.insert(id, now);
+        self.leases.insert(id, (now, trial));
         id
     }
 
@@ -292,13 +367,18 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
                 message: message.clone(),
             });
         }
+        if let Some(r) = self.circuit_rejection(now) {
+            return Admission::Rejected(r);
+        }
         if self.queue.is_empty() && matches!(self.block(now), Block::Ready) {
-            let lease_id = self.dispatch(now);
+            let trial = self.circuit.admit(now).unwrap_or(false);
+            let lease_id = self.dispatch(now, trial);
             return Admission::Granted(Lease {
                 lease_id,
                 granted_at: now,
                 queue_wait_ms: 0,
                 rate_limit_wait_ms: 0,
+                trial,
             });
         }
         let (start, blocker) = self.start_wait(now, self.queue.len());
@@ -336,8 +416,17 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             .collect();
         let mut granted = Vec::new();
         let mut wake_in = None;
+        let mut circuit_open = Vec::new();
         if self.disabled.is_none() {
             while !self.queue.is_empty() {
+                match self.circuit.check(now) {
+                    Ok(()) => {}
+                    Err(Blocked::TrialInProgress) => break,
+                    Err(Blocked::Open { .. }) => {
+                        circuit_open = self.queue.extract_if(|_| true);
+                        break;
+                    }
+                }
                 match self.block(now) {
                     Block::Ready => {
                         let Some(w) = self.queue.pop() else { break };
@@ -365,9 +454,20 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
                 }
             }
         }
+        let rejected = self.circuit_rejection(now);
+        let circuit_rejected = circuit_open
+            .into_iter()
+            .map(|w| {
+                (
+                    w.handle,
+                    rejected.clone().unwrap_or(Rejection::TrialInProgress),
+                )
+            })
+            .collect();
         Pump {
             granted,
             expired,
+            rejected: circuit_rejected,
             wake_in,
         }
     }
@@ -375,24 +475,38 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     fn grant_waiter(&mut self, now: Millis, w: &Waiter<T>) -> Lease {
         let rate = w.rate_waited + w.rate_blocked_since.map_or(0, |s| now - s);
         let total = now - w.enqueued_at;
-        let lease_id = self.dispatch(now);
+        let trial = self.circuit.admit(now).unwrap_or(false);
+        let lease_id = self.dispatch(now, trial);
         Lease {
             lease_id,
             granted_at: now,
             queue_wait_ms: (total - rate).max(0),
             rate_limit_wait_ms: rate.min(total).max(0),
+            trial,
         }
+    }
+
+    fn jitter(lease_id: u64, now: Millis) -> f64 {
+        // A cheap, well-mixed value in [0, 1) (splitmix64 finaliser).
+        let mut z = lease_id ^ (now as u64).rotate_left(17);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Ends a lease. Returns waiters that can no longer be served in time (a 429 pause
     /// reaching past their deadline), so they can fail over at once instead of waiting.
     pub fn release(&mut self, now: Millis, lease_id: u64, outcome: Outcome) -> Vec<T> {
-        let Some(dispatched_at) = self.leases.remove(&lease_id) else {
+        let Some((dispatched_at, trial)) = self.leases.remove(&lease_id) else {
             return Vec::new();
         };
         self.in_flight = self.in_flight.saturating_sub(1);
-        match outcome {
+        let jitter = Self::jitter(lease_id, now);
+        let mut opened = false;
+        let late = match outcome {
             Outcome::Success { latency_ms } => {
+                self.circuit.on_success(trial);
                 self.consecutive_429 = 0;
                 self.service_ms = self.service_ms * (1.0 - SERVICE_EMA_ALPHA)
                     + latency_ms.max(0) as f64 * SERVICE_EMA_ALPHA;
@@ -406,6 +520,13 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
                 self.consecutive_429 = self.consecutive_429.saturating_add(1);
                 let until = now + pause.max(0);
                 self.window.pause_until(until);
+                opened = self.circuit.on_failure(
+                    now,
+                    FailureKind::RateLimited,
+                    retry_after_ms,
+                    trial,
+                    jitter,
+                );
                 self.queue
                     .extract_if(|w| w.deadline < until)
                     .into_iter()
@@ -413,12 +534,41 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
                     .collect()
             }
             Outcome::NotSent => {
+                self.circuit.return_trial(trial);
                 self.window.unrecord(dispatched_at);
                 self.dispatched_total = self.dispatched_total.saturating_sub(1);
                 Vec::new()
             }
-            Outcome::Failed { .. } | Outcome::Abandoned | Outcome::AuthFailed => Vec::new(),
+            Outcome::Failed { kind, .. } => {
+                match kind {
+                    Some(kind) => opened = self.circuit.on_failure(now, kind, None, trial, jitter),
+                    None => self.circuit.return_trial(trial),
+                }
+                Vec::new()
+            }
+            Outcome::AuthFailed => {
+                opened = self
+                    .circuit
+                    .on_failure(now, FailureKind::Auth, None, trial, jitter);
+                Vec::new()
+            }
+            Outcome::Abandoned => {
+                self.circuit.return_trial(trial);
+                Vec::new()
+            }
+        };
+        if opened {
+            // Nobody should wait for a pair that is known to be failing: all fail over.
+            let mut all = late;
+            all.extend(
+                self.queue
+                    .extract_if(|_| true)
+                    .into_iter()
+                    .map(|w| w.handle),
+            );
+            return all;
         }
+        late
     }
 
     /// Takes the pair out of rotation; returns every waiter so each can fail over.
@@ -431,11 +581,12 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             .collect()
     }
 
-    /// Puts the pair back into rotation and lifts a 429 pause.
-    pub fn enable(&mut self) {
+    /// Puts the pair back into rotation: clears a disable, a 429 pause and the circuit.
+    pub fn reset(&mut self) {
         self.disabled = None;
         self.consecutive_429 = 0;
         self.window.clear_pause();
+        self.circuit.reset();
     }
 
     /// What a new request would face.
@@ -447,6 +598,8 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             Some(Rejection::Disabled {
                 message: message.clone(),
             })
+        } else if let Some(r) = self.circuit_rejection(now) {
+            Some(r)
         } else if self.queue.len() >= self.queue.capacity() {
             Some(Rejection::QueueFull {
                 capacity: self.queue.capacity(),
@@ -475,6 +628,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         let (rpm_limit, rpd_limit) = self.window.limits();
         let wait = self.window.wait(now);
         let (start, _) = self.start_wait(now, self.queue.len());
+        let circuit_state = self.circuit.state(now);
         CapacityStatus {
             rpm_limit,
             rpd_limit,
@@ -496,6 +650,15 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             disabled: self.disabled.clone(),
             dispatched_total: self.dispatched_total,
             rate_limited_total: self.rate_limited_total,
+            circuit_state: circuit_state.as_str(),
+            circuit_open_until: match circuit_state {
+                CircuitState::Open { until } => Some(until),
+                _ => None,
+            },
+            consecutive_failures: self.circuit.consecutive_failures(),
+            window_failures: self.circuit.window_failures(),
+            last_failure_kind: self.circuit.last_kind().map(FailureKind::as_str),
+            circuit_opened_total: self.circuit.opened_total(),
         }
     }
 }
@@ -503,6 +666,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::circuit::{CircuitConfig, FailureKind};
     use chrono_tz::Tz;
     use std::cell::Cell;
     use std::rc::Rc;
@@ -521,7 +685,13 @@ mod tests {
     }
 
     fn cap(rpm: u32, conc: Option<u32>) -> KeyModelCapacity<H> {
-        KeyModelCapacity::new(RateWindow::new(rpm, 1_000, Tz::UTC, T0), conc, 10, 500)
+        KeyModelCapacity::new(
+            RateWindow::new(rpm, 1_000, Tz::UTC, T0),
+            CircuitConfig::default(),
+            conc,
+            10,
+            500,
+        )
     }
 
     fn lease(a: Admission) -> Lease {
@@ -650,7 +820,7 @@ mod tests {
             Admission::Rejected(Rejection::Disabled { .. })
         ));
         assert!(c.estimate(T0).unavailable.is_some());
-        c.enable();
+        c.reset();
         assert!(c.estimate(T0).unavailable.is_none());
     }
 
@@ -686,5 +856,80 @@ mod tests {
         let l = lease(c.admit(T0, T0 + 1));
         c.release(T0, l.lease_id, Outcome::Success { latency_ms: 1_500 });
         assert_eq!(c.estimate(T0).service_ms, 700);
+    }
+
+    fn fail(c: &mut KeyModelCapacity<H>, now: Millis) {
+        let l = lease(c.admit(now, now + 100_000));
+        c.release(
+            now,
+            l.lease_id,
+            Outcome::Failed {
+                latency_ms: 10,
+                kind: Some(FailureKind::Server),
+            },
+        );
+    }
+
+    #[test]
+    fn repeated_failures_open_the_circuit_and_send_waiters_elsewhere() {
+        let mut c = cap(100, Some(1));
+        fail(&mut c, T0);
+        fail(&mut c, T0 + 1);
+        let l = lease(c.admit(T0 + 2, T0 + 100_000));
+        c.enqueue(T0 + 2, T0 + 100_000, h(9)).unwrap();
+        let handed_back = c.release(
+            T0 + 3,
+            l.lease_id,
+            Outcome::Failed {
+                latency_ms: 10,
+                kind: Some(FailureKind::Timeout),
+            },
+        );
+        assert_eq!(handed_back.len(), 1, "the waiter fails over at once");
+        match c.admit(T0 + 4, T0 + 100_000) {
+            Admission::Rejected(r @ Rejection::CircuitOpen { .. }) => {
+                let wait = r.available_in_ms().unwrap();
+                assert!((4_999..=6_000).contains(&wait), "{wait}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = c.estimate(T0 + 4);
+        assert!(matches!(e.unavailable, Some(Rejection::CircuitOpen { .. })));
+        assert_eq!(c.status(T0 + 4).circuit_state, "open");
+    }
+
+    #[test]
+    fn half_open_lets_one_trial_through_and_closes_on_success() {
+        let mut c = cap(100, None);
+        for i in 0..3 {
+            fail(&mut c, T0 + i);
+        }
+        let later = T0 + 10_000;
+        let trial = lease(c.admit(later, later + 10_000));
+        assert!(trial.trial);
+        assert_eq!(
+            c.admit(later, later + 10_000),
+            Admission::Rejected(Rejection::TrialInProgress)
+        );
+        c.release(later, trial.lease_id, Outcome::Success { latency_ms: 5 });
+        assert_eq!(c.status(later).circuit_state, "closed");
+        assert!(!lease(c.admit(later, later + 10_000)).trial);
+    }
+
+    #[test]
+    fn a_bad_request_does_not_count_against_the_pair() {
+        let mut c = cap(100, None);
+        for i in 0..5 {
+            let l = lease(c.admit(T0 + i, T0 + 100_000));
+            c.release(
+                T0 + i,
+                l.lease_id,
+                Outcome::Failed {
+                    latency_ms: 1,
+                    kind: None,
+                },
+            );
+        }
+        assert_eq!(c.status(T0 + 10).circuit_state, "closed");
     }
 }

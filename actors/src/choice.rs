@@ -83,7 +83,7 @@ pub fn choose(
         let left_out = match &c.estimate {
             None => Some(("actor_unavailable".to_owned(), None)),
             Some(e) => match &e.unavailable {
-                Some(r) => Some((format!("unavailable: {r}"), None)),
+                Some(r) => Some((format!("unavailable: {r}"), r.available_in_ms())),
                 None if start_ms(e) > remaining_ms => Some((
                     format!("would_miss_deadline ({})", e.blocker),
                     Some(start_ms(e)),

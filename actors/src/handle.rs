@@ -11,8 +11,8 @@ use actix::Addr;
 use crate::capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate};
 use crate::clock::Millis;
 use crate::key_model::{
-    CancelWait, Disable, Enable, GetStatus, GetWaitTime, KeyModelActor, KeyModelSpec, Nudge,
-    Release, Reserve, ReserveReply,
+    CancelWait, Disable, GetStatus, GetWaitTime, KeyModelActor, KeyModelSpec, Nudge, Release,
+    Reserve, ReserveReply, Reset,
 };
 use crate::mailbox::MailboxMeter;
 
@@ -116,10 +116,10 @@ impl KeyModelHandle {
         self.addr.do_send(Disable { message });
     }
 
-    /// Puts the pair back into rotation.
-    pub fn enable(&self) {
+    /// Puts the pair back into rotation (clears disable, pause and circuit).
+    pub fn reset(&self) {
         self.meter.sent();
-        self.addr.do_send(Enable);
+        self.addr.do_send(Reset);
     }
 
     /// Makes the actor re-evaluate its queue now.

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use crate::capacity::{
     Admission, CapacityStatus, KeyModelCapacity, Lease, Outcome, Rejection, WaitEstimate,
 };
+use crate::circuit::CircuitConfig;
 use crate::clock::{Millis, SharedClock};
 use crate::ids::KeyModelId;
 use crate::mailbox::MailboxMeter;
@@ -41,6 +42,8 @@ pub struct KeyModelSpec {
     pub max_queue: usize,
     /// Seed of the service-time average (`avg_response_time_ms`).
     pub avg_response_time_ms: u64,
+    /// Circuit breaker thresholds.
+    pub circuit: CircuitConfig,
 }
 
 /// Query: what would a new request face here?
@@ -103,10 +106,10 @@ pub struct Disable {
     pub message: String,
 }
 
-/// Command: put the pair back into rotation and lift any pause.
+/// Command: put the pair back into rotation: clear a disable, a 429 pause and the circuit.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Enable;
+pub struct Reset;
 
 /// Query: live numbers for status endpoints.
 #[derive(Debug, Message)]
@@ -134,6 +137,7 @@ impl KeyModelActor {
         let window = RateWindow::new(spec.rpm, spec.rpd, spec.rpd_timezone, now);
         let capacity = KeyModelCapacity::new(
             window,
+            spec.circuit,
             spec.max_concurrent,
             spec.max_queue,
             spec.avg_response_time_ms,
@@ -154,6 +158,9 @@ impl KeyModelActor {
             let pump = self.capacity.pump(now);
             for tx in pump.expired {
                 let _ = tx.send(Err(Rejection::DeadlinePassed));
+            }
+            for (tx, why) in pump.rejected {
+                let _ = tx.send(Err(why));
             }
             let mut undelivered = false;
             for (tx, lease) in pump.granted {
@@ -255,12 +262,18 @@ impl Handler<Release> for KeyModelActor {
         let _m = self.meter.handling();
         let now = self.clock.now_ms();
         let late = self.capacity.release(now, msg.lease_id, msg.outcome);
-        for tx in late {
-            let paused = self.capacity.window_mut().paused_until(now).unwrap_or(now);
-            let _ = tx.send(Err(Rejection::WouldMissDeadline {
-                available_in_ms: paused - now,
-                blocker: "paused",
-            }));
+        if !late.is_empty() {
+            // Each of these can no longer be served in time here: say why, with when.
+            let why = self.capacity.estimate(now).unavailable.unwrap_or_else(|| {
+                let paused = self.capacity.window_mut().paused_until(now).unwrap_or(now);
+                Rejection::WouldMissDeadline {
+                    available_in_ms: paused - now,
+                    blocker: "paused",
+                }
+            });
+            for tx in late {
+                let _ = tx.send(Err(why.clone()));
+            }
         }
         self.pump(ctx);
     }
@@ -280,12 +293,13 @@ impl Handler<Disable> for KeyModelActor {
     }
 }
 
-impl Handler<Enable> for KeyModelActor {
+impl Handler<Reset> for KeyModelActor {
     type Result = ();
 
-    fn handle(&mut self, _: Enable, ctx: &mut Self::Context) {
+    fn handle(&mut self, _: Reset, ctx: &mut Self::Context) {
         let _m = self.meter.handling();
-        self.capacity.enable();
+        log::info!("{} reset: back in rotation", self.spec.id);
+        self.capacity.reset();
         self.pump(ctx);
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod capacity;
 pub mod choice;
+pub mod circuit;
 pub mod clock;
 pub mod events;
 pub mod handle;

@@ -27,6 +27,7 @@ fn spec(
         max_concurrent,
         max_queue: 100,
         avg_response_time_ms: 1_000,
+        circuit: bkvy_actors::circuit::CircuitConfig::default(),
     }
 }
 

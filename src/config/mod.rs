@@ -144,6 +144,8 @@ pub struct Settings {
     pub max_attempts_per_candidate: u32,
     /// Bound of each key/model FIFO queue (`max_queue`, default 1000).
     pub max_queue: usize,
+    /// Circuit breaker thresholds and backoff (`circuit_breaker`).
+    pub circuit: bkvy_actors::circuit::CircuitConfig,
 }
 
 impl Default for Settings {
@@ -152,6 +154,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(120),
             max_attempts_per_candidate: 2,
             max_queue: 1000,
+            circuit: bkvy_actors::circuit::CircuitConfig::default(),
         }
     }
 }

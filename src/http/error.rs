@@ -23,6 +23,9 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// The client's address is not allow-listed for this endpoint.
+    #[error("Access denied: {0}")]
+    Forbidden(String),
     /// A named thing (scenario, provider, model, key, tier, path) does not exist.
     #[error("{message}")]
     NotFound {
@@ -59,6 +62,7 @@ impl ApiError {
             Self::MalformedJson(_) => "malformed_json",
             Self::Invalid(_) => "invalid_request",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Forbidden(_) => "access_denied",
             Self::NotFound { code, .. } | Self::Unavailable { code, .. } => code,
             Self::AllFailed(_) => "all_alternatives_failed",
             Self::DeadlineExceeded(_) => "deadline_exceeded",
@@ -92,6 +96,7 @@ impl ResponseError for ApiError {
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::AllFailed(_) => StatusCode::BAD_GATEWAY,
@@ -153,6 +158,7 @@ mod tests {
             (ApiError::MalformedJson("x".into()), 400),
             (ApiError::Invalid("x".into()), 422),
             (ApiError::PayloadTooLarge { limit: 1 }, 413),
+            (ApiError::Forbidden("x".into()), 403),
             (
                 ApiError::NotFound {
                     code: "scenario_not_found",

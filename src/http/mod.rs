@@ -4,7 +4,9 @@
 //! it. Handlers hold `web::Data<AppState>` (shared by all workers) and the per-worker
 //! `awc::Client` (awc clients are `!Send`; one per worker thread is what awc asks for).
 
+pub mod access;
 pub mod body;
+pub mod circuits;
 pub mod error;
 pub mod llm;
 pub mod status;
@@ -18,6 +20,7 @@ use bkvy_actors::{MailboxMeter, RouterActor, RoutingTable, SharedClock};
 use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
 use crate::metrics::Metrics;
+use access::AccessPolicy;
 use error::ApiError;
 use llm::Endpoint;
 
@@ -59,6 +62,19 @@ pub struct AppState {
     pub sinks: CompletionSinks,
     /// Operator metrics.
     pub metrics: Arc<Metrics>,
+    /// Who may reach the dashboard and admin endpoints.
+    pub access: AccessPolicy,
+}
+
+/// Refuses the request unless its client address is allow-listed.
+pub fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    match state.access.check(req) {
+        (true, _) => Ok(()),
+        (false, ip) => Err(ApiError::Forbidden(format!(
+            "IP address {} is not authorized to access this resource",
+            ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+        ))),
+    }
 }
 
 async fn llm_intelligence(
@@ -105,5 +121,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/rates/status", web::get().to(status::rates_status))
         .route("/debug/config", web::get().to(status::debug_config))
         .route("/metrics", web::get().to(status::metrics))
+        .route("/circuits/status", web::get().to(circuits::status))
+        .route(
+            "/circuits/reset/{provider}/{model}/{key_id}",
+            web::post().to(circuits::reset),
+        )
         .default_service(web::to(not_found));
 }

@@ -26,7 +26,8 @@ fn secs(ms: Millis) -> f64 {
     (ms.max(0) as f64) / 1000.0
 }
 
-async fn statuses(state: &AppState) -> HashMap<KeyModelId, CapacityStatus> {
+/// Live status of every key/model actor that answers in time.
+pub async fn statuses(state: &AppState) -> HashMap<KeyModelId, CapacityStatus> {
     let table = &state.table;
     let answers = join_all(
         table
@@ -224,10 +225,16 @@ pub async fn rates_status(state: web::Data<AppState>) -> HttpResponse {
                 "last_request_time": s.last_request_at.map(iso),
                 "rate_limited_responses": s.rate_limited_total,
                 "disabled": s.disabled,
+                "circuit_state": s.circuit_state,
             }),
         );
     }
     HttpResponse::Ok().json(json!({ "rate_limit_states": out }))
+}
+
+/// [`statuses`], sorted by key/model id.
+pub async fn all_statuses(state: &AppState) -> Vec<(KeyModelId, CapacityStatus)> {
+    sorted(statuses(state).await)
 }
 
 fn sorted(map: HashMap<KeyModelId, CapacityStatus>) -> Vec<(KeyModelId, CapacityStatus)> {

@@ -130,6 +130,24 @@ pub fn start_with(providers: &str, routing: &str, fake_opts: FakeOptions) -> Har
 
 /// Starts a gateway for an already-loaded config in front of `fake`.
 pub fn start_gateway(fake: FakeUpstream, config: bkvy::config::Config) -> Harness {
+    start_gateway_with(fake, config, bkvy::http::access::AccessPolicy::default())
+}
+
+/// Loads the test config with `{FAKE}` replaced.
+pub fn config_for(fake: &FakeUpstream, providers: &str, routing: &str) -> bkvy::config::Config {
+    let providers = providers
+        .replace("{FAKE}", &fake.url())
+        .replace("{DEAD}", &dead_url());
+    load_from_strs(&providers, routing, &env_lookup)
+        .unwrap_or_else(|p| panic!("test config invalid: {p:?}"))
+}
+
+/// Starts a gateway with a given access policy.
+pub fn start_gateway_with(
+    fake: FakeUpstream,
+    config: bkvy::config::Config,
+    access: bkvy::http::access::AccessPolicy,
+) -> Harness {
     let gateway = server::start(
         TcpListener::bind("127.0.0.1:0").unwrap(),
         ServerOptions {
@@ -140,6 +158,7 @@ pub fn start_gateway(fake: FakeUpstream, config: bkvy::config::Config) -> Harnes
                 max_messages: 100,
             },
             workers: 1,
+            access,
         },
     )
     .unwrap();

@@ -274,7 +274,7 @@ fn unknown_fields_everywhere() {
             "providers.openai.keys.k1.org: unknown field \"org\"; expected one of api_key, rate_limits",
             "providers.openai.keys.k1.rate_limits.gpt-4o.tpm: unknown field \"tpm\"; expected one of rpm, rpd, max_concurrent",
             "providers.openai.models.gpt-4o.context: unknown field \"context\"; expected one of endpoint, cost_per_1k_tokens, cost_per_1k_input_tokens, cost_per_1k_output_tokens, intelligence_tier, supports_thinking, avg_response_time_ms, version",
-            "routing.fallback: unknown field \"fallback\"; expected one of scenarios, request_timeout_seconds, max_attempts_per_candidate, max_queue",
+            "routing.fallback: unknown field \"fallback\"; expected one of scenarios, request_timeout_seconds, max_attempts_per_candidate, max_queue, circuit_breaker",
             "routing.scenarios.s[0].weight: unknown field \"weight\"; expected one of provider, model, priority",
         ]
     );
@@ -363,4 +363,19 @@ fn json_syntax_errors_have_line_and_column() {
     let e = load_from_strs("{", r#"{"scenarios": [], "x": 1}"#, &no_env).unwrap_err();
     let paths: Vec<_> = e.iter().map(|p| p.path.as_str()).collect();
     assert_eq!(paths, ["providers.json", "routing.x", "routing.scenarios"]);
+}
+
+#[test]
+fn circuit_breaker_settings_are_checked() {
+    let e = errs(|_, r| {
+        r["circuit_breaker"] = json!({"consecutive_failures": 0, "base_backoff_seconds": 10, "max_backoff_seconds": 5, "x": 1});
+    });
+    assert_eq!(
+        e,
+        [
+            "routing.circuit_breaker.x: unknown field \"x\"; expected one of consecutive_failures, window_seconds, window_failures, base_backoff_seconds, max_backoff_seconds, half_open_trials",
+            "routing.circuit_breaker.consecutive_failures: expected an integer from 1 to 1000",
+            "routing.circuit_breaker.max_backoff_seconds: must not be smaller than base_backoff_seconds",
+        ]
+    );
 }

@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::check::{index, join, Checker};
+use std::time::Duration;
+
+use bkvy_actors::circuit::CircuitConfig;
+
 use crate::config::{ScenarioEntry, Settings};
 
 const ROUTING_FIELDS: &[&str] = &[
@@ -15,6 +19,15 @@ const ROUTING_FIELDS: &[&str] = &[
     "request_timeout_seconds",
     "max_attempts_per_candidate",
     "max_queue",
+    "circuit_breaker",
+];
+const CIRCUIT_FIELDS: &[&str] = &[
+    "consecutive_failures",
+    "window_seconds",
+    "window_failures",
+    "base_backoff_seconds",
+    "max_backoff_seconds",
+    "half_open_trials",
 ];
 const ENTRY_FIELDS: &[&str] = &["provider", "model", "priority"];
 
@@ -80,6 +93,7 @@ pub(super) fn routing(
         ck.int_in(p, v, 1, 100_000)
             .and_then(|n| usize::try_from(n).ok())
     });
+    let circuit = ck.or(path, obj, "circuit_breaker", d.circuit, circuit_breaker);
     Some(Routing {
         scenarios: scenarios?,
         scenarios_raw: obj.get("scenarios").cloned().unwrap_or(Value::Null),
@@ -87,7 +101,50 @@ pub(super) fn routing(
             request_timeout: timeout?,
             max_attempts_per_candidate: attempts?,
             max_queue: queue?,
+            circuit: circuit?,
         },
+    })
+}
+
+/// `circuit_breaker`: every field optional, defaulting to [`CircuitConfig::default`].
+fn circuit_breaker(ck: &mut Checker<'_>, path: &str, v: &Value) -> Option<CircuitConfig> {
+    let obj = ck.object(path, v)?;
+    ck.fields(path, obj, CIRCUIT_FIELDS);
+    let d = CircuitConfig::default();
+    let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
+    let count = |ck: &mut Checker<'_>, p: &str, v: &Value| {
+        ck.int_in(p, v, 1, 1_000)
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    let consecutive = ck.or(
+        path,
+        obj,
+        "consecutive_failures",
+        d.consecutive_failures,
+        count,
+    );
+    let window_failures = ck.or(path, obj, "window_failures", d.window_failures, count);
+    let trials = ck.or(path, obj, "half_open_trials", d.half_open_trials, count);
+    let secs = |ck: &mut Checker<'_>, p: &str, v: &Value| ck.seconds(p, v).map(ms);
+    let window = ck.or(path, obj, "window_seconds", d.window_ms, secs);
+    let base = ck.or(path, obj, "base_backoff_seconds", d.base_backoff_ms, secs);
+    let max = ck.or(path, obj, "max_backoff_seconds", d.max_backoff_ms, secs);
+    if let (Some(b), Some(m)) = (base, max) {
+        if m < b {
+            ck.problem(
+                &join(path, "max_backoff_seconds"),
+                "must not be smaller than base_backoff_seconds",
+            );
+            return None;
+        }
+    }
+    Some(CircuitConfig {
+        consecutive_failures: consecutive?,
+        window_ms: window?,
+        window_failures: window_failures?,
+        base_backoff_ms: base?,
+        max_backoff_ms: max?,
+        half_open_trials: trials?,
     })
 }
 

@@ -1,0 +1,160 @@
+//! Circuit breaking and access control end to end.
+
+// Test helpers panic on unexpected input by design.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use bkvy::fake::{FakeOptions, FakeUpstream, Fault};
+use bkvy::http::access::{AccessPolicy, IpList};
+use common::*;
+use serde_json::json;
+
+const FAST_CIRCUIT_ROUTING: &str = r#"{
+  "request_timeout_seconds": 20,
+  "max_attempts_per_candidate": 1,
+  "circuit_breaker": {"consecutive_failures": 2, "base_backoff_seconds": 1, "max_backoff_seconds": 4},
+  "scenarios": {"support": [{"provider": "anthropic", "model": "claude-haiku", "priority": 1}]}
+}"#;
+
+fn start_fast() -> Harness {
+    start_with(PROVIDERS, FAST_CIRCUIT_ROUTING, FakeOptions::default())
+}
+
+fn server_error() -> Fault {
+    Fault::Status {
+        status: 500,
+        retry_after: None,
+        headers: Vec::new(),
+    }
+}
+
+#[actix_web::test]
+async fn a_failing_pair_is_skipped_while_open_and_returns_after_a_successful_trial() {
+    let h = start_fast();
+    h.fake
+        .script("gemini-2.5-flash", [server_error(), server_error()]);
+    let url = format!("{}/llm/intelligence", h.url);
+    for _ in 0..2 {
+        let (s, b) = post(&url, &ask("low", "x")).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["model_used"], "gpt-4o-mini", "failed over");
+    }
+    // Open now: skipped without a call, with the reason and the time it may return.
+    let (_, b) = post(&url, &ask("low", "x")).await;
+    assert_eq!(b["model_used"], "gpt-4o-mini");
+    let flash = b["metadata"]["alternatives_considered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == "gemini-2.5-flash")
+        .cloned()
+        .unwrap();
+    assert!(
+        flash["reason_not_chosen"]
+            .as_str()
+            .unwrap()
+            .contains("circuit open"),
+        "{flash}"
+    );
+    assert!(flash["available_in_ms"].as_i64().unwrap() > 0);
+    assert_eq!(flash["fallback_rank"], json!(null));
+    assert_eq!(received(&h, "gemini-2.5-flash").len(), 2);
+    let (_, circuits) = get(&format!("{}/circuits/status", h.url)).await;
+    let c = &circuits["circuits"]["gemini_gemini-2.5-flash_ge1"];
+    assert_eq!(c["state"], "open", "{c}");
+    assert_eq!(c["last_failure_type"], "server_error");
+    assert_eq!(circuits["open_circuits"], 1);
+    // After the backoff (1 s + jitter) one trial goes through, succeeds and closes it.
+    actix_web::rt::time::sleep(Duration::from_millis(1_400)).await;
+    let (_, b) = post(&url, &ask("low", "x")).await;
+    assert_eq!(b["model_used"], "gemini-2.5-flash");
+    let (_, circuits) = get(&format!("{}/circuits/status", h.url)).await;
+    assert_eq!(
+        circuits["circuits"]["gemini_gemini-2.5-flash_ge1"]["state"],
+        "closed"
+    );
+}
+
+#[actix_web::test]
+async fn when_every_candidate_is_open_the_answer_is_an_immediate_503_with_retry_after() {
+    let h = start_fast();
+    h.fake
+        .script("claude-haiku", [server_error(), server_error()]);
+    let url = format!("{}/llm/scenario", h.url);
+    let body = json!({"scenario": "support", "messages": [{"role": "user", "content": "x"}]});
+    for _ in 0..2 {
+        let (s, b) = post(&url, &body).await;
+        assert_eq!(s, 502, "{b}");
+    }
+    let started = std::time::Instant::now();
+    let mut res = client().post(&url).send_json(&body).await.unwrap();
+    assert_eq!(res.status().as_u16(), 503);
+    let retry_after: u64 = res
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let b: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(b["error_code"], "all_candidates_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "no waiting on a dead upstream"
+    );
+    assert_eq!(received(&h, "claude-haiku").len(), 2);
+
+    // A manual reset puts it back at once.
+    let (s, _) = post(
+        &format!("{}/circuits/reset/anthropic/claude-haiku/an1", h.url),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    let (s, b) = post(&url, &body).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = post(
+        &format!("{}/circuits/reset/anthropic/claude-haiku/nope", h.url),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(s, 404, "{b}");
+    assert_eq!(b["error_code"], "circuit_not_found");
+}
+
+#[actix_web::test]
+async fn admin_endpoints_refuse_addresses_that_are_not_allowed() {
+    let fake = FakeUpstream::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        FakeOptions::default(),
+    )
+    .unwrap();
+    let config = config_for(&fake, PROVIDERS, ROUTING);
+    let policy = AccessPolicy {
+        allowed: IpList::parse("10.1.2.3").unwrap(),
+        trusted_proxies: IpList::default(),
+    };
+    let h = start_gateway_with(fake, config, policy);
+    let reset = format!("{}/circuits/reset/openai/gpt-4o/oa1", h.url);
+    let (s, b) = post(&reset, &json!({})).await;
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(b["error_code"], "access_denied");
+    // A spoofed X-Forwarded-For from an untrusted peer changes nothing.
+    let mut res = client()
+        .post(&reset)
+        .insert_header(("x-forwarded-for", "10.1.2.3"))
+        .send_json(&json!({}))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    let _ = res.body().await;
+    // Read-only status stays public.
+    let (s, _) = get(&format!("{}/circuits/status", h.url)).await;
+    assert_eq!(s, 200);
+}
