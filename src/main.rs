@@ -56,6 +56,9 @@ struct ServeArgs {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 10 * 1024 * 1024)]
     max_request_bytes: usize,
+    /// Directory where rate, pause and circuit state survives restarts.
+    #[arg(long, env = "STATE_DIR", default_value = "state")]
+    state_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +131,23 @@ fn load_or_report(dir: &Path) -> Option<Config> {
     }
 }
 
+/// After the HTTP server has drained: write every key/model's final state.
+async fn shutdown(
+    table: &bkvy_actors::RoutingTable,
+    store: Option<&bkvy_actors::persist::StateStore>,
+) {
+    if let Some(store) = store {
+        if server::persist_all(table, store).await {
+            log::info!("state saved to {}", store.dir().display());
+        } else {
+            log::error!(
+                "state could not be saved completely to {}",
+                store.dir().display()
+            );
+        }
+    }
+}
+
 #[allow(clippy::print_stderr)]
 fn access_or_report() -> Option<AccessPolicy> {
     AccessPolicy::from_env()
@@ -154,10 +174,14 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
             },
             workers: args.workers,
             access,
+            state_dir: Some(args.state_dir),
         },
     )?;
     log::info!("bkvy listening on {}", running.url());
+    let table = running.table.clone();
+    let store = running.state.clone();
     running.server.await?;
+    shutdown(&table, store.as_ref()).await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -220,6 +244,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             limits: HttpLimits::default(),
             workers: 2,
             access,
+            state_dir: None,
         },
     )?;
     let url = running.url();

@@ -5,13 +5,15 @@
 //! `HOST:PORT` through the same code.
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
 use actix_web::{web, App, HttpServer};
+use bkvy_actors::persist::{Loaded, StateStore};
 use bkvy_actors::{
-    start_key_models, Candidate, KeyModelId, KeyModelSpec, MailboxMeter, ProviderNames,
+    start_key_models_with_state, Candidate, KeyModelId, KeyModelSpec, MailboxMeter, ProviderNames,
     RouterActor, RoutingTable, ScenarioStep, SharedClock,
 };
 
@@ -37,6 +39,9 @@ pub struct ServerOptions {
     pub workers: usize,
     /// Who may reach the dashboard and admin endpoints.
     pub access: AccessPolicy,
+    /// Where rate, pause and circuit state is kept across restarts (`STATE_DIR`);
+    /// `None` keeps it in memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A running gateway.
@@ -49,6 +54,8 @@ pub struct Running {
     pub router: Addr<RouterActor>,
     /// The routing table with every key/model handle.
     pub table: Arc<RoutingTable>,
+    /// The state store, when state is persisted.
+    pub state: Option<StateStore>,
 }
 
 impl Running {
@@ -58,9 +65,35 @@ impl Running {
     }
 }
 
+/// Writes every key/model's final state and waits for it to reach the disk (shutdown).
+pub async fn persist_all(table: &RoutingTable, store: &StateStore) -> bool {
+    let snapshots = futures::future::join_all(
+        table
+            .candidates
+            .iter()
+            .map(|c| c.handle.snapshot(Duration::from_secs(2))),
+    )
+    .await;
+    let store = store.clone();
+    let written = web::block(move || {
+        for snap in snapshots.into_iter().flatten() {
+            store.save_blocking(snap);
+        }
+        store.flush(Duration::from_secs(10))
+    })
+    .await;
+    matches!(written, Ok(true))
+}
+
 /// One key/model spec per (provider, model, key) where the key lists the model, in file
 /// order, plus the routing table around them.
-pub fn build_table(config: &Config, clock: &SharedClock, meter: &MailboxMeter) -> RoutingTable {
+pub fn build_table(
+    config: &Config,
+    clock: &SharedClock,
+    meter: &MailboxMeter,
+    store: Option<&StateStore>,
+    loaded: &Loaded,
+) -> RoutingTable {
     let mut specs = Vec::new();
     let mut meta = Vec::new();
     for p in &config.providers {
@@ -83,7 +116,7 @@ pub fn build_table(config: &Config, clock: &SharedClock, meter: &MailboxMeter) -
             }
         }
     }
-    let handles = start_key_models(specs, clock, meter);
+    let handles = start_key_models_with_state(specs, clock, meter, store, loaded);
     let candidates = handles
         .into_iter()
         .zip(meta)
@@ -134,7 +167,25 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     let addr = listener.local_addr()?;
     let key_model_meter = MailboxMeter::new();
     let router_meter = MailboxMeter::new();
-    let table = build_table(&opts.config, &opts.clock, &key_model_meter);
+    let (store, loaded) = match &opts.state_dir {
+        Some(dir) => {
+            let (store, loaded) = StateStore::open(dir)?;
+            log::info!(
+                "state: {} key/model snapshot(s) restored from {}",
+                loaded.snapshots.len(),
+                dir.display()
+            );
+            (Some(store), loaded)
+        }
+        None => (None, Loaded::default()),
+    };
+    let table = build_table(
+        &opts.config,
+        &opts.clock,
+        &key_model_meter,
+        store.as_ref(),
+        &loaded,
+    );
     let router = RouterActor::new(table.clone(), opts.clock.clone(), router_meter.clone()).start();
     let config = Arc::new(opts.config);
     let connect_timeout = config
@@ -189,5 +240,6 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         addr,
         router,
         table,
+        state: store,
     })
 }

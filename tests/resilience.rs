@@ -158,3 +158,78 @@ async fn admin_endpoints_refuse_addresses_that_are_not_allowed() {
     let (s, _) = get(&format!("{}/circuits/status", h.url)).await;
     assert_eq!(s, 200);
 }
+
+#[actix_web::test]
+async fn rate_limit_usage_survives_a_restart() {
+    let dir = std::env::temp_dir().join(format!("bkvy-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let providers = PROVIDERS.replace(
+        r#""gpt-4o": {"rpm": 100, "rpd": 10000}}"#,
+        r#""gpt-4o": {"rpm": 3, "rpd": 10000}}"#,
+    );
+    let fake = FakeUpstream::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        FakeOptions::default(),
+    )
+    .unwrap();
+    let config = config_for(&fake, &providers, ROUTING);
+    let h = start_gateway_full(
+        fake,
+        config.clone(),
+        AccessPolicy::default(),
+        Some(dir.clone()),
+    );
+    let body = json!({"provider": "openai", "model": "gpt-4o", "api_key_id": "oa1",
+                      "timeout_seconds": 2, "messages": [{"role": "user", "content": "x"}]});
+    let url = format!("{}/llm/direct", h.url);
+    for _ in 0..2 {
+        let (s, b) = post(&url, &body).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let fake = h.stop().await;
+    assert!(
+        std::fs::read_dir(&dir).unwrap().count() > 0,
+        "state files written"
+    );
+
+    // A new process on the same state: only one call is left in this minute.
+    let h = start_gateway_full(fake, config, AccessPolicy::default(), Some(dir.clone()));
+    let url = format!("{}/llm/direct", h.url);
+    let (s, b) = post(&url, &body).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = post(&url, &body).await;
+    assert_eq!(s, 503, "the restored window is full: {b}");
+    let (_, rates) = get(&format!("{}/rates/status", h.url)).await;
+    assert_eq!(
+        rates["rate_limit_states"]["openai_oa1_gpt-4o"]["requests_this_minute"],
+        3
+    );
+    assert_eq!(
+        rates["rate_limit_states"]["openai_oa1_gpt-4o"]["requests_today"],
+        3
+    );
+    assert_eq!(
+        received(&h, "gpt-4o").len(),
+        3,
+        "never more than rpm upstream"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[actix_web::test]
+async fn a_corrupt_state_file_is_ignored_for_its_pair_only() {
+    let dir = std::env::temp_dir().join(format!("bkvy-corrupt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("openai__oa1__gpt-4o.json"), b"{\"id\": garbage").unwrap();
+    let fake = FakeUpstream::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        FakeOptions::default(),
+    )
+    .unwrap();
+    let config = config_for(&fake, PROVIDERS, ROUTING);
+    let h = start_gateway_full(fake, config, AccessPolicy::default(), Some(dir.clone()));
+    let (s, _) = post(&format!("{}/llm/intelligence", h.url), &ask("low", "x")).await;
+    assert_eq!(s, 200, "the process starts and serves");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -290,6 +290,30 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         &mut self.circuit
     }
 
+    /// What survives a restart: rate counts, the 429 pause and the circuit.
+    pub fn snapshot(
+        &self,
+    ) -> (
+        crate::rate_window::RateSnapshot,
+        crate::circuit::CircuitSnapshot,
+    ) {
+        (self.window.snapshot(), self.circuit.snapshot())
+    }
+
+    /// Restores what [`snapshot`](Self::snapshot) saved. An auth-opened circuit is not
+    /// restored: a restart re-reads the keys, like a config reload.
+    pub fn restore(
+        &mut self,
+        rate: &crate::rate_window::RateSnapshot,
+        circuit: &crate::circuit::CircuitSnapshot,
+        now: Millis,
+    ) {
+        self.window.restore(rate, now);
+        if circuit.state != CircuitState::AuthOpen {
+            self.circuit.restore(circuit);
+        }
+    }
+
     fn circuit_rejection(&mut self, now: Millis) -> Option<Rejection> {
         match self.circuit.check(now) {
             Ok(()) => None,

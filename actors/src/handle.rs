@@ -122,6 +122,16 @@ impl KeyModelHandle {
         self.addr.do_send(Reset);
     }
 
+    /// The state that survives a restart, `None` if the actor does not answer in time.
+    pub async fn snapshot(&self, timeout: Duration) -> Option<crate::persist::PairSnapshot> {
+        self.meter.sent();
+        self.addr
+            .send(crate::key_model::GetSnapshot)
+            .timeout(timeout)
+            .await
+            .ok()
+    }
+
     /// Makes the actor re-evaluate its queue now.
     pub fn nudge(&self) {
         self.meter.sent();

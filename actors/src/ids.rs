@@ -65,7 +65,7 @@ impl RoutingMethod {
 }
 
 /// Identity of one (provider, API key id, model) combination.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct KeyModelId {
     /// Provider name.
     pub provider: String,

@@ -18,6 +18,7 @@ use crate::circuit::CircuitConfig;
 use crate::clock::{Millis, SharedClock};
 use crate::ids::KeyModelId;
 use crate::mailbox::MailboxMeter;
+use crate::persist::{PairSnapshot, StateStore};
 use crate::rate_window::RateWindow;
 
 /// Mailbox bound; `send` waits (and, with its timeout, fails) beyond it.
@@ -116,6 +117,11 @@ pub struct Reset;
 #[rtype(result = "CapacityStatus")]
 pub struct GetStatus;
 
+/// Query: the state that survives a restart (shutdown flush).
+#[derive(Debug, Message)]
+#[rtype(result = "PairSnapshot")]
+pub struct GetSnapshot;
+
 /// Command: re-evaluate the queue now (after a clock change in tests, or a timer).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -128,31 +134,59 @@ pub struct KeyModelActor {
     capacity: KeyModelCapacity<GrantSender>,
     wake: Option<(Millis, SpawnHandle)>,
     meter: MailboxMeter,
+    store: Option<StateStore>,
+    dirty: bool,
 }
 
+/// How often changed state is handed to the state store.
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
 impl KeyModelActor {
-    /// A fresh actor for the pair.
-    pub fn new(spec: KeyModelSpec, clock: SharedClock, meter: MailboxMeter) -> Self {
+    /// An actor for the pair, restored from `restore` when given; with a `store`, its
+    /// state is saved there when it changes.
+    pub fn new(
+        spec: KeyModelSpec,
+        clock: SharedClock,
+        meter: MailboxMeter,
+        store: Option<StateStore>,
+        restore: Option<&PairSnapshot>,
+    ) -> Self {
         let now = clock.now_ms();
         let window = RateWindow::new(spec.rpm, spec.rpd, spec.rpd_timezone, now);
-        let capacity = KeyModelCapacity::new(
+        let mut capacity = KeyModelCapacity::new(
             window,
             spec.circuit,
             spec.max_concurrent,
             spec.max_queue,
             spec.avg_response_time_ms,
         );
+        if let Some(snap) = restore {
+            capacity.restore(&snap.rate, &snap.circuit, now);
+        }
         Self {
             spec: Arc::new(spec),
             clock,
             capacity,
             wake: None,
             meter,
+            store,
+            dirty: false,
+        }
+    }
+
+    fn snapshot(&self) -> PairSnapshot {
+        let (rate, circuit) = self.capacity.snapshot();
+        PairSnapshot {
+            id: self.spec.id.clone(),
+            saved_at: self.clock.now_ms(),
+            rate,
+            circuit,
         }
     }
 
     /// Grants what can be granted, answers expired waiters, and arms the wake-up timer.
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.dirty = true;
         loop {
             let now = self.clock.now_ms();
             let pump = self.capacity.pump(now);
@@ -201,6 +235,25 @@ impl Actor for KeyModelActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        if self.store.is_some() {
+            ctx.run_interval(SAVE_INTERVAL, |act, _| {
+                if act.dirty {
+                    act.dirty = false;
+                    if let Some(store) = &act.store {
+                        store.save(act.snapshot());
+                    }
+                }
+            });
+        }
+    }
+}
+
+impl Handler<GetSnapshot> for KeyModelActor {
+    type Result = MessageResult<GetSnapshot>;
+
+    fn handle(&mut self, _: GetSnapshot, _: &mut Self::Context) -> Self::Result {
+        let _m = self.meter.handling();
+        MessageResult(self.snapshot())
     }
 }
 
@@ -222,7 +275,10 @@ impl Handler<Reserve> for KeyModelActor {
         let _m = self.meter.handling();
         let now = self.clock.now_ms();
         let reply = match self.capacity.admit(now, msg.deadline) {
-            Admission::Granted(lease) => ReserveReply::Granted(lease),
+            Admission::Granted(lease) => {
+                self.dirty = true;
+                ReserveReply::Granted(lease)
+            }
             Admission::Rejected(r) => ReserveReply::Rejected(r),
             Admission::Enqueue => {
                 let (tx, rx) = oneshot::channel();
@@ -285,6 +341,7 @@ impl Handler<Disable> for KeyModelActor {
     fn handle(&mut self, msg: Disable, _: &mut Self::Context) {
         let _m = self.meter.handling();
         log::warn!("{} taken out of rotation: {}", self.spec.id, msg.message);
+        self.dirty = true;
         for tx in self.capacity.disable(msg.message.clone()) {
             let _ = tx.send(Err(Rejection::Disabled {
                 message: msg.message.clone(),

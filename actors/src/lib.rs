@@ -22,6 +22,7 @@ pub mod handle;
 pub mod ids;
 pub mod key_model;
 pub mod mailbox;
+pub mod persist;
 pub mod rate_window;
 pub mod router;
 pub mod waiters;
@@ -48,12 +49,26 @@ pub fn start_key_models(
     clock: &SharedClock,
     meter: &MailboxMeter,
 ) -> Vec<KeyModelHandle> {
+    start_key_models_with_state(specs, clock, meter, None, &persist::Loaded::default())
+}
+
+/// Like [`start_key_models`], restoring each pair from `loaded` and saving its state to
+/// `store`.
+pub fn start_key_models_with_state(
+    specs: Vec<KeyModelSpec>,
+    clock: &SharedClock,
+    meter: &MailboxMeter,
+    store: Option<&persist::StateStore>,
+    loaded: &persist::Loaded,
+) -> Vec<KeyModelHandle> {
     specs
         .into_iter()
         .map(|spec| {
             let shared = Arc::new(spec.clone());
-            let addr = KeyModelActor::new(spec, clock.clone(), meter.clone()).start();
-            KeyModelHandle::new(shared, addr, meter.clone())
+            let restore = loaded.snapshots.get(&spec.id);
+            let actor =
+                KeyModelActor::new(spec, clock.clone(), meter.clone(), store.cloned(), restore);
+            KeyModelHandle::new(shared, actor.start(), meter.clone())
         })
         .collect()
 }

@@ -101,6 +101,19 @@ pub struct Harness {
     pub router: actix::Addr<bkvy_actors::RouterActor>,
     pub table: Arc<bkvy_actors::RoutingTable>,
     pub server: actix_web::dev::ServerHandle,
+    pub state: Option<bkvy_actors::persist::StateStore>,
+}
+
+impl Harness {
+    /// Stops the gateway gracefully and saves its state, as the binary does on SIGTERM.
+    /// Returns the fake upstream for reuse.
+    pub async fn stop(self) -> FakeUpstream {
+        self.server.stop(true).await;
+        if let Some(store) = &self.state {
+            assert!(bkvy::server::persist_all(&self.table, store).await);
+        }
+        self.fake
+    }
 }
 
 fn dead_url() -> String {
@@ -148,6 +161,16 @@ pub fn start_gateway_with(
     config: bkvy::config::Config,
     access: bkvy::http::access::AccessPolicy,
 ) -> Harness {
+    start_gateway_full(fake, config, access, None)
+}
+
+/// Starts a gateway with everything chosen by the caller.
+pub fn start_gateway_full(
+    fake: FakeUpstream,
+    config: bkvy::config::Config,
+    access: bkvy::http::access::AccessPolicy,
+    state_dir: Option<std::path::PathBuf>,
+) -> Harness {
     let gateway = server::start(
         TcpListener::bind("127.0.0.1:0").unwrap(),
         ServerOptions {
@@ -159,6 +182,7 @@ pub fn start_gateway_with(
             },
             workers: 1,
             access,
+            state_dir,
         },
     )
     .unwrap();
@@ -167,6 +191,7 @@ pub fn start_gateway_with(
         addr,
         router,
         table,
+        state,
     } = gateway;
     let handle = server.handle();
     actix_web::rt::spawn(server);
@@ -176,6 +201,7 @@ pub fn start_gateway_with(
         router,
         table,
         server: handle,
+        state,
     }
 }
 
