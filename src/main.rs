@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bkvy::config::{self, Config};
 use bkvy::fake::{FakeOptions, FakeUpstream};
 use bkvy::http::HttpLimits;
-use bkvy::server::{self, ServerOptions};
+use bkvy::server::{self, Running, ServerOptions, StatsOptions};
 use bkvy_actors::SystemClock;
 use clap::{Args, Parser, Subcommand};
 
@@ -142,11 +142,28 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
                 ..HttpLimits::default()
             },
             workers: args.workers,
+            stats: StatsOptions::from_env(),
         },
     )?;
     log::info!("bkvy listening on {}", running.url());
-    running.server.await?;
+    run_until_shutdown(running).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Longest wait for the statistics logs to reach the disk at shutdown.
+const STATS_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Serves until a graceful shutdown (SIGTERM, Ctrl-C), then writes out the statistics logs.
+async fn run_until_shutdown(running: Running) -> std::io::Result<()> {
+    let served = running.server.await;
+    let flush = running.stats.send(bkvy_actors::stats::Flush);
+    match actix_web::rt::time::timeout(STATS_FLUSH_TIMEOUT, flush).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => log::error!("statistics not fully written at shutdown: {e}"),
+        Ok(Err(e)) => log::error!("statistics actor unreachable at shutdown: {e}"),
+        Err(_) => log::error!("statistics flush timed out at shutdown"),
+    }
+    served
 }
 
 #[allow(clippy::print_stdout)]
@@ -204,11 +221,12 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             clock: Arc::new(SystemClock),
             limits: HttpLimits::default(),
             workers: 2,
+            stats: StatsOptions::from_env(),
         },
     )?;
     let url = running.url();
     print_demo_banner(&url, &upstream);
-    running.server.await?;
+    run_until_shutdown(running).await?;
     fake.stop().await;
     Ok(ExitCode::SUCCESS)
 }

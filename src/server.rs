@@ -12,13 +12,15 @@ use actix::{Actor, Addr};
 use actix_web::{web, App, HttpServer};
 use bkvy_actors::{
     start_key_models, Candidate, KeyModelId, KeyModelSpec, MailboxMeter, ProviderNames,
-    RouterActor, RoutingTable, ScenarioStep, SharedClock,
+    RouterActor, RoutingTable, ScenarioStep, SharedClock, StatsActor,
 };
 
 use crate::config::Config;
 use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
 use crate::http::{self, AppState, HttpLimits};
+
+pub use bkvy_actors::StatsOptions;
 
 /// Largest upstream response body accepted.
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -33,6 +35,8 @@ pub struct ServerOptions {
     pub limits: HttpLimits,
     /// HTTP worker threads (0 = actix's default, one per core).
     pub workers: usize,
+    /// Statistics logs (`TRANSACTION_LOGGING`, `SUMMARY_STATS`, `LOG_DIR`).
+    pub stats: StatsOptions,
 }
 
 /// A running gateway.
@@ -45,6 +49,8 @@ pub struct Running {
     pub router: Addr<RouterActor>,
     /// The routing table with every key/model handle.
     pub table: Arc<RoutingTable>,
+    /// The statistics actor (send it `Flush` before exiting).
+    pub stats: Addr<StatsActor>,
 }
 
 impl Running {
@@ -140,6 +146,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         .unwrap_or(Duration::from_secs(10));
     let shutdown_timeout = config.settings.request_timeout.as_secs().max(1);
     let table = Arc::new(table);
+    let stats = StatsActor::new(opts.stats).start();
     let state = web::Data::new(AppState {
         upstreams: Upstreams {
             config,
@@ -153,7 +160,8 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         limits: opts.limits,
         router_meter,
         key_model_meter,
-        sinks: CompletionSinks::new(Vec::new()),
+        sinks: CompletionSinks::new(vec![stats.clone().recipient()]),
+        stats: stats.clone(),
     });
 
     let mut server = HttpServer::new(move || {
@@ -178,5 +186,6 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         addr,
         router,
         table,
+        stats,
     })
 }

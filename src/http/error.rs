@@ -17,6 +17,9 @@ pub enum ApiError {
     /// Well-formed JSON that does not fit the request schema, or invalid values.
     #[error("{0}")]
     Invalid(String),
+    /// A path parameter that is not a `YYYY-MM-DD` date.
+    #[error("invalid date {0:?}: expected YYYY-MM-DD")]
+    InvalidDate(String),
     /// The body is larger than `MAX_REQUEST_BYTES`.
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge {
@@ -58,6 +61,7 @@ impl ApiError {
         match self {
             Self::MalformedJson(_) => "malformed_json",
             Self::Invalid(_) => "invalid_request",
+            Self::InvalidDate(_) => "invalid_date",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::NotFound { code, .. } | Self::Unavailable { code, .. } => code,
             Self::AllFailed(_) => "all_alternatives_failed",
@@ -91,6 +95,7 @@ impl ResponseError for ApiError {
         match self {
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidDate(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -152,6 +157,7 @@ mod tests {
         let cases = [
             (ApiError::MalformedJson("x".into()), 400),
             (ApiError::Invalid("x".into()), 422),
+            (ApiError::InvalidDate("x".into()), 400),
             (ApiError::PayloadTooLarge { limit: 1 }, 413),
             (
                 ApiError::NotFound {

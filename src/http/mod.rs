@@ -7,13 +7,14 @@
 pub mod body;
 pub mod error;
 pub mod llm;
+pub mod statistics;
 pub mod status;
 
 use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bkvy_actors::{MailboxMeter, RouterActor, RoutingTable, SharedClock};
+use bkvy_actors::{MailboxMeter, RouterActor, RoutingTable, SharedClock, StatsActor};
 
 use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub key_model_meter: MailboxMeter,
     /// Where completion events go.
     pub sinks: CompletionSinks,
+    /// The statistics actor (the `/statistics/*` endpoints ask it).
+    pub stats: Addr<StatsActor>,
 }
 
 async fn llm_intelligence(
@@ -101,5 +104,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/queue/status", web::get().to(status::queue_status))
         .route("/rates/status", web::get().to(status::rates_status))
         .route("/debug/config", web::get().to(status::debug_config))
+        .route("/statistics/status", web::get().to(statistics::status))
+        .route("/statistics/summary", web::get().to(statistics::summary))
+        .route(
+            "/statistics/aggregate",
+            web::get().to(statistics::aggregate),
+        )
+        .route("/statistics/daily", web::get().to(statistics::daily_all))
+        .route(
+            "/statistics/daily/{date}",
+            web::get().to(statistics::daily_one),
+        )
         .default_service(web::to(not_found));
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bkvy::config::load_from_strs;
 use bkvy::fake::{FakeOptions, FakeUpstream, RecordedRequest};
 use bkvy::http::HttpLimits;
-use bkvy::server::{self, Running, ServerOptions};
+use bkvy::server::{self, Running, ServerOptions, StatsOptions};
 use bkvy_actors::SystemClock;
 use serde_json::Value;
 
@@ -101,6 +101,7 @@ pub struct Harness {
     pub router: actix::Addr<bkvy_actors::RouterActor>,
     pub table: Arc<bkvy_actors::RoutingTable>,
     pub server: actix_web::dev::ServerHandle,
+    pub stats: actix::Addr<bkvy_actors::StatsActor>,
 }
 
 fn dead_url() -> String {
@@ -130,6 +131,15 @@ pub fn start_with(providers: &str, routing: &str, fake_opts: FakeOptions) -> Har
 
 /// Starts a gateway for an already-loaded config in front of `fake`.
 pub fn start_gateway(fake: FakeUpstream, config: bkvy::config::Config) -> Harness {
+    start_gateway_with_stats(fake, config, StatsOptions::disabled())
+}
+
+/// Starts a gateway with these statistics options.
+pub fn start_gateway_with_stats(
+    fake: FakeUpstream,
+    config: bkvy::config::Config,
+    stats: StatsOptions,
+) -> Harness {
     let gateway = server::start(
         TcpListener::bind("127.0.0.1:0").unwrap(),
         ServerOptions {
@@ -140,6 +150,7 @@ pub fn start_gateway(fake: FakeUpstream, config: bkvy::config::Config) -> Harnes
                 max_messages: 100,
             },
             workers: 1,
+            stats,
         },
     )
     .unwrap();
@@ -148,6 +159,7 @@ pub fn start_gateway(fake: FakeUpstream, config: bkvy::config::Config) -> Harnes
         addr,
         router,
         table,
+        stats,
     } = gateway;
     let handle = server.handle();
     actix_web::rt::spawn(server);
@@ -157,7 +169,38 @@ pub fn start_gateway(fake: FakeUpstream, config: bkvy::config::Config) -> Harnes
         router,
         table,
         server: handle,
+        stats,
     }
+}
+
+/// Both statistics logs on, in `dir`.
+pub fn stats_on(dir: &std::path::Path) -> StatsOptions {
+    StatsOptions {
+        transaction_logging: true,
+        summary_stats: true,
+        log_dir: dir.to_owned(),
+        max_csv_bytes: None,
+    }
+}
+
+/// The standard test setup with both statistics logs writing to `dir`.
+pub fn start_with_stats(dir: &std::path::Path) -> Harness {
+    start_with_stats_opts(PROVIDERS, FakeOptions::default(), stats_on(dir))
+}
+
+/// A gateway over `providers` with these statistics options.
+pub fn start_with_stats_opts(
+    providers: &str,
+    fake_opts: FakeOptions,
+    stats: StatsOptions,
+) -> Harness {
+    let fake = FakeUpstream::start(TcpListener::bind("127.0.0.1:0").unwrap(), fake_opts).unwrap();
+    let providers = providers
+        .replace("{FAKE}", &fake.url())
+        .replace("{DEAD}", &dead_url());
+    let config = load_from_strs(&providers, ROUTING, &env_lookup)
+        .unwrap_or_else(|p| panic!("test config invalid: {p:?}"));
+    start_gateway_with_stats(fake, config, stats)
 }
 
 /// The standard test setup.
