@@ -56,11 +56,14 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             "enabled": o.transaction_logging,
             "log_file": path_text(&o.log_file()),
             "log_directory": path_text(&o.log_dir),
+            "summary_ready": st.summary_seeded,
+            "dropped_rows": st.dropped_rows,
         },
         "summary_stats": {
             "enabled": o.summary_stats,
             "stats_file": path_text(&o.stats_file()),
             "log_directory": path_text(&o.log_dir),
+            "loaded": st.daily_loaded,
         },
     })))
 }
