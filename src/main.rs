@@ -9,7 +9,7 @@ use bkvy::config::{self, Config};
 use bkvy::fake::{FakeOptions, FakeUpstream};
 use bkvy::http::access::AccessPolicy;
 use bkvy::http::HttpLimits;
-use bkvy::server::{self, ServerOptions};
+use bkvy::server::{self, Running, ServerOptions, StatsOptions};
 use bkvy_actors::SystemClock;
 use clap::{Args, Parser, Subcommand};
 
@@ -175,14 +175,29 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
             workers: args.workers,
             access,
             state_dir: Some(args.state_dir),
+            stats: StatsOptions::from_env(),
         },
     )?;
     log::info!("bkvy listening on {}", running.url());
-    let table = running.table.clone();
-    let store = running.state.clone();
-    running.server.await?;
-    shutdown(&table, store.as_ref()).await;
+    run_until_shutdown(running).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Longest wait for the statistics logs to reach the disk at shutdown.
+const STATS_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Serves until a graceful shutdown (SIGTERM, Ctrl-C), then writes out the statistics logs.
+async fn run_until_shutdown(running: Running) -> std::io::Result<()> {
+    let served = running.server.await;
+    shutdown(&running.table, running.state.as_ref()).await;
+    let flush = running.stats.send(bkvy_actors::stats::Flush);
+    match actix_web::rt::time::timeout(STATS_FLUSH_TIMEOUT, flush).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => log::error!("statistics not fully written at shutdown: {e}"),
+        Ok(Err(e)) => log::error!("statistics actor unreachable at shutdown: {e}"),
+        Err(_) => log::error!("statistics flush timed out at shutdown"),
+    }
+    served
 }
 
 #[allow(clippy::print_stdout)]
@@ -245,11 +260,12 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             workers: 2,
             access,
             state_dir: None,
+            stats: StatsOptions::from_env(),
         },
     )?;
     let url = running.url();
     print_demo_banner(&url, &upstream);
-    running.server.await?;
+    run_until_shutdown(running).await?;
     fake.stop().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -14,7 +14,7 @@ use actix_web::{web, App, HttpServer};
 use bkvy_actors::persist::{Loaded, StateStore};
 use bkvy_actors::{
     start_key_models_with_state, Candidate, KeyModelId, KeyModelSpec, MailboxMeter, ProviderNames,
-    RouterActor, RoutingTable, ScenarioStep, SharedClock,
+    RouterActor, RoutingTable, ScenarioStep, SharedClock, StatsActor,
 };
 
 use crate::config::Config;
@@ -23,6 +23,8 @@ use crate::gateway::Upstreams;
 use crate::http::access::AccessPolicy;
 use crate::http::{self, AppState, HttpLimits};
 use crate::metrics::Metrics;
+
+pub use bkvy_actors::StatsOptions;
 
 /// Largest upstream response body accepted.
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -42,6 +44,8 @@ pub struct ServerOptions {
     /// Where rate, pause and circuit state is kept across restarts (`STATE_DIR`);
     /// `None` keeps it in memory only.
     pub state_dir: Option<PathBuf>,
+    /// Statistics logs (`TRANSACTION_LOGGING`, `SUMMARY_STATS`, `LOG_DIR`).
+    pub stats: StatsOptions,
 }
 
 /// A running gateway.
@@ -56,6 +60,8 @@ pub struct Running {
     pub table: Arc<RoutingTable>,
     /// The state store, when state is persisted.
     pub state: Option<StateStore>,
+    /// The statistics actor (send it `Flush` before exiting).
+    pub stats: Addr<StatsActor>,
 }
 
 impl Running {
@@ -200,6 +206,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         ("router", router_meter.clone()),
         ("key_model", key_model_meter.clone()),
     ]));
+    let stats = StatsActor::new(opts.stats).start();
     let state = web::Data::new(AppState {
         upstreams: Upstreams {
             config,
@@ -213,9 +220,10 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         limits: opts.limits,
         router_meter,
         key_model_meter,
-        sinks: CompletionSinks::new(metrics.clone(), Vec::new()),
+        sinks: CompletionSinks::new(metrics.clone(), vec![stats.clone().recipient()]),
         metrics,
         access: opts.access,
+        stats: stats.clone(),
     });
 
     let mut server = HttpServer::new(move || {
@@ -241,5 +249,6 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         router,
         table,
         state: store,
+        stats,
     })
 }

@@ -178,6 +178,7 @@ async fn rate_limit_usage_survives_a_restart() {
         config.clone(),
         AccessPolicy::default(),
         Some(dir.clone()),
+        bkvy::server::StatsOptions::disabled(),
     );
     let body = json!({"provider": "openai", "model": "gpt-4o", "api_key_id": "oa1",
                       "timeout_seconds": 2, "messages": [{"role": "user", "content": "x"}]});
@@ -193,7 +194,13 @@ async fn rate_limit_usage_survives_a_restart() {
     );
 
     // A new process on the same state: only one call is left in this minute.
-    let h = start_gateway_full(fake, config, AccessPolicy::default(), Some(dir.clone()));
+    let h = start_gateway_full(
+        fake,
+        config,
+        AccessPolicy::default(),
+        Some(dir.clone()),
+        bkvy::server::StatsOptions::disabled(),
+    );
     let url = format!("{}/llm/direct", h.url);
     let (s, b) = post(&url, &body).await;
     assert_eq!(s, 200, "{b}");
@@ -228,7 +235,13 @@ async fn a_corrupt_state_file_is_ignored_for_its_pair_only() {
     )
     .unwrap();
     let config = config_for(&fake, PROVIDERS, ROUTING);
-    let h = start_gateway_full(fake, config, AccessPolicy::default(), Some(dir.clone()));
+    let h = start_gateway_full(
+        fake,
+        config,
+        AccessPolicy::default(),
+        Some(dir.clone()),
+        bkvy::server::StatsOptions::disabled(),
+    );
     let (s, _) = post(&format!("{}/llm/intelligence", h.url), &ask("low", "x")).await;
     assert_eq!(s, 200, "the process starts and serves");
     let _ = std::fs::remove_dir_all(&dir);

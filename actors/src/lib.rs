@@ -25,6 +25,7 @@ pub mod mailbox;
 pub mod persist;
 pub mod rate_window;
 pub mod router;
+pub mod stats;
 pub mod waiters;
 
 pub use capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate};
@@ -38,6 +39,7 @@ pub use router::{
     Candidate, Considered, GetTable, KeyAuthFailed, Plan, Planned, ProviderNames, Route,
     RouteError, RouteTarget, RouterActor, RoutingTable, ScenarioStep,
 };
+pub use stats::{StatsActor, StatsOptions};
 
 use std::sync::Arc;
 

@@ -17,6 +17,9 @@ pub enum ApiError {
     /// Well-formed JSON that does not fit the request schema, or invalid values.
     #[error("{0}")]
     Invalid(String),
+    /// A path parameter that is not a `YYYY-MM-DD` date.
+    #[error("invalid date {0:?}: expected YYYY-MM-DD")]
+    InvalidDate(String),
     /// The body is larger than `MAX_REQUEST_BYTES`.
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge {
@@ -61,6 +64,7 @@ impl ApiError {
         match self {
             Self::MalformedJson(_) => "malformed_json",
             Self::Invalid(_) => "invalid_request",
+            Self::InvalidDate(_) => "invalid_date",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Forbidden(_) => "access_denied",
             Self::NotFound { code, .. } | Self::Unavailable { code, .. } => code,
@@ -95,6 +99,7 @@ impl ResponseError for ApiError {
         match self {
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidDate(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -157,6 +162,7 @@ mod tests {
         let cases = [
             (ApiError::MalformedJson("x".into()), 400),
             (ApiError::Invalid("x".into()), 422),
+            (ApiError::InvalidDate("x".into()), 400),
             (ApiError::PayloadTooLarge { limit: 1 }, 413),
             (ApiError::Forbidden("x".into()), 403),
             (

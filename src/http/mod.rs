@@ -9,13 +9,14 @@ pub mod body;
 pub mod circuits;
 pub mod error;
 pub mod llm;
+pub mod statistics;
 pub mod status;
 
 use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bkvy_actors::{MailboxMeter, RouterActor, RoutingTable, SharedClock};
+use bkvy_actors::{MailboxMeter, RouterActor, RoutingTable, SharedClock, StatsActor};
 
 use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Who may reach the dashboard and admin endpoints.
     pub access: AccessPolicy,
+    /// The statistics actor (the `/statistics/*` endpoints ask it).
+    pub stats: Addr<StatsActor>,
 }
 
 /// Refuses the request unless its client address is allow-listed.
@@ -125,6 +128,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/circuits/reset/{provider}/{model}/{key_id}",
             web::post().to(circuits::reset),
+        )
+        .route("/statistics/status", web::get().to(statistics::status))
+        .route("/statistics/summary", web::get().to(statistics::summary))
+        .route(
+            "/statistics/aggregate",
+            web::get().to(statistics::aggregate),
+        )
+        .route("/statistics/daily", web::get().to(statistics::daily_all))
+        .route(
+            "/statistics/daily/{date}",
+            web::get().to(statistics::daily_one),
         )
         .default_service(web::to(not_found));
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bkvy::config::load_from_strs;
 use bkvy::fake::{FakeOptions, FakeUpstream, RecordedRequest};
 use bkvy::http::HttpLimits;
-use bkvy::server::{self, Running, ServerOptions};
+use bkvy::server::{self, Running, ServerOptions, StatsOptions};
 use bkvy_actors::SystemClock;
 use serde_json::Value;
 
@@ -102,6 +102,7 @@ pub struct Harness {
     pub table: Arc<bkvy_actors::RoutingTable>,
     pub server: actix_web::dev::ServerHandle,
     pub state: Option<bkvy_actors::persist::StateStore>,
+    pub stats: actix::Addr<bkvy_actors::StatsActor>,
 }
 
 impl Harness {
@@ -146,6 +147,21 @@ pub fn start_gateway(fake: FakeUpstream, config: bkvy::config::Config) -> Harnes
     start_gateway_with(fake, config, bkvy::http::access::AccessPolicy::default())
 }
 
+/// Starts a gateway with these statistics options.
+pub fn start_gateway_with_stats(
+    fake: FakeUpstream,
+    config: bkvy::config::Config,
+    stats: StatsOptions,
+) -> Harness {
+    start_gateway_full(
+        fake,
+        config,
+        bkvy::http::access::AccessPolicy::default(),
+        None,
+        stats,
+    )
+}
+
 /// Loads the test config with `{FAKE}` replaced.
 pub fn config_for(fake: &FakeUpstream, providers: &str, routing: &str) -> bkvy::config::Config {
     let providers = providers
@@ -161,7 +177,7 @@ pub fn start_gateway_with(
     config: bkvy::config::Config,
     access: bkvy::http::access::AccessPolicy,
 ) -> Harness {
-    start_gateway_full(fake, config, access, None)
+    start_gateway_full(fake, config, access, None, StatsOptions::disabled())
 }
 
 /// Starts a gateway with everything chosen by the caller.
@@ -170,6 +186,7 @@ pub fn start_gateway_full(
     config: bkvy::config::Config,
     access: bkvy::http::access::AccessPolicy,
     state_dir: Option<std::path::PathBuf>,
+    stats: StatsOptions,
 ) -> Harness {
     let gateway = server::start(
         TcpListener::bind("127.0.0.1:0").unwrap(),
@@ -183,6 +200,7 @@ pub fn start_gateway_full(
             workers: 1,
             access,
             state_dir,
+            stats,
         },
     )
     .unwrap();
@@ -192,6 +210,7 @@ pub fn start_gateway_full(
         router,
         table,
         state,
+        stats,
     } = gateway;
     let handle = server.handle();
     actix_web::rt::spawn(server);
@@ -202,7 +221,38 @@ pub fn start_gateway_full(
         table,
         server: handle,
         state,
+        stats,
     }
+}
+
+/// Both statistics logs on, in `dir`.
+pub fn stats_on(dir: &std::path::Path) -> StatsOptions {
+    StatsOptions {
+        transaction_logging: true,
+        summary_stats: true,
+        log_dir: dir.to_owned(),
+        max_csv_bytes: None,
+    }
+}
+
+/// The standard test setup with both statistics logs writing to `dir`.
+pub fn start_with_stats(dir: &std::path::Path) -> Harness {
+    start_with_stats_opts(PROVIDERS, FakeOptions::default(), stats_on(dir))
+}
+
+/// A gateway over `providers` with these statistics options.
+pub fn start_with_stats_opts(
+    providers: &str,
+    fake_opts: FakeOptions,
+    stats: StatsOptions,
+) -> Harness {
+    let fake = FakeUpstream::start(TcpListener::bind("127.0.0.1:0").unwrap(), fake_opts).unwrap();
+    let providers = providers
+        .replace("{FAKE}", &fake.url())
+        .replace("{DEAD}", &dead_url());
+    let config = load_from_strs(&providers, ROUTING, &env_lookup)
+        .unwrap_or_else(|p| panic!("test config invalid: {p:?}"));
+    start_gateway_with_stats(fake, config, stats)
 }
 
 /// The standard test setup.
