@@ -97,11 +97,12 @@ impl Decoder {
     /// Feeds one chunk; complete frames are appended to `out`.
     pub(crate) fn push(&mut self, bytes: &[u8], out: &mut Vec<Frame>) -> Result<(), UpstreamError> {
         let mut lines = Vec::new();
-        self.lines.push(bytes, &mut lines)?;
+        // Lines completed before a bad one still count, so nothing sent is lost.
+        let split = self.lines.push(bytes, &mut lines);
         for line in lines {
             self.line(line, out)?;
         }
-        Ok(())
+        split
     }
 
     /// The body ended: an unterminated NDJSON line still counts, an SSE event that was
