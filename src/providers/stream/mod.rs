@@ -4,7 +4,7 @@
 //! them, and failover is only safe if the caller learns of a failure *before* anything
 //! was forwarded whenever possible. So [`call_stream`] returns only once the response
 //! head is in, classifying a non-2xx answer exactly as [`super::call`] does; after that
-//! every chunk is decoded incrementally ([`sse`]), parsed per API (one module each) and
+//! every chunk is decoded incrementally (`sse`), parsed per API (one module each) and
 //! handed on at once. A stream never ends cleanly unless the API said it was complete:
 //! a cut, stalled or garbled stream ends in an `Err` item, never in a made-up `Done`.
 
