@@ -81,22 +81,32 @@ pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
         .get("stop_reason")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let finish = match raw.as_deref() {
+    let finish = finish_reason(raw.as_deref());
+    let usage = Usage {
+        input_tokens: input_tokens(json),
+        output_tokens: count(json, "/usage/output_tokens"),
+        thinking_tokens: 0,
+    };
+    answer(content, usage, finish, raw)
+}
+
+/// The normalised `stop_reason` (shared with the streaming parser).
+pub(super) fn finish_reason(raw: Option<&str>) -> FinishReason {
+    match raw {
         Some("end_turn" | "stop_sequence") => FinishReason::Stop,
         Some("max_tokens" | "model_context_window_exceeded") => FinishReason::Length,
         Some("tool_use") => FinishReason::ToolCalls,
         Some("refusal") => FinishReason::ContentFilter,
         _ => FinishReason::Other,
-    };
-    // Cached prompt tokens are reported apart from input_tokens; all of them were read.
-    let usage = Usage {
-        input_tokens: count(json, "/usage/input_tokens")
-            + count(json, "/usage/cache_creation_input_tokens")
-            + count(json, "/usage/cache_read_input_tokens"),
-        output_tokens: count(json, "/usage/output_tokens"),
-        thinking_tokens: 0,
-    };
-    answer(content, usage, finish, raw)
+    }
+}
+
+/// Prompt tokens of a value holding a `usage` object. Cached prompt tokens are reported
+/// apart from `input_tokens`; all of them were read.
+pub(super) fn input_tokens(json: &Value) -> u64 {
+    count(json, "/usage/input_tokens")
+        + count(json, "/usage/cache_creation_input_tokens")
+        + count(json, "/usage/cache_read_input_tokens")
 }
 
 #[cfg(test)]

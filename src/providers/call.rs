@@ -66,7 +66,7 @@ fn check_complete(headers: &HeaderMap, received: usize) -> Result<(), UpstreamEr
     }
 }
 
-fn send_error(e: SendRequestError) -> UpstreamError {
+pub(super) fn send_error(e: SendRequestError) -> UpstreamError {
     let message = match e {
         SendRequestError::Timeout => return UpstreamError::Timeout,
         SendRequestError::Response(e) => {

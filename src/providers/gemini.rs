@@ -108,11 +108,7 @@ fn strip_key_param(url: &str) -> String {
 }
 
 pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
-    let usage = Usage {
-        input_tokens: count(json, "/usageMetadata/promptTokenCount"),
-        output_tokens: count(json, "/usageMetadata/candidatesTokenCount"),
-        thinking_tokens: count(json, "/usageMetadata/thoughtsTokenCount"),
-    };
+    let usage = usage(json);
     let Some(candidate) = json.pointer("/candidates/0") else {
         let block = json
             .pointer("/promptFeedback/blockReason")
@@ -144,15 +140,29 @@ pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
         .get("finishReason")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let finish = match raw.as_deref() {
+    let finish = finish_reason(raw.as_deref());
+    answer(content, usage, finish, raw)
+}
+
+/// The normalised `finishReason` (shared with the streaming parser).
+pub(super) fn finish_reason(raw: Option<&str>) -> FinishReason {
+    match raw {
         Some("STOP") => FinishReason::Stop,
         Some("MAX_TOKENS") => FinishReason::Length,
         Some(
             "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY",
         ) => FinishReason::ContentFilter,
         _ => FinishReason::Other,
-    };
-    answer(content, usage, finish, raw)
+    }
+}
+
+/// The `usageMetadata` of an answer or of a streamed chunk.
+pub(super) fn usage(json: &Value) -> Usage {
+    Usage {
+        input_tokens: count(json, "/usageMetadata/promptTokenCount"),
+        output_tokens: count(json, "/usageMetadata/candidatesTokenCount"),
+        thinking_tokens: count(json, "/usageMetadata/thoughtsTokenCount"),
+    }
 }
 
 /// Gemini answers an invalid key with 400 `INVALID_ARGUMENT` whose `ErrorInfo` detail

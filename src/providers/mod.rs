@@ -14,6 +14,7 @@ mod gemini;
 mod ollama;
 mod openai;
 pub mod retry_after;
+pub mod stream;
 
 use std::fmt;
 use std::time::SystemTime;
@@ -89,9 +90,19 @@ pub fn parse_response(
             ProviderKind::Ollama => ollama::parse(&json),
         };
     }
+    Err(classify_error(kind, status, headers, body))
+}
+
+/// The error for a non-2xx answer (shared with the streaming call).
+fn classify_error(
+    kind: ProviderKind,
+    status: u16,
+    headers: &awc::http::header::HeaderMap,
+    body: &[u8],
+) -> UpstreamError {
     let json: Option<Value> = serde_json::from_slice(body).ok();
     let message = error::error_message(json.as_ref(), status);
-    Err(match status {
+    match status {
         429 => UpstreamError::RateLimited {
             retry_after: retry_after::from_response(headers, json.as_ref(), SystemTime::now()),
             message,
@@ -102,7 +113,7 @@ pub fn parse_response(
             UpstreamError::Auth { status, message }
         }
         _ => UpstreamError::BadRequest { status, message },
-    })
+    }
 }
 
 /// Whether this call must carry the provider's "thinking off" parameter: only when the
@@ -150,11 +161,7 @@ fn answer(
     finish_reason: FinishReason,
     raw_finish_reason: Option<String>,
 ) -> Result<ChatResponse, UpstreamError> {
-    let explained = matches!(
-        finish_reason,
-        FinishReason::Length | FinishReason::ContentFilter | FinishReason::ToolCalls
-    );
-    if content.is_empty() && !explained {
+    if content.is_empty() && !empty_is_explained(finish_reason) {
         return Err(UpstreamError::Malformed {
             message: format!(
                 "empty content (finish reason: {})",
@@ -168,6 +175,15 @@ fn answer(
         finish_reason,
         raw_finish_reason,
     })
+}
+
+/// Whether this finish reason explains an answer without text (token limit, content
+/// filter, tool call); shared by the streaming parsers.
+fn empty_is_explained(finish_reason: FinishReason) -> bool {
+    matches!(
+        finish_reason,
+        FinishReason::Length | FinishReason::ContentFilter | FinishReason::ToolCalls
+    )
 }
 
 #[cfg(test)]

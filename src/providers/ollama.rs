@@ -72,19 +72,28 @@ pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
         .and_then(Value::as_str)
         .map(str::to_string);
     let done = json.get("done").and_then(Value::as_bool) == Some(true);
-    let finish = match raw.as_deref() {
+    let finish = finish_reason(raw.as_deref(), done);
+    answer(content, usage(json), finish, raw)
+}
+
+/// The normalised `done_reason` (shared with the streaming parser).
+pub(super) fn finish_reason(raw: Option<&str>, done: bool) -> FinishReason {
+    match raw {
         Some("stop") => FinishReason::Stop,
         Some("length") => FinishReason::Length,
         // Older Ollama versions send `done: true` without a reason.
         None if done => FinishReason::Stop,
         _ => FinishReason::Other,
-    };
-    let usage = Usage {
+    }
+}
+
+/// The counts of an answer or of a stream's final line.
+pub(super) fn usage(json: &Value) -> Usage {
+    Usage {
         input_tokens: count(json, "/prompt_eval_count"),
         output_tokens: count(json, "/eval_count"),
         thinking_tokens: 0,
-    };
-    answer(content, usage, finish, raw)
+    }
 }
 
 #[cfg(test)]

@@ -100,13 +100,7 @@ pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
         .get("finish_reason")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let mut finish = match raw.as_deref() {
-        Some("stop") => FinishReason::Stop,
-        Some("length") => FinishReason::Length,
-        Some("content_filter") => FinishReason::ContentFilter,
-        Some("tool_calls" | "function_call") => FinishReason::ToolCalls,
-        _ => FinishReason::Other,
-    };
+    let mut finish = finish_reason(raw.as_deref());
     let has_tool_call = message
         .get("tool_calls")
         .and_then(Value::as_array)
@@ -114,15 +108,30 @@ pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
     if has_tool_call && finish == FinishReason::Other {
         finish = FinishReason::ToolCalls;
     }
+    answer(content, usage(json), finish, raw)
+}
+
+/// The normalised `finish_reason` (shared with the streaming parser).
+pub(super) fn finish_reason(raw: Option<&str>) -> FinishReason {
+    match raw {
+        Some("stop") => FinishReason::Stop,
+        Some("length") => FinishReason::Length,
+        Some("content_filter") => FinishReason::ContentFilter,
+        Some("tool_calls" | "function_call") => FinishReason::ToolCalls,
+        _ => FinishReason::Other,
+    }
+}
+
+/// The `usage` object of an answer or of a stream's last chunk.
+pub(super) fn usage(json: &Value) -> Usage {
     // completion_tokens includes the reasoning tokens; report them separately.
     let completion = count(json, "/usage/completion_tokens");
     let reasoning = count(json, "/usage/completion_tokens_details/reasoning_tokens");
-    let usage = Usage {
+    Usage {
         input_tokens: count(json, "/usage/prompt_tokens"),
         output_tokens: completion.saturating_sub(reasoning),
         thinking_tokens: reasoning,
-    };
-    answer(content, usage, finish, raw)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,36 @@
+//! Ollama `/api/chat` streams: one JSON object per line.
+//!
+//! Lines with `done: false` carry `message.content` (and `message.thinking` for
+//! thinking models); the line with `done: true` carries the done reason and the token
+//! counts. An `{"error": "..."}` line is Ollama's way of failing after the 200 head.
+
+use serde_json::Value;
+
+use super::super::ollama::{finish_reason, usage};
+use super::sse::Frame;
+use super::{error_event, json_of, push_text, Parse, StreamEvent};
+use crate::providers::UpstreamError;
+
+#[derive(Debug)]
+pub(super) struct Ollama;
+
+impl Parse for Ollama {
+    fn frame(&mut self, frame: Frame, out: &mut Vec<StreamEvent>) -> Result<(), UpstreamError> {
+        let json = json_of(&frame)?;
+        if json.get("error").is_some_and(|e| !e.is_null()) {
+            return Err(error_event(&json));
+        }
+        let field = |f: &str| json.pointer(f).and_then(Value::as_str);
+        push_text(out, field("/message/thinking"), true);
+        push_text(out, field("/message/content"), false);
+        if json.get("done").and_then(Value::as_bool) == Some(true) {
+            let raw = field("/done_reason").map(str::to_string);
+            out.push(StreamEvent::Done {
+                finish_reason: finish_reason(raw.as_deref(), true),
+                raw_finish_reason: raw,
+                usage: usage(&json),
+            });
+        }
+        Ok(())
+    }
+}

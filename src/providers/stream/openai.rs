@@ -1,0 +1,86 @@
+//! OpenAI Chat Completions streams (also OpenAI-compatible servers).
+//!
+//! `data:` events carry `chat.completion.chunk`s; the finish reason comes in one chunk,
+//! the usage (asked for with `stream_options.include_usage`) in a later one with no
+//! choices, and `data: [DONE]` ends the stream. So the finish reason and usage are
+//! remembered and `Done` is sent at `[DONE]`, or when the body ends after a finish
+//! reason (some compatible servers omit `[DONE]`). `reasoning_content`/`reasoning`
+//! deltas (vLLM, DeepSeek, Ollama's `/v1`) are thinking text.
+
+use serde_json::Value;
+
+use super::super::openai::{finish_reason, usage};
+use super::sse::Frame;
+use super::{error_event, json_of, push_text, Parse, StreamEvent};
+use crate::providers::UpstreamError;
+use crate::types::{FinishReason, Usage};
+
+#[derive(Debug, Default)]
+pub(super) struct OpenAi {
+    finish: Option<String>,
+    usage: Option<Usage>,
+    tool_call: bool,
+}
+
+impl OpenAi {
+    fn done(&self) -> Result<StreamEvent, UpstreamError> {
+        let Some(raw) = self.finish.clone() else {
+            return Err(UpstreamError::Malformed {
+                message: "stream ended without a finish reason".into(),
+            });
+        };
+        let mut finish = finish_reason(Some(&raw));
+        if self.tool_call && finish == FinishReason::Other {
+            finish = FinishReason::ToolCalls;
+        }
+        Ok(StreamEvent::Done {
+            finish_reason: finish,
+            raw_finish_reason: Some(raw),
+            usage: self.usage.unwrap_or_default(),
+        })
+    }
+}
+
+impl Parse for OpenAi {
+    fn frame(&mut self, frame: Frame, out: &mut Vec<StreamEvent>) -> Result<(), UpstreamError> {
+        if frame.data.trim() == "[DONE]" {
+            out.push(self.done()?);
+            return Ok(());
+        }
+        let json = json_of(&frame)?;
+        if json.get("error").is_some_and(|e| !e.is_null()) {
+            return Err(error_event(&json));
+        }
+        let first = json.get("choices").and_then(Value::as_array).and_then(|c| {
+            c.iter()
+                .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+        });
+        if let Some(choice) = first {
+            let delta = choice.get("delta");
+            let text = |field: &str| delta.and_then(|d| d.get(field)).and_then(Value::as_str);
+            push_text(out, text("reasoning_content").or(text("reasoning")), true);
+            push_text(out, text("content"), false);
+            if delta
+                .and_then(|d| d.get("tool_calls"))
+                .and_then(Value::as_array)
+                .is_some_and(|calls| !calls.is_empty())
+            {
+                self.tool_call = true;
+            }
+            if let Some(raw) = choice.get("finish_reason").and_then(Value::as_str) {
+                self.finish = Some(raw.to_string());
+            }
+        }
+        if json.get("usage").is_some_and(Value::is_object) {
+            self.usage = Some(usage(&json));
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<StreamEvent, UpstreamError> {
+        match self.finish {
+            Some(_) => self.done(),
+            None => Err(super::ended_early()),
+        }
+    }
+}
