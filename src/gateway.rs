@@ -10,16 +10,18 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use bkvy_actors::circuit::FailureKind as PairFailure;
 use bkvy_actors::{
-    Candidate, KeyAuthFailed, Lease, Millis, Outcome, Plan, Rejection, RouterActor, SharedClock,
+    Candidate, KeyAuthFailed, Lease, LeaseGuard, Millis, Outcome, Plan, Rejection, RouterActor,
+    SharedClock,
 };
+use futures::future::LocalBoxFuture;
 use serde::Serialize;
 
-use crate::config::{Config, Model, Provider};
+use crate::config::{Config, Model, Provider, Secret};
 use crate::providers::{self, UpstreamError};
 use crate::types::{ChatMessage, ChatOptions, ChatRequest, ChatResponse, Tier, Usage};
 
@@ -210,6 +212,42 @@ fn find<'a>(config: &'a Config, c: &Candidate) -> Option<(&'a Provider, &'a Mode
     Some((p, p.model(&id.model)?))
 }
 
+/// What one attempt is given: where to call and what to send.
+pub struct CallSpec<'a> {
+    /// The provider.
+    pub provider: &'a Provider,
+    /// The model.
+    pub model: &'a Model,
+    /// The key's secret, if the provider uses one.
+    pub secret: Option<&'a Secret>,
+    /// The normalised request (thinking already decided).
+    pub request: &'a ChatRequest,
+    /// Time allowed for this call.
+    pub timeout: Duration,
+}
+
+/// The attempt that answered, still holding its key/model slot.
+pub struct Answered<T> {
+    /// The combination that answered.
+    pub candidate: Arc<Candidate>,
+    /// What the call produced.
+    pub value: T,
+    /// The slot; release it with the outcome (a stream releases it when it ends).
+    pub guard: LeaseGuard,
+    /// When the upstream call started (Unix ms).
+    pub started_ms: Millis,
+    /// When the upstream call started (monotonic).
+    pub started_mono: Instant,
+    /// The model's configuration (prices, tier).
+    pub model: Model,
+    /// Failed tries before it.
+    pub attempts: Vec<AttemptRecord>,
+    /// Distinct candidates tried.
+    pub alternatives_tried: usize,
+    /// Whether thinking was switched off for the call.
+    pub thinking_disabled: bool,
+}
+
 /// Runs the plan until one candidate answers, all fail, or the deadline passes.
 pub async fn execute(
     up: &Upstreams,
@@ -217,6 +255,45 @@ pub async fn execute(
     plan: &Plan,
     job: &Job,
 ) -> Result<Success, Failure> {
+    let max_body = up.max_response_bytes;
+    let answered = execute_with(up, plan, job, |c: CallSpec<'_>| {
+        let req = providers::build_request(c.provider, c.model, c.secret, c.request);
+        let (client, kind, timeout) = (client.clone(), c.provider.kind, c.timeout);
+        Box::pin(async move { providers::call(&client, kind, &req, timeout, max_body).await })
+    })
+    .await?;
+    let upstream_ms = up.clock.now_ms() - answered.started_ms;
+    let upstream_us = answered.started_mono.elapsed().as_micros() as u64;
+    let lease = *answered.guard.lease();
+    answered.guard.finish(Outcome::Success {
+        latency_ms: upstream_ms,
+    });
+    let cost = cost_usd(&answered.value.usage, &answered.model);
+    Ok(Success {
+        candidate: answered.candidate,
+        response: answered.value,
+        lease,
+        upstream_ms,
+        upstream_us,
+        cost_usd: cost,
+        attempts: answered.attempts,
+        alternatives_tried: answered.alternatives_tried,
+        thinking_disabled: answered.thinking_disabled,
+    })
+}
+
+/// The retry and failover loop shared by plain and streamed calls. `call` makes one
+/// upstream attempt; a failure is classified, recorded, reported to the key/model actor
+/// and retried or failed over; the first success is returned with its slot still held.
+pub async fn execute_with<T, F>(
+    up: &Upstreams,
+    plan: &Plan,
+    job: &Job,
+    mut call: F,
+) -> Result<Answered<T>, Failure>
+where
+    F: FnMut(CallSpec<'_>) -> LocalBoxFuture<'static, Result<T, UpstreamError>>,
+{
     let mut attempts: Vec<AttemptRecord> = Vec::new();
     let mut bad_keys: HashSet<(String, String)> = HashSet::new();
     let mut alternatives_tried = 0;
@@ -239,14 +316,13 @@ pub async fn execute(
         let Some((provider, model)) = find(&up.config, cand) else {
             continue;
         };
-        let secret = provider.key(&id.key_id).and_then(|k| k.secret.clone());
+        let secret = provider.key(&id.key_id).and_then(|k| k.secret.as_ref());
         let disable = thinking_disabled(&job.options, model);
         let request = ChatRequest {
             messages: job.messages.clone(),
             options: job.options.clone(),
             disable_thinking: disable,
         };
-        let upstream_req = providers::build_request(provider, model, secret.as_ref(), &request);
         alternatives_tried += 1;
         let mut retry = 0;
         loop {
@@ -284,97 +360,89 @@ pub async fn execute(
             };
             let remaining = (job.deadline - now()).max(0) as u64;
             let timeout = provider.call_timeout.min(Duration::from_millis(remaining));
-            let started = now();
-            let started_mono = std::time::Instant::now();
+            let started_ms = now();
+            let started_mono = Instant::now();
             guard.mark_sent();
             called_upstream = true;
-            let result = providers::call(
-                client,
-                provider.kind,
-                &upstream_req,
+            let result = call(CallSpec {
+                provider,
+                model,
+                secret,
+                request: &request,
                 timeout,
-                up.max_response_bytes,
-            )
+            })
             .await;
-            let upstream_ms = now() - started;
-            let upstream_us = started_mono.elapsed().as_micros() as u64;
-            match result {
-                Ok(response) => {
-                    let lease = *guard.lease();
-                    guard.finish(Outcome::Success {
-                        latency_ms: upstream_ms,
-                    });
-                    let cost = cost_usd(&response.usage, model);
-                    return Ok(Success {
+            let upstream_ms = now() - started_ms;
+            let err = match result {
+                Ok(value) => {
+                    return Ok(Answered {
                         candidate: cand.clone(),
-                        response,
-                        lease,
-                        upstream_ms,
-                        upstream_us,
-                        cost_usd: cost,
+                        value,
+                        guard,
+                        started_ms,
+                        started_mono,
+                        model: model.clone(),
                         attempts,
                         alternatives_tried,
                         thinking_disabled: disable,
                     });
                 }
-                Err(err) => {
-                    let status = err.status();
-                    let message = err.to_string();
-                    let deadline_hit =
-                        matches!(err, UpstreamError::Timeout) && now() >= job.deadline;
-                    let strategy = match &err {
-                        UpstreamError::RateLimited { retry_after, .. } => {
-                            guard.finish(Outcome::RateLimited {
-                                retry_after_ms: retry_after.map(|d| d.as_millis() as Millis),
-                            });
-                            "next_alternative"
-                        }
-                        UpstreamError::Auth { .. } => {
-                            guard.finish(Outcome::AuthFailed);
-                            bad_keys.insert((id.provider.clone(), id.key_id.clone()));
-                            up.router.do_send(KeyAuthFailed {
-                                provider: id.provider.clone(),
-                                key_id: id.key_id.clone(),
-                                message: message.clone(),
-                            });
-                            "skip_key"
-                        }
-                        e => {
-                            guard.finish(Outcome::Failed {
-                                latency_ms: upstream_ms,
-                                kind: failure_kind(e),
-                            });
-                            let time_left = job.deadline - now();
-                            if e.retryable()
-                                && retry < up.config.settings.max_attempts_per_candidate
-                                && time_left > RETRY_BASE_MS as Millis
-                            {
-                                "retry"
-                            } else {
-                                "next_alternative"
-                            }
-                        }
-                    };
-                    log::info!(
-                        "upstream {}/{} (key {}) failed: {} [{}]",
-                        id.provider,
-                        id.model,
-                        id.key_id,
-                        message,
-                        strategy
-                    );
-                    attempts.push(record(err.kind(), message, status, strategy));
-                    if deadline_hit {
-                        return Err(fail(FailureKind::Deadline, attempts, alternatives_tried));
-                    }
-                    if strategy != "retry" {
-                        break;
-                    }
-                    let left = (job.deadline - now()).max(0) as u64;
-                    let pause = backoff_ms(retry - 1).min(left / 2);
-                    actix_web::rt::time::sleep(Duration::from_millis(pause)).await;
+                Err(err) => err,
+            };
+            let status = err.status();
+            let message = err.to_string();
+            let deadline_hit = matches!(err, UpstreamError::Timeout) && now() >= job.deadline;
+            let strategy = match &err {
+                UpstreamError::RateLimited { retry_after, .. } => {
+                    guard.finish(Outcome::RateLimited {
+                        retry_after_ms: retry_after.map(|d| d.as_millis() as Millis),
+                    });
+                    "next_alternative"
                 }
+                UpstreamError::Auth { .. } => {
+                    guard.finish(Outcome::AuthFailed);
+                    bad_keys.insert((id.provider.clone(), id.key_id.clone()));
+                    up.router.do_send(KeyAuthFailed {
+                        provider: id.provider.clone(),
+                        key_id: id.key_id.clone(),
+                        message: message.clone(),
+                    });
+                    "skip_key"
+                }
+                e => {
+                    guard.finish(Outcome::Failed {
+                        latency_ms: upstream_ms,
+                        kind: failure_kind(e),
+                    });
+                    let time_left = job.deadline - now();
+                    if e.retryable()
+                        && retry < up.config.settings.max_attempts_per_candidate
+                        && time_left > RETRY_BASE_MS as Millis
+                    {
+                        "retry"
+                    } else {
+                        "next_alternative"
+                    }
+                }
+            };
+            log::info!(
+                "upstream {}/{} (key {}) failed: {} [{}]",
+                id.provider,
+                id.model,
+                id.key_id,
+                message,
+                strategy
+            );
+            attempts.push(record(err.kind(), message, status, strategy));
+            if deadline_hit {
+                return Err(fail(FailureKind::Deadline, attempts, alternatives_tried));
             }
+            if strategy != "retry" {
+                break;
+            }
+            let left = (job.deadline - now()).max(0) as u64;
+            let pause = backoff_ms(retry - 1).min(left / 2);
+            actix_web::rt::time::sleep(Duration::from_millis(pause)).await;
         }
     }
     let kind = if now() >= job.deadline {
