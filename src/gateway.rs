@@ -189,7 +189,7 @@ fn rejection_label(r: &Rejection) -> &'static str {
 }
 
 /// What a failure says about the key/model pair, for its circuit breaker.
-fn failure_kind(e: &UpstreamError) -> Option<PairFailure> {
+pub fn failure_kind(e: &UpstreamError) -> Option<PairFailure> {
     match e {
         UpstreamError::RateLimited { .. } => Some(PairFailure::RateLimited),
         UpstreamError::Auth { .. } => Some(PairFailure::Auth),

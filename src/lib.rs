@@ -12,6 +12,7 @@
 //! - [`gateway`]: carrying out a routing plan (reserve, call, retry, fail over).
 //! - [`http`]: the actix-web layer: routes, request validation, error mapping.
 //! - [`metrics`]: Prometheus metrics for operators.
+//! - [`streaming`]: streamed answers with failover before the first token.
 //! - [`server`]: starting the actors and the HTTP server on a listener.
 //!
 //! The actor system (key/model actors, router) lives in the `bkvy-actors` crate.
@@ -24,4 +25,5 @@ pub mod http;
 pub mod metrics;
 pub mod providers;
 pub mod server;
+pub mod streaming;
 pub mod types;

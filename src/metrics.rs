@@ -110,6 +110,7 @@ pub struct Metrics {
     request_duration: Family<MethodLabels, Histogram, fn() -> Histogram>,
     upstream_duration: Family<ModelLabels, Histogram, fn() -> Histogram>,
     overhead: Histogram,
+    ttft: Family<MethodLabels, Histogram, fn() -> Histogram>,
     tokens: Family<KindLabels, Counter>,
     cost: Family<ModelLabels, FloatCounter>,
     upstream_errors: Family<KindLabels, Counter>,
@@ -163,6 +164,14 @@ impl Metrics {
             "gateway_overhead_seconds",
             "Whole request time minus the answering upstream call (routing, queueing, retries, bkvy itself)",
             overhead.clone(),
+        );
+        let ttft = Family::<MethodLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            seconds_histogram,
+        );
+        registry.register(
+            "time_to_first_token_seconds",
+            "Streamed answers: arrival to the first content sent to the client",
+            ttft.clone(),
         );
         let tokens = Family::default();
         registry.register(
@@ -245,6 +254,7 @@ impl Metrics {
             request_duration,
             upstream_duration,
             overhead,
+            ttft,
             tokens,
             cost,
             upstream_errors,
@@ -283,6 +293,14 @@ impl Metrics {
                 result: if e.success { "success" } else { "failure" }.to_owned(),
             })
             .observe(total);
+        if let Some(ttft) = e.time_to_first_token_ms {
+            self.ttft
+                .get_or_create(&MethodLabels {
+                    routing_method: e.routing_method.as_str().to_owned(),
+                    result: if e.success { "success" } else { "failure" }.to_owned(),
+                })
+                .observe(ttft.max(0) as f64 / 1000.0);
+        }
         if let Some(up) = e.upstream_us {
             let labels = ModelLabels {
                 provider: provider.clone(),

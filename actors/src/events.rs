@@ -66,6 +66,10 @@ pub struct RequestCompleted {
     pub total_us: u64,
     /// Upstream time of the answering call, microseconds (monotonic clock).
     pub upstream_us: Option<u64>,
+    /// Streamed answers: time from arrival to the first content sent to the client.
+    pub time_to_first_token_ms: Option<Millis>,
+    /// Whether the answer was streamed.
+    pub streamed: bool,
     /// Tokens in.
     pub input_tokens: Option<u64>,
     /// Tokens out.
@@ -120,6 +124,8 @@ impl RequestCompleted {
             upstream_ms: None,
             total_us: 0,
             upstream_us: None,
+            time_to_first_token_ms: None,
+            streamed: false,
             input_tokens: None,
             output_tokens: None,
             thinking_tokens: None,

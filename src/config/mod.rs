@@ -146,6 +146,9 @@ pub struct Settings {
     pub max_queue: usize,
     /// Circuit breaker thresholds and backoff (`circuit_breaker`).
     pub circuit: bkvy_actors::circuit::CircuitConfig,
+    /// A streamed answer that sends nothing for this long is ended with an error
+    /// (`stream_idle_timeout_seconds`, default 30).
+    pub stream_idle_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -155,6 +158,7 @@ impl Default for Settings {
             max_attempts_per_candidate: 2,
             max_queue: 1000,
             circuit: bkvy_actors::circuit::CircuitConfig::default(),
+            stream_idle_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -110,6 +110,8 @@ enum Outcome {
     Malformed(bool),
     /// The full body, its stream framing and whether the client accepts gzip.
     Truncated(Value, Option<Stream>, bool),
+    Stalled(Value, Stream),
+    Paced(Value, Stream, Duration),
     Hang,
 }
 
@@ -117,7 +119,11 @@ impl Outcome {
     fn status(&self) -> u16 {
         match self {
             Self::Error { reject, .. } => reject.status,
-            Self::Answer(..) | Self::Malformed(_) | Self::Truncated(..) => 200,
+            Self::Answer(..)
+            | Self::Malformed(_)
+            | Self::Truncated(..)
+            | Self::Stalled(..)
+            | Self::Paced(..) => 200,
             Self::Hang => 0,
         }
     }
@@ -269,6 +275,14 @@ fn apply(fault: Option<Fault>, success: Success, gzip: bool) -> (Outcome, Durati
         Some(Fault::Malformed) => Outcome::Malformed(success.stream.is_some()),
         Some(Fault::Truncated) => Outcome::Truncated(success.normal, success.stream, gzip),
         Some(Fault::EmptyContent) => Outcome::Answer(success.empty, success.stream),
+        Some(Fault::Stall) => match success.stream {
+            Some(stream) => Outcome::Stalled(success.normal, stream),
+            None => Outcome::Hang,
+        },
+        Some(Fault::Paced(gap)) => match success.stream {
+            Some(stream) => Outcome::Paced(success.normal, stream, gap),
+            None => return (Outcome::Answer(success.normal, None), gap),
+        },
     };
     (outcome, Duration::ZERO)
 }
@@ -330,6 +344,32 @@ async fn respond(outcome: Outcome, flavor: Flavor, opts: &FakeOptions) -> HttpRe
         Outcome::Malformed(true) => HttpResponse::Ok().content_type("text/event-stream").body(
             "data: {\"id\": \"fake-malformed\", \"choices\": [\n\ndata: <html>502</html>\n\n",
         ),
+        Outcome::Stalled(v, stream) => {
+            let frames = (stream.frames)(&v);
+            let half = frames[..frames.len() / 2].concat();
+            let head =
+                futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(half)) });
+            let silence = futures::stream::once(async {
+                sleep(Duration::from_secs(3600)).await;
+                Err(std::io::Error::other(
+                    "fake upstream: stalled stream gave up",
+                ))
+            });
+            HttpResponse::Ok()
+                .content_type(stream.content_type)
+                .streaming(futures::StreamExt::chain(head, silence))
+        }
+        Outcome::Paced(v, stream, gap) => {
+            let frames = (stream.frames)(&v);
+            let paced =
+                futures::StreamExt::then(futures::stream::iter(frames), move |f| async move {
+                    sleep(gap).await;
+                    Ok::<_, std::io::Error>(Bytes::from(f))
+                });
+            HttpResponse::Ok()
+                .content_type(stream.content_type)
+                .streaming(paced)
+        }
         Outcome::Truncated(v, stream, gzip) => {
             let mut resp = HttpResponse::Ok();
             let (half, gzip) = match stream {

@@ -143,6 +143,13 @@ pub enum Fault {
     Truncated,
     /// 200 in the valid shape, but with empty text.
     EmptyContent,
+    /// A streaming call gets the first half of its events, then nothing more (the
+    /// connection stays open, silent, for an hour): a stalled stream. A non-streaming call
+    /// behaves as [`Fault::Hang`].
+    Stall,
+    /// A streaming call gets its events paced this far apart (a slow stream); a
+    /// non-streaming call is answered normally after this delay.
+    Paced(Duration),
 }
 
 impl Fault {

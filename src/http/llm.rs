@@ -15,7 +15,9 @@ use super::body::{parse_json, read_limited};
 use super::error::{respond, ApiError};
 use super::AppState;
 use crate::gateway::{self, Failure, FailureKind, Job, Success};
+use crate::streaming;
 use crate::types::{ChatMessage, ChatOptions};
+use crate::types::{FinishReason, Usage};
 
 /// Longest accepted `client_id`.
 const MAX_CLIENT_ID_LEN: usize = 256;
@@ -57,6 +59,9 @@ pub struct LlmRequest {
     /// Answer in the debug shape.
     #[serde(default)]
     pub debug: Option<bool>,
+    /// Stream the answer as Server-Sent Events.
+    #[serde(default)]
+    pub stream: Option<bool>,
 }
 
 /// Which endpoint was called.
@@ -202,92 +207,128 @@ fn secs_to_ms(s: f64) -> Millis {
 }
 
 /// Handler body shared by the three endpoints: runs the request and emits exactly one
-/// completion event for it, whatever the outcome.
+/// completion event for it, whatever the outcome (a streamed answer emits it when the
+/// stream ends).
 pub async fn handle(
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
     payload: web::Payload,
     endpoint: Endpoint,
 ) -> HttpResponse {
-    let started = state.clock.now_ms();
-    let started_mono = std::time::Instant::now();
     let method = match endpoint {
         Endpoint::Intelligence => RoutingMethod::Intelligence,
         Endpoint::Scenario => RoutingMethod::Scenario,
         Endpoint::Direct => RoutingMethod::Direct,
     };
-    let mut event = RequestCompleted::new(
-        started,
-        uuid::Uuid::new_v4().to_string(),
-        ANONYMOUS.to_owned(),
-        method,
-    );
-    let response = run(&state, &client, payload, endpoint, &mut event).await;
-    event.http_status = response.status().as_u16();
-    event.success = response.status().is_success();
-    event.total_time_ms = state.clock.now_ms() - started;
-    event.total_us = started_mono.elapsed().as_micros() as u64;
-    state.sinks.emit(event);
-    response
+    let mut call = Call::begin(&state, method);
+    let reply = run(&state, &client, payload, endpoint, &mut call).await;
+    call.finish(&state, reply)
 }
 
 /// Who is asking when the request does not say.
-const ANONYMOUS: &str = "anonymous";
+pub const ANONYMOUS: &str = "anonymous";
 
-async fn run(
-    state: &AppState,
-    client: &awc::Client,
-    payload: web::Payload,
-    endpoint: Endpoint,
-    event: &mut RequestCompleted,
-) -> HttpResponse {
-    let started = event.started_at;
-    let request_id = event.request_id.clone();
-    let fail = |e: ApiError, debug: bool, event: &mut RequestCompleted| {
-        event.error_type = Some(e.code().to_owned());
-        event.error_message = Some(e.to_string());
-        failure_response(&request_id, &e, debug, None, None, started, state)
-    };
-    let bytes = match read_limited(payload, state.limits.max_request_bytes).await {
-        Ok(b) => b,
-        Err(e) => return fail(e, false, event),
-    };
-    let req: LlmRequest = match parse_json(&bytes) {
-        Ok(r) => r,
-        Err(e) => return fail(e, false, event),
-    };
-    let debug = req.debug.unwrap_or(false);
-    let target = validate(&req, endpoint, state.limits.max_messages);
-    // Record what was asked for, as far as it is valid to keep.
-    if let Some(id) = req.client_id.as_ref().filter(|_| target.is_ok()) {
-        event.client_id = id.clone();
+/// One request's bookkeeping: its completion event and when it started.
+pub struct Call {
+    /// The completion event as far as it is known.
+    pub event: RequestCompleted,
+    /// Arrival, monotonic.
+    pub started: std::time::Instant,
+}
+
+/// A response, and whether a stream inside it will emit the completion event itself.
+pub enum Reply {
+    /// A complete answer: the handler emits the event.
+    Done(HttpResponse),
+    /// A streamed answer: the stream emits the event when it ends.
+    Streaming(HttpResponse),
+}
+
+impl Call {
+    /// A new request of this routing method.
+    pub fn begin(state: &AppState, method: RoutingMethod) -> Self {
+        Self {
+            event: RequestCompleted::new(
+                state.clock.now_ms(),
+                uuid::Uuid::new_v4().to_string(),
+                ANONYMOUS.to_owned(),
+                method,
+            ),
+            started: std::time::Instant::now(),
+        }
     }
-    event.max_wait_seconds = req.max_wait_seconds.filter(|w| w.is_finite());
-    match &target {
-        Ok(RouteTarget::Intelligence(tier)) => event.intelligence_level = Some(*tier),
-        Ok(RouteTarget::Scenario(name)) => event.scenario = Some(name.clone()),
-        Ok(RouteTarget::Direct {
+
+    /// Emits the event (unless a stream will) and returns the response.
+    pub fn finish(mut self, state: &AppState, reply: Reply) -> HttpResponse {
+        match reply {
+            Reply::Streaming(response) => response,
+            Reply::Done(response) => {
+                let e = &mut self.event;
+                e.http_status = response.status().as_u16();
+                e.success = response.status().is_success();
+                e.total_time_ms = state.clock.now_ms() - e.started_at;
+                e.total_us = self.started.elapsed().as_micros() as u64;
+                state.sinks.emit(self.event);
+                response
+            }
+        }
+    }
+
+    /// Records an error in the event.
+    pub fn failed(&mut self, e: &ApiError) {
+        self.event.error_type = Some(e.code().to_owned());
+        self.event.error_message = Some(e.to_string());
+    }
+}
+
+/// What every chat endpoint hands to routing after its own parsing and validation.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Where to route.
+    pub target: RouteTarget,
+    /// The conversation.
+    pub messages: Vec<ChatMessage>,
+    /// Generation options.
+    pub options: ChatOptions,
+    /// The wait budget (planning input).
+    pub max_wait_seconds: Option<f64>,
+    /// Lowers the hard deadline.
+    pub timeout_seconds: Option<f64>,
+}
+
+/// Records the routing target of a valid request in its event.
+pub fn record_target(event: &mut RequestCompleted, target: &RouteTarget) {
+    match target {
+        RouteTarget::Intelligence(tier) => event.intelligence_level = Some(*tier),
+        RouteTarget::Scenario(name) => event.scenario = Some(name.clone()),
+        RouteTarget::Direct {
             provider, model, ..
-        }) => {
+        } => {
             event.requested_provider = Some(provider.clone());
             event.requested_model = Some(model.clone());
         }
-        Err(_) => {}
     }
-    let target = match target {
-        Ok(t) => t,
-        Err(e) => return fail(e, debug, event),
-    };
+}
+
+/// A routing failure: the error and, when every candidate was unavailable, why each was.
+pub type RouteFailure = (ApiError, Option<Value>);
+
+/// Asks the router for a plan and fixes the request's deadline.
+pub async fn plan(
+    state: &AppState,
+    p: &Prepared,
+    event: &mut RequestCompleted,
+) -> Result<(Plan, Job), RouteFailure> {
+    let started = event.started_at;
     let settings = &state.upstreams.config.settings;
-    let timeout_ms = req
+    let timeout_ms = p
         .timeout_seconds
         .map_or(settings.request_timeout.as_millis() as Millis, secs_to_ms)
         .min(settings.request_timeout.as_millis() as Millis);
     let deadline = started + timeout_ms;
-    let max_wait_ms = req.max_wait_seconds.map_or(timeout_ms, secs_to_ms);
-
+    let max_wait_ms = p.max_wait_seconds.map_or(timeout_ms, secs_to_ms);
     let route = Route {
-        target,
+        target: p.target.clone(),
         max_wait_ms,
         deadline,
         sent_at: std::time::Instant::now(),
@@ -303,52 +344,223 @@ async fn run(
                 }
                 _ => None,
             };
-            let e = ApiError::from(route_err);
-            event.error_type = Some(e.code().to_owned());
-            event.error_message = Some(e.to_string());
-            return failure_response(&request_id, &e, debug, None, considered, started, state);
+            return Err((ApiError::from(route_err), considered));
         }
         Err(actix::MailboxError::Timeout) => {
             let e = ApiError::DeadlineExceeded("routing did not finish before the deadline".into());
-            return fail(e, debug, event);
+            return Err((e, None));
         }
         Err(actix::MailboxError::Closed) => {
-            return fail(
-                ApiError::Internal("router actor stopped".into()),
-                debug,
-                event,
-            );
+            return Err((ApiError::Internal("router actor stopped".into()), None));
         }
     };
     event.decision_reason = Some(plan.decision_reason.to_owned());
     let job = Job {
-        messages: req.messages,
-        options: req.options.unwrap_or_default(),
+        messages: p.messages.clone(),
+        options: p.options.clone(),
         deadline,
     };
+    Ok((plan, job))
+}
+
+/// Records a failed execution in the event and returns its error.
+pub fn record_failure(event: &mut RequestCompleted, failure: &Failure) -> ApiError {
+    let e = failure_error(failure);
+    event.error_type = Some(e.code().to_owned());
+    event.error_message = Some(e.to_string());
+    event.alternatives_tried = failure.alternatives_tried as u32;
+    event.fallback_attempts = failure.attempts.len().saturating_sub(1) as u32;
+    event.attempt_errors = attempt_errors(&failure.attempts);
+    e
+}
+
+async fn run(
+    state: &web::Data<AppState>,
+    client: &awc::Client,
+    payload: web::Payload,
+    endpoint: Endpoint,
+    call: &mut Call,
+) -> Reply {
+    let started = call.event.started_at;
+    let request_id = call.event.request_id.clone();
+    let fail = |e: ApiError, debug: bool, call: &mut Call| {
+        call.failed(&e);
+        Reply::Done(failure_response(
+            &request_id,
+            &e,
+            debug,
+            None,
+            None,
+            started,
+            state,
+        ))
+    };
+    let bytes = match read_limited(payload, state.limits.max_request_bytes).await {
+        Ok(b) => b,
+        Err(e) => return fail(e, false, call),
+    };
+    let req: LlmRequest = match parse_json(&bytes) {
+        Ok(r) => r,
+        Err(e) => return fail(e, false, call),
+    };
+    let debug = req.debug.unwrap_or(false);
+    let target = validate(&req, endpoint, state.limits.max_messages);
+    call.event.max_wait_seconds = req.max_wait_seconds.filter(|w| w.is_finite());
+    let target = match target {
+        Ok(t) => t,
+        Err(e) => return fail(e, debug, call),
+    };
+    if let Some(id) = &req.client_id {
+        call.event.client_id = id.clone();
+    }
+    record_target(&mut call.event, &target);
+    let prepared = Prepared {
+        target,
+        messages: req.messages,
+        options: req.options.unwrap_or_default(),
+        max_wait_seconds: req.max_wait_seconds,
+        timeout_seconds: req.timeout_seconds,
+    };
+    let (plan, job) = match plan(state, &prepared, &mut call.event).await {
+        Ok(p) => p,
+        Err((e, considered)) => {
+            call.failed(&e);
+            return Reply::Done(failure_response(
+                &request_id,
+                &e,
+                debug,
+                None,
+                considered,
+                started,
+                state,
+            ));
+        }
+    };
+    if req.stream.unwrap_or(false) {
+        return match streaming::execute_stream(&state.upstreams, client, &plan, &job).await {
+            Ok(answered) => {
+                let id = answered.candidate.id();
+                let format = Box::new(LlmChunks {
+                    request_id: request_id.clone(),
+                    provider: id.provider.clone(),
+                    model: id.model.clone(),
+                });
+                let headers =
+                    stream_headers(&request_id, &id.provider, &id.model, plan.decision_reason);
+                let body = streaming::live_body(
+                    answered,
+                    format,
+                    call.event.clone(),
+                    state.clone(),
+                    call.started,
+                );
+                let mut res = HttpResponse::Ok();
+                for h in headers {
+                    res.insert_header(h);
+                }
+                Reply::Streaming(res.content_type("text/event-stream").streaming(body))
+            }
+            Err(failure) => {
+                let e = record_failure(&mut call.event, &failure);
+                Reply::Done(failure_response(
+                    &request_id,
+                    &e,
+                    debug,
+                    Some(&plan),
+                    Some(json!(failure.attempts)),
+                    started,
+                    state,
+                ))
+            }
+        };
+    }
     match gateway::execute(&state.upstreams, client, &plan, &job).await {
         Ok(success) => {
-            record_success(event, &success);
-            success_response(&request_id, &plan, &success, debug, started, state)
+            record_success(&mut call.event, &success);
+            Reply::Done(success_response(
+                &request_id,
+                &plan,
+                &success,
+                debug,
+                started,
+                state,
+            ))
         }
         Err(failure) => {
-            let e = failure_error(&failure);
-            event.error_type = Some(e.code().to_owned());
-            event.error_message = Some(e.to_string());
-            event.alternatives_tried = failure.alternatives_tried as u32;
-            event.fallback_attempts = failure.attempts.len().saturating_sub(1) as u32;
-            event.attempt_errors = attempt_errors(&failure.attempts);
-            let evaluated = json!(failure.attempts);
-            failure_response(
+            let e = record_failure(&mut call.event, &failure);
+            Reply::Done(failure_response(
                 &request_id,
                 &e,
                 debug,
                 Some(&plan),
-                Some(evaluated),
+                Some(json!(failure.attempts)),
                 started,
                 state,
-            )
+            ))
         }
+    }
+}
+
+/// Headers of a streamed answer (no cost: it is known only at the end).
+pub fn stream_headers(
+    request_id: &str,
+    provider: &str,
+    model: &str,
+    decision: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-bkvy-request-id", request_id.to_owned()),
+        ("x-bkvy-provider", provider.to_owned()),
+        ("x-bkvy-model", model.to_owned()),
+        ("x-bkvy-decision", decision.to_owned()),
+        ("cache-control", "no-cache".to_owned()),
+    ]
+}
+
+/// The `/llm/*` stream shape: `start`, `delta`…, then `done` and `[DONE]`, or `error`.
+struct LlmChunks {
+    request_id: String,
+    provider: String,
+    model: String,
+}
+
+impl streaming::ChunkFormat for LlmChunks {
+    fn start(&mut self) -> Option<String> {
+        Some(streaming::sse(&json!({
+            "type": "start",
+            "request_id": self.request_id,
+            "provider_used": self.provider,
+            "model_used": self.model,
+        })))
+    }
+
+    fn delta(&mut self, text: &str) -> String {
+        streaming::sse(&json!({"type": "delta", "content": text}))
+    }
+
+    fn done(&mut self, finish: FinishReason, usage: &Usage, cost_usd: f64) -> String {
+        let done = streaming::sse(&json!({
+            "type": "done",
+            "finish_reason": finish.as_str(),
+            "truncated": finish == FinishReason::Length,
+            "usage": {
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "thinking_tokens": usage.thinking_tokens,
+                "total_tokens": usage.total(),
+            },
+            "cost_usd": cost_usd,
+        }));
+        format!("{done}data: [DONE]\n\n")
+    }
+
+    fn error(&mut self, message: &str, code: &str) -> String {
+        streaming::sse(&json!({
+            "type": "error",
+            "finish_reason": "error",
+            "error": message,
+            "error_code": code,
+        }))
     }
 }
 

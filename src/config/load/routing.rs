@@ -20,6 +20,7 @@ const ROUTING_FIELDS: &[&str] = &[
     "max_attempts_per_candidate",
     "max_queue",
     "circuit_breaker",
+    "stream_idle_timeout_seconds",
 ];
 const CIRCUIT_FIELDS: &[&str] = &[
     "consecutive_failures",
@@ -94,6 +95,13 @@ pub(super) fn routing(
             .and_then(|n| usize::try_from(n).ok())
     });
     let circuit = ck.or(path, obj, "circuit_breaker", d.circuit, circuit_breaker);
+    let idle = ck.or(
+        path,
+        obj,
+        "stream_idle_timeout_seconds",
+        d.stream_idle_timeout,
+        Checker::seconds,
+    );
     Some(Routing {
         scenarios: scenarios?,
         scenarios_raw: obj.get("scenarios").cloned().unwrap_or(Value::Null),
@@ -102,6 +110,7 @@ pub(super) fn routing(
             max_attempts_per_candidate: attempts?,
             max_queue: queue?,
             circuit: circuit?,
+            stream_idle_timeout: idle?,
         },
     })
 }

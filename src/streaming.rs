@@ -1,0 +1,255 @@
+//! Streamed answers that never lie.
+//!
+//! [`execute_stream`] runs the same retry and failover loop as a plain call, but an
+//! attempt only counts as answered once its first content (or a clean end) has arrived:
+//! a connect error, a 429, a 5xx, or a stream that errors or closes before content fails
+//! over invisibly to the client. From then on [`live_body`] forwards each piece as it
+//! arrives; an upstream failure, a cut connection or a stall ends the stream with an
+//! explicit error event and `finish_reason: "error"`, never a clean-looking end. A client
+//! that goes away drops the body, which drops the upstream connection and releases the
+//! key/model slot; every outcome emits exactly one completion event.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use actix_web::web::{self, Bytes};
+use bkvy_actors::{LeaseGuard, Millis, Outcome, RequestCompleted};
+use futures::stream::{self, Stream};
+use futures::StreamExt;
+
+use crate::config::Model;
+use crate::gateway::{self, Answered, Failure, Job, Upstreams};
+use crate::http::AppState;
+use crate::providers::stream::{build_stream_request, call_stream, StreamEvent, UpstreamStream};
+use crate::providers::UpstreamError;
+use crate::types::{FinishReason, Usage};
+use bkvy_actors::Plan;
+
+/// Largest single upstream stream event accepted.
+const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// An upstream stream that has produced its first content (or ended cleanly).
+pub struct Probed {
+    stream: UpstreamStream,
+    first: VecDeque<StreamEvent>,
+}
+
+/// Runs the plan with streamed upstream calls; see the module docs.
+pub async fn execute_stream(
+    up: &Upstreams,
+    client: &awc::Client,
+    plan: &Plan,
+    job: &Job,
+) -> Result<Answered<Probed>, Failure> {
+    let idle = up.config.settings.stream_idle_timeout;
+    gateway::execute_with(up, plan, job, |c| {
+        let req = build_stream_request(c.provider, c.model, c.secret, c.request);
+        let (client, kind, timeout) = (client.clone(), c.provider.kind, c.timeout);
+        Box::pin(async move {
+            let probe = async {
+                let mut stream =
+                    call_stream(&client, kind, &req, timeout, idle, MAX_EVENT_BYTES).await?;
+                let mut first = VecDeque::new();
+                loop {
+                    match stream.next().await {
+                        Some(Ok(ev)) => {
+                            let content = matches!(&ev, StreamEvent::Delta(t) if !t.is_empty())
+                                || matches!(ev, StreamEvent::Done { .. });
+                            first.push_back(ev);
+                            if content {
+                                return Ok(Probed { stream, first });
+                            }
+                        }
+                        Some(Err(e)) => return Err(e),
+                        None => {
+                            return Err(UpstreamError::Malformed {
+                                message: "stream ended before any content".into(),
+                            })
+                        }
+                    }
+                }
+            };
+            actix_web::rt::time::timeout(timeout, probe)
+                .await
+                .unwrap_or(Err(UpstreamError::Timeout))
+        })
+    })
+    .await
+}
+
+/// How stream events become Server-Sent Events for one API shape.
+pub trait ChunkFormat {
+    /// Sent before the first content (e.g. the role chunk), if anything.
+    fn start(&mut self) -> Option<String>;
+    /// A piece of content.
+    fn delta(&mut self, text: &str) -> String;
+    /// The clean end, including any final usage and terminator.
+    fn done(&mut self, finish: FinishReason, usage: &Usage, cost_usd: f64) -> String;
+    /// The end after a failure: an explicit error, never a clean-looking end.
+    fn error(&mut self, message: &str, code: &str) -> String;
+}
+
+/// An SSE `data:` line.
+pub fn sse(value: &serde_json::Value) -> String {
+    format!("data: {value}\n\n")
+}
+
+struct Live {
+    upstream: UpstreamStream,
+    pending: VecDeque<StreamEvent>,
+    prefix: Option<String>,
+    guard: Option<LeaseGuard>,
+    format: Box<dyn ChunkFormat>,
+    event: Option<RequestCompleted>,
+    state: web::Data<AppState>,
+    model: Model,
+    request_started: Instant,
+    upstream_started_ms: Millis,
+    upstream_started: Instant,
+    deltas: u64,
+    finished: bool,
+}
+
+impl Live {
+    fn emit(&mut self, fill: impl FnOnce(&mut RequestCompleted)) {
+        if let Some(mut e) = self.event.take() {
+            fill(&mut e);
+            e.total_time_ms = self.request_started.elapsed().as_millis() as Millis;
+            e.total_us = self.request_started.elapsed().as_micros() as u64;
+            e.upstream_us = Some(self.upstream_started.elapsed().as_micros() as u64);
+            e.upstream_ms = Some(self.state.clock.now_ms() - self.upstream_started_ms);
+            self.state.sinks.emit(e);
+        }
+    }
+
+    async fn next_chunk(&mut self) -> Option<String> {
+        if let Some(p) = self.prefix.take() {
+            return Some(p);
+        }
+        while !self.finished {
+            let ev = match self.pending.pop_front() {
+                Some(ev) => Ok(ev),
+                None => match self.upstream.next().await {
+                    Some(r) => r,
+                    None => Err(UpstreamError::Malformed {
+                        message: "stream ended before completion".into(),
+                    }),
+                },
+            };
+            match ev {
+                Ok(StreamEvent::Delta(text)) if !text.is_empty() => {
+                    if self.deltas == 0 {
+                        let ttft = self.request_started.elapsed().as_millis() as Millis;
+                        if let Some(e) = self.event.as_mut() {
+                            e.time_to_first_token_ms = Some(ttft);
+                        }
+                    }
+                    self.deltas += 1;
+                    return Some(self.format.delta(&text));
+                }
+                Ok(StreamEvent::Delta(_) | StreamEvent::ThinkingDelta(_)) => continue,
+                Ok(StreamEvent::Done {
+                    finish_reason,
+                    usage,
+                    ..
+                }) => {
+                    self.finished = true;
+                    let latency = self.state.clock.now_ms() - self.upstream_started_ms;
+                    if let Some(g) = self.guard.take() {
+                        g.finish(Outcome::Success {
+                            latency_ms: latency,
+                        });
+                    }
+                    let cost = gateway::cost_usd(&usage, &self.model);
+                    self.emit(|e| {
+                        e.success = true;
+                        e.http_status = 200;
+                        e.input_tokens = Some(usage.input_tokens);
+                        e.output_tokens = Some(usage.output_tokens);
+                        e.thinking_tokens = Some(usage.thinking_tokens);
+                        e.cost_usd = Some(cost);
+                        e.finish_reason = Some(finish_reason.as_str().to_owned());
+                    });
+                    return Some(self.format.done(finish_reason, &usage, cost));
+                }
+                Err(err) => {
+                    self.finished = true;
+                    let latency = self.state.clock.now_ms() - self.upstream_started_ms;
+                    if let Some(g) = self.guard.take() {
+                        g.finish(Outcome::Failed {
+                            latency_ms: latency,
+                            kind: gateway::failure_kind(&err),
+                        });
+                    }
+                    let message = format!("upstream stream failed after content was sent: {err}");
+                    let deltas = self.deltas;
+                    self.emit(|e| {
+                        e.success = false;
+                        e.error_type = Some("stream_interrupted".into());
+                        e.error_message = Some(message.clone());
+                        e.output_tokens = Some(deltas);
+                        e.finish_reason = Some("error".into());
+                    });
+                    return Some(self.format.error(&message, "stream_interrupted"));
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The client went away mid-stream: dropping `upstream` closes the upstream
+            // connection and dropping the guard releases the slot as abandoned.
+            let deltas = self.deltas;
+            self.emit(|e| {
+                e.success = false;
+                e.error_type = Some("client_disconnected".into());
+                e.error_message = Some("the client closed the connection mid-stream".into());
+                e.output_tokens = Some(deltas);
+            });
+        }
+    }
+}
+
+/// The response body of a streamed answer. `event` is the request's completion event as
+/// far as it is known; the stream fills in the rest and emits it when it ends.
+pub fn live_body(
+    answered: Answered<Probed>,
+    mut format: Box<dyn ChunkFormat>,
+    mut event: RequestCompleted,
+    state: web::Data<AppState>,
+    request_started: Instant,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
+    let id = answered.candidate.id();
+    event.streamed = true;
+    event.provider_used = Some(id.provider.clone());
+    event.model_used = Some(id.model.clone());
+    event.api_key_used = Some(id.key_id.clone());
+    event.tier_used = Some(answered.candidate.tier);
+    event.queue_wait_ms = Some(answered.guard.lease().queue_wait_ms);
+    event.rate_limit_wait_ms = Some(answered.guard.lease().rate_limit_wait_ms);
+    event.alternatives_tried = answered.alternatives_tried as u32;
+    event.fallback_attempts = answered.attempts.len() as u32;
+    let live = Live {
+        upstream: answered.value.stream,
+        pending: answered.value.first,
+        prefix: format.start(),
+        guard: Some(answered.guard),
+        format,
+        event: Some(event),
+        state,
+        model: answered.model,
+        request_started,
+        upstream_started_ms: answered.started_ms,
+        upstream_started: answered.started_mono,
+        deltas: 0,
+        finished: false,
+    };
+    stream::unfold(live, |mut live| async move {
+        let chunk = live.next_chunk().await?;
+        Some((Ok(Bytes::from(chunk)), live))
+    })
+}
