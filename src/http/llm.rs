@@ -160,6 +160,12 @@ pub fn validate(
             req.messages.len()
         )));
     }
+    validate_common(req)?;
+    Ok(target)
+}
+
+/// The checks every chat endpoint shares: client id, wait budget, timeout, options.
+pub fn validate_common(req: &LlmRequest) -> Result<(), ApiError> {
     if let Some(id) = &req.client_id {
         if id.len() > MAX_CLIENT_ID_LEN {
             return Err(invalid(format!(
@@ -192,7 +198,7 @@ pub fn validate(
             return Err(invalid("options.top_k must be at least 1"));
         }
     }
-    Ok(target)
+    Ok(())
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -575,7 +581,8 @@ fn attempt_errors(attempts: &[gateway::AttemptRecord]) -> Vec<AttemptError> {
         .collect()
 }
 
-fn record_success(event: &mut RequestCompleted, s: &Success) {
+/// Records a successful execution in the event.
+pub fn record_success(event: &mut RequestCompleted, s: &Success) {
     let id = s.candidate.id();
     let usage = &s.response.usage;
     event.provider_used = Some(id.provider.clone());

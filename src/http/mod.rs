@@ -9,6 +9,7 @@ pub mod body;
 pub mod circuits;
 pub mod error;
 pub mod llm;
+pub mod openai;
 pub mod statistics;
 pub mod status;
 
@@ -116,6 +117,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/llm/intelligence", web::post().to(llm_intelligence))
         .route("/llm/scenario", web::post().to(llm_scenario))
         .route("/llm/direct", web::post().to(llm_direct))
+        .route(
+            "/v1/chat/completions",
+            web::post().to(openai::chat_completions),
+        )
+        .route("/v1/models", web::get().to(openai::models))
         .route("/health", web::get().to(status::health))
         .route("/providers", web::get().to(status::providers))
         .route("/intelligence/{level}", web::get().to(status::intelligence))

@@ -1,0 +1,666 @@
+//! The OpenAI-compatible surface: `POST /v1/chat/completions` and `GET /v1/models`, so an
+//! application gets bkvy's routing by changing only its SDK's `base_url`.
+//!
+//! `model` selects the routing: `low`, `medium`, `high` (intelligence), `scenario:<name>`,
+//! or `<provider>/<model>` (direct). bkvy's own parameters come as optional body fields or
+//! `x-bkvy-*` headers. Every error on this surface uses OpenAI's error shape, so the
+//! official SDKs raise their usual exception types.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use bkvy_actors::{RouteTarget, RoutingMethod, Tier};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::body::{parse_json, read_limited};
+use super::error::ApiError;
+use super::llm::{self, record_target, Call, Prepared, Reply};
+use super::AppState;
+use crate::gateway::{self, Success};
+use crate::streaming::{self, ChunkFormat};
+use crate::types::{ChatMessage, ChatOptions, FinishReason, Role, Usage};
+
+/// A message content part.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Part {
+    Text {
+        text: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+/// String content or a list of parts.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+struct OaiMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    name: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Value>,
+    #[serde(default)]
+    tool_call_id: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// The OpenAI Chat Completions request, plus bkvy's optional fields.
+#[derive(Debug, Deserialize)]
+struct OaiRequest {
+    model: String,
+    messages: Vec<OaiMessage>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    stop: Option<Stop>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    user: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    reasoning_effort: Option<String>,
+    #[serde(default)]
+    tools: Option<Value>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    response_format: Option<Value>,
+    #[serde(default)]
+    logprobs: Option<bool>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    max_wait_seconds: Option<f64>,
+    #[serde(default)]
+    timeout_seconds: Option<f64>,
+    #[serde(default)]
+    disable_thinking: Option<bool>,
+    /// Other OpenAI parameters are accepted and ignored when harmless (seed, penalties,
+    /// metadata, store, service_tier, parallel_tool_calls, …).
+    #[serde(flatten)]
+    #[allow(dead_code)]
+    rest: serde_json::Map<String, Value>,
+}
+
+/// OpenAI parameters that bkvy accepts and ignores (they do not change the answer's
+/// shape, or have no cross-provider meaning).
+const IGNORED: &[&str] = &[
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "metadata",
+    "store",
+    "service_tier",
+    "parallel_tool_calls",
+    "logit_bias",
+    "top_logprobs",
+    "safety_identifier",
+    "prompt_cache_key",
+    "verbosity",
+];
+
+/// An error on this surface, in OpenAI's shape.
+struct OaiError {
+    status: StatusCode,
+    message: String,
+    kind: &'static str,
+    param: Option<&'static str>,
+    code: String,
+    retry_after: Option<u64>,
+}
+
+impl OaiError {
+    fn invalid(param: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: Some(param),
+            code: "invalid_value".into(),
+            retry_after: None,
+        }
+    }
+
+    fn from_api(e: &ApiError) -> Self {
+        let status = match e {
+            ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            other => other.status_code(),
+        };
+        let kind = match status.as_u16() {
+            403 => "permission_error",
+            404 | 400 | 413 | 422 => "invalid_request_error",
+            _ => "api_error",
+        };
+        Self {
+            status,
+            message: e.to_string(),
+            kind,
+            param: None,
+            code: e.code().to_owned(),
+            retry_after: e.retry_after_secs(),
+        }
+    }
+
+    fn response(&self, request_id: &str) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status);
+        res.insert_header(("x-bkvy-request-id", request_id));
+        if let Some(s) = self.retry_after {
+            res.insert_header(("retry-after", s.max(1).to_string()));
+        }
+        res.json(json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.code,
+        }}))
+    }
+}
+
+/// `model` → where to route.
+fn target_of(model: &str) -> Result<RouteTarget, OaiError> {
+    if let Some(tier) = Tier::parse(model) {
+        return Ok(RouteTarget::Intelligence(tier));
+    }
+    if let Some(name) = model.strip_prefix("scenario:") {
+        return Ok(RouteTarget::Scenario(name.to_owned()));
+    }
+    if let Some((provider, m)) = model.split_once('/') {
+        if !provider.is_empty() && !m.is_empty() {
+            return Ok(RouteTarget::Direct {
+                provider: provider.to_owned(),
+                model: m.to_owned(),
+                key_id: None,
+            });
+        }
+    }
+    Err(OaiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!(
+            "The model `{model}` does not exist: use low, medium, high, scenario:<name> or <provider>/<model> (see GET /v1/models)"
+        ),
+        kind: "invalid_request_error",
+        param: Some("model"),
+        code: "model_not_found".into(),
+        retry_after: None,
+    })
+}
+
+fn messages_of(raw: Vec<OaiMessage>) -> Result<Vec<ChatMessage>, OaiError> {
+    let mut out = Vec::with_capacity(raw.len());
+    for m in raw {
+        let role = match m.role.as_str() {
+            "system" | "developer" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" | "function" => {
+                return Err(OaiError::invalid(
+                    "messages",
+                    "tool messages are not supported by this gateway",
+                ))
+            }
+            other => {
+                return Err(OaiError::invalid(
+                    "messages",
+                    format!(
+                        "invalid role {other:?}: expected system, developer, user or assistant"
+                    ),
+                ))
+            }
+        };
+        if m.tool_calls.is_some() || m.tool_call_id.is_some() {
+            return Err(OaiError::invalid(
+                "messages",
+                "tool calls in messages are not supported by this gateway",
+            ));
+        }
+        let content = match m.content {
+            None => String::new(),
+            Some(Content::Text(t)) => t,
+            Some(Content::Parts(parts)) => {
+                let mut text = String::new();
+                for p in parts {
+                    match p {
+                        Part::Text { text: t } => text.push_str(&t),
+                        Part::Other => {
+                            return Err(OaiError::invalid(
+                                "messages",
+                                "only text content parts are supported",
+                            ))
+                        }
+                    }
+                }
+                text
+            }
+        };
+        out.push(ChatMessage { role, content });
+    }
+    if out.is_empty() {
+        return Err(OaiError::invalid("messages", "messages must not be empty"));
+    }
+    Ok(out)
+}
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A stable, non-reversible id for a bearer token (never the token itself).
+fn bearer_id(req: &HttpRequest) -> Option<String> {
+    let token = header(req, "authorization")?
+        .strip_prefix("Bearer ")?
+        .trim();
+    if token.is_empty() {
+        return None;
+    }
+    // FNV-1a 64: enough to tell callers apart, says nothing about the token.
+    let hash = token.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    Some(format!("bearer-{:012x}", hash >> 16))
+}
+
+struct Parsed {
+    prepared: Prepared,
+    client_id: String,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn parse(req: &HttpRequest, body: OaiRequest, max_messages: usize) -> Result<Parsed, OaiError> {
+    let target = target_of(&body.model)?;
+    if body.n.is_some_and(|n| n != 1) {
+        return Err(OaiError::invalid("n", "only n = 1 is supported"));
+    }
+    if body.tools.is_some() || body.tool_choice.is_some() {
+        return Err(OaiError::invalid(
+            "tools",
+            "tool calls are not supported by this gateway",
+        ));
+    }
+    if let Some(f) = &body.response_format {
+        if f.get("type").and_then(Value::as_str) != Some("text") {
+            return Err(OaiError::invalid(
+                "response_format",
+                "only response_format {\"type\": \"text\"} is supported",
+            ));
+        }
+    }
+    if body.logprobs == Some(true) {
+        return Err(OaiError::invalid("logprobs", "logprobs are not supported"));
+    }
+    if let Some(k) = body.rest.keys().find(|k| !IGNORED.contains(&k.as_str())) {
+        return Err(OaiError {
+            code: "unknown_parameter".into(),
+            ..OaiError::invalid(
+                "messages",
+                format!("Unrecognized request argument supplied: {k}"),
+            )
+        });
+    }
+    let thinking_from_effort = match body.reasoning_effort.as_deref() {
+        None => None,
+        Some("none" | "minimal") => Some(true),
+        Some("low" | "medium" | "high" | "xhigh") => Some(false),
+        Some(other) => {
+            return Err(OaiError::invalid(
+                "reasoning_effort",
+                format!("invalid reasoning_effort {other:?}: expected none, minimal, low, medium, high or xhigh"),
+            ))
+        }
+    };
+    let header_thinking = header(req, "x-bkvy-disable-thinking").map(|v| v == "true");
+    let max_wait = match body.max_wait_seconds {
+        Some(w) => Some(w),
+        None => match header(req, "x-bkvy-max-wait-seconds") {
+            Some(v) => Some(v.trim().parse::<f64>().map_err(|_| {
+                OaiError::invalid("x-bkvy-max-wait-seconds", "expected a number of seconds")
+            })?),
+            None => None,
+        },
+    };
+    let stop = body.stop.map(|s| match s {
+        Stop::One(s) => vec![s],
+        Stop::Many(v) => v,
+    });
+    let options = ChatOptions {
+        max_tokens: body.max_completion_tokens.or(body.max_tokens),
+        temperature: body.temperature,
+        top_p: body.top_p,
+        top_k: None,
+        stop,
+        disable_thinking: body
+            .disable_thinking
+            .or(header_thinking)
+            .or(thinking_from_effort),
+    };
+    let client_id = body
+        .client_id
+        .or_else(|| header(req, "x-bkvy-client-id").map(str::to_owned))
+        .or_else(|| bearer_id(req))
+        .unwrap_or_else(|| llm::ANONYMOUS.to_owned());
+    // Reuse the /llm/* checks for the shared fields.
+    let as_llm = llm::LlmRequest {
+        client_id: Some(client_id.clone()),
+        intelligence_level: None,
+        scenario: None,
+        provider: None,
+        model: None,
+        api_key_id: None,
+        max_wait_seconds: max_wait,
+        timeout_seconds: body.timeout_seconds,
+        messages: Vec::new(),
+        options: Some(options.clone()),
+        debug: None,
+        stream: None,
+    };
+    llm::validate_common(&as_llm).map_err(|e| OaiError::from_api(&e))?;
+    let messages = messages_of(body.messages)?;
+    if messages.len() > max_messages {
+        return Err(OaiError::invalid(
+            "messages",
+            format!(
+                "too many messages: {} (at most {max_messages})",
+                messages.len()
+            ),
+        ));
+    }
+    Ok(Parsed {
+        prepared: Prepared {
+            target,
+            messages,
+            options,
+            max_wait_seconds: max_wait,
+            timeout_seconds: body.timeout_seconds,
+        },
+        client_id,
+        stream: body.stream.unwrap_or(false),
+        include_usage: body
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
+    })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn finish_str(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::Length => "length",
+        FinishReason::ContentFilter => "content_filter",
+        FinishReason::ToolCalls => "tool_calls",
+        FinishReason::Stop | FinishReason::Other => "stop",
+    }
+}
+
+fn usage_json(u: &Usage) -> Value {
+    json!({
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens + u.thinking_tokens,
+        "total_tokens": u.total(),
+        "completion_tokens_details": {"reasoning_tokens": u.thinking_tokens},
+    })
+}
+
+fn completion(request_id: &str, s: &Success) -> Value {
+    let id = s.candidate.id();
+    json!({
+        "id": format!("chatcmpl-{request_id}"),
+        "object": "chat.completion",
+        "created": unix_now(),
+        "model": id.model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": s.response.content, "refusal": null},
+            "logprobs": null,
+            "finish_reason": finish_str(s.response.finish_reason),
+        }],
+        "usage": usage_json(&s.response.usage),
+        "system_fingerprint": null,
+    })
+}
+
+/// `chat.completion.chunk` events, `data: [DONE]` at the end.
+struct OpenAiChunks {
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+}
+
+impl OpenAiChunks {
+    fn chunk(&self, delta: Value, finish: Value) -> Value {
+        let mut c = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.model, "system_fingerprint": null,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        if self.include_usage {
+            c["usage"] = Value::Null;
+        }
+        c
+    }
+}
+
+impl ChunkFormat for OpenAiChunks {
+    fn start(&mut self) -> Option<String> {
+        Some(streaming::sse(&self.chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+        )))
+    }
+
+    fn delta(&mut self, text: &str) -> String {
+        streaming::sse(&self.chunk(json!({"content": text}), Value::Null))
+    }
+
+    fn done(&mut self, finish: FinishReason, usage: &Usage, _cost_usd: f64) -> String {
+        let mut out = streaming::sse(&self.chunk(json!({}), json!(finish_str(finish))));
+        if self.include_usage {
+            out.push_str(&streaming::sse(&json!({
+                "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "system_fingerprint": null,
+                "choices": [], "usage": usage_json(usage),
+            })));
+        }
+        out.push_str("data: [DONE]\n\n");
+        out
+    }
+
+    fn error(&mut self, message: &str, code: &str) -> String {
+        let mut out = streaming::sse(&self.chunk(json!({}), json!("error")));
+        out.push_str(&streaming::sse(&json!({"error": {
+            "message": message, "type": "api_error", "param": null, "code": code,
+        }})));
+        out
+    }
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let mut call = Call::begin(&state, RoutingMethod::Intelligence);
+    let reply = run(&req, &state, &client, payload, &mut call).await;
+    call.finish(&state, reply)
+}
+
+async fn run(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    client: &awc::Client,
+    payload: web::Payload,
+    call: &mut Call,
+) -> Reply {
+    let request_id = call.event.request_id.clone();
+    let fail = |e: OaiError, call: &mut Call| {
+        call.event.error_type = Some(e.code.clone());
+        call.event.error_message = Some(e.message.clone());
+        Reply::Done(e.response(&request_id))
+    };
+    let bytes = match read_limited(payload, state.limits.max_request_bytes).await {
+        Ok(b) => b,
+        Err(e) => return fail(OaiError::from_api(&e), call),
+    };
+    let body: OaiRequest = match parse_json(&bytes) {
+        Ok(b) => b,
+        Err(e) => return fail(OaiError::from_api(&e), call),
+    };
+    let parsed = match parse(req, body, state.limits.max_messages) {
+        Ok(p) => p,
+        Err(e) => return fail(e, call),
+    };
+    call.event.routing_method = parsed.prepared.target.method();
+    call.event.client_id = parsed.client_id.clone();
+    call.event.max_wait_seconds = parsed.prepared.max_wait_seconds;
+    record_target(&mut call.event, &parsed.prepared.target);
+    let (plan, job) = match llm::plan(state, &parsed.prepared, &mut call.event).await {
+        Ok(p) => p,
+        Err((e, _)) => return fail(OaiError::from_api(&e), call),
+    };
+    if parsed.stream {
+        return match streaming::execute_stream(&state.upstreams, client, &plan, &job).await {
+            Ok(answered) => {
+                let id = answered.candidate.id();
+                let format = Box::new(OpenAiChunks {
+                    id: format!("chatcmpl-{request_id}"),
+                    created: unix_now(),
+                    model: id.model.clone(),
+                    include_usage: parsed.include_usage,
+                });
+                let headers =
+                    llm::stream_headers(&request_id, &id.provider, &id.model, plan.decision_reason);
+                let body = streaming::live_body(
+                    answered,
+                    format,
+                    call.event.clone(),
+                    state.clone(),
+                    call.started,
+                );
+                let mut res = HttpResponse::Ok();
+                for h in headers {
+                    res.insert_header(h);
+                }
+                Reply::Streaming(res.content_type("text/event-stream").streaming(body))
+            }
+            Err(failure) => {
+                let e = llm::record_failure(&mut call.event, &failure);
+                Reply::Done(OaiError::from_api(&e).response(&request_id))
+            }
+        };
+    }
+    match gateway::execute(&state.upstreams, client, &plan, &job).await {
+        Ok(success) => {
+            llm::record_success(&mut call.event, &success);
+            let id = success.candidate.id();
+            Reply::Done(
+                HttpResponse::Ok()
+                    .insert_header(("x-bkvy-request-id", request_id.as_str()))
+                    .insert_header(("x-bkvy-provider", id.provider.as_str()))
+                    .insert_header(("x-bkvy-model", id.model.as_str()))
+                    .insert_header(("x-bkvy-decision", plan.decision_reason))
+                    .insert_header(("x-bkvy-cost-usd", format!("{:.8}", success.cost_usd)))
+                    .json(completion(&request_id, &success)),
+            )
+        }
+        Err(failure) => {
+            let e = llm::record_failure(&mut call.event, &failure);
+            Reply::Done(OaiError::from_api(&e).response(&request_id))
+        }
+    }
+}
+
+/// `GET /v1/models`: every routable name in OpenAI's list format.
+pub async fn models(state: web::Data<AppState>) -> HttpResponse {
+    let cfg = &state.upstreams.config;
+    let entry = |id: String, owner: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": owner});
+    let mut data: Vec<Value> = Tier::ALL
+        .iter()
+        .filter(|t| state.table.candidates.iter().any(|c| c.tier == **t))
+        .map(|t| entry(t.as_str().to_owned(), "bkvy"))
+        .collect();
+    data.extend(
+        cfg.scenarios
+            .keys()
+            .map(|s| entry(format!("scenario:{s}"), "bkvy")),
+    );
+    for p in &cfg.providers {
+        for m in &p.models {
+            let routable = p.keys.iter().any(|k| k.limits_for(&m.name).is_some());
+            if routable {
+                data.push(entry(format!("{}/{}", p.name, m.name), &p.name));
+            }
+        }
+    }
+    HttpResponse::Ok().json(json!({"object": "list", "data": data}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_select_the_routing() {
+        assert_eq!(
+            target_of("low").ok(),
+            Some(RouteTarget::Intelligence(Tier::Low))
+        );
+        assert_eq!(
+            target_of("scenario:bulk").ok(),
+            Some(RouteTarget::Scenario("bulk".into()))
+        );
+        assert_eq!(
+            target_of("vllm/Qwen/Qwen3-8B").ok(),
+            Some(RouteTarget::Direct {
+                provider: "vllm".into(),
+                model: "Qwen/Qwen3-8B".into(),
+                key_id: None,
+            })
+        );
+        assert_eq!(
+            target_of("gpt-4o").err().map(|e| e.status.as_u16()),
+            Some(404)
+        );
+    }
+}
