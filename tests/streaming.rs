@@ -125,39 +125,54 @@ async fn failures_before_the_first_token_fail_over_invisibly() {
 
 #[actix_web::test]
 async fn a_failure_after_content_ends_with_an_explicit_error() {
-    for fault in [Fault::Truncated, Fault::Stall] {
-        let h = start_stream();
-        let label = format!("{fault:?}");
-        h.fake.script("gpt-4o", [fault]);
-        let started = Instant::now();
-        let (status, body, _) = stream_post(
-            &format!("{}/llm/direct", h.url),
-            &direct(
-                "openai",
-                "gpt-4o",
-                "one two three four five six seven eight",
-            ),
-        )
-        .await;
-        assert_eq!(status, 200, "{label}");
-        let evs = events(&body);
-        assert_ne!(
-            evs.last().unwrap(),
-            "[DONE]",
-            "{label}: never a clean-looking end: {body}"
-        );
-        let last: Value = serde_json::from_str(evs.last().unwrap()).unwrap();
-        assert_eq!(last["type"], "error", "{label}: {body}");
-        assert_eq!(last["finish_reason"], "error");
-        assert_eq!(last["error_code"], "stream_interrupted");
-        assert!(
-            body.contains("\"type\":\"delta\""),
-            "{label}: content came first"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{label}: idle timeout bounds a stall"
-        );
+    let providers = [
+        ("openai", "gpt-4o"),
+        ("anthropic", "claude-sonnet"),
+        ("gemini", "gemini-2.5-pro"),
+        ("ollama", "llama3.2:3b"),
+        ("vllm", "qwen3"),
+    ];
+    for (provider, model) in providers {
+        for fault in [Fault::Truncated, Fault::Stall, Fault::Malformed] {
+            let label = format!("{model} {fault:?}");
+            let malformed = matches!(fault, Fault::Malformed);
+            let h = start_stream();
+            h.fake.script(model, [fault]);
+            let started = Instant::now();
+            let (status, body, _) = stream_post(
+                &format!("{}/llm/direct", h.url),
+                &direct(provider, model, "one two three four five six seven eight"),
+            )
+            .await;
+            if malformed {
+                // Garbage before any content: nothing was sent yet, so it fails over (to
+                // the other key where there is one) or fails plainly — never an error
+                // inside a stream.
+                let ok = status == 200 && events(&body).last().is_some_and(|e| e == "[DONE]");
+                assert!(ok || status == 502, "{label}: {status} {body}");
+                assert!(!body.contains("\"type\":\"error\""), "{label}: {body}");
+                continue;
+            }
+            assert_eq!(status, 200, "{label}");
+            let evs = events(&body);
+            assert_ne!(
+                evs.last().unwrap(),
+                "[DONE]",
+                "{label}: never a clean end: {body}"
+            );
+            let last: Value = serde_json::from_str(evs.last().unwrap()).unwrap();
+            assert_eq!(last["type"], "error", "{label}: {body}");
+            assert_eq!(last["finish_reason"], "error");
+            assert_eq!(last["error_code"], "stream_interrupted");
+            assert!(
+                body.contains("\"type\":\"delta\""),
+                "{label}: content came first"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{label}: bounded"
+            );
+        }
     }
 }
 
