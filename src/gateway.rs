@@ -185,6 +185,7 @@ fn rejection_label(r: &Rejection) -> &'static str {
         Rejection::ActorUnavailable => "actor_unavailable",
         Rejection::CircuitOpen { .. } => "circuit_open",
         Rejection::TrialInProgress => "circuit_trial_in_progress",
+        Rejection::ShuttingDown => "shutting_down",
     }
 }
 

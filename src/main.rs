@@ -59,6 +59,9 @@ struct ServeArgs {
     /// Directory where rate, pause and circuit state survives restarts.
     #[arg(long, env = "STATE_DIR", default_value = "state")]
     state_dir: PathBuf,
+    /// Seconds in-flight requests may run on after SIGTERM/SIGINT.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    shutdown_grace_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +178,7 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
             workers: args.workers,
             access,
             state_dir: Some(args.state_dir),
+            shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_seconds),
             stats: StatsOptions::from_env(),
         },
     )?;
@@ -187,7 +191,17 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
 const STATS_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Serves until a graceful shutdown (SIGTERM, Ctrl-C), then writes out the statistics logs.
+/// Serves until SIGTERM or SIGINT, then shuts down gracefully: queued requests get 503
+/// at once, in-flight ones finish within the grace period, state and statistics are
+/// written, and the process exits 0.
 async fn run_until_shutdown(running: Running) -> std::io::Result<()> {
+    let handle = running.server.handle();
+    let table = running.table.clone();
+    actix_web::rt::spawn(async move {
+        wait_for_stop_signal().await;
+        log::info!("shutting down: draining queues, letting in-flight requests finish");
+        server::begin_shutdown(&table, &handle).await;
+    });
     let served = running.server.await;
     shutdown(&running.table, running.state.as_ref()).await;
     let flush = running.stats.send(bkvy_actors::stats::Flush);
@@ -198,6 +212,21 @@ async fn run_until_shutdown(running: Running) -> std::io::Result<()> {
         Err(_) => log::error!("statistics flush timed out at shutdown"),
     }
     served
+}
+
+async fn wait_for_stop_signal() {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            futures::future::select(Box::pin(term.recv()), Box::pin(int.recv())).await;
+        }
+        _ => {
+            let _ = actix_web::rt::signal::ctrl_c().await;
+        }
+    }
 }
 
 #[allow(clippy::print_stdout)]
@@ -261,6 +290,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             access,
             state_dir: None,
             stats: StatsOptions::from_env(),
+            shutdown_grace: std::time::Duration::from_secs(30),
         },
     )?;
     let url = running.url();

@@ -86,7 +86,8 @@ impl From<&KeyModelId> for KeyModelLabels {
 }
 
 /// Attempt error labels that are capacity decisions inside bkvy, not upstream errors.
-const CAPACITY_KINDS: [&str; 7] = [
+const CAPACITY_KINDS: [&str; 8] = [
+    "shutting_down",
     "queue_full",
     "would_miss_deadline",
     "deadline_passed",

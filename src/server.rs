@@ -46,6 +46,9 @@ pub struct ServerOptions {
     pub state_dir: Option<PathBuf>,
     /// Statistics logs (`TRANSACTION_LOGGING`, `SUMMARY_STATS`, `LOG_DIR`).
     pub stats: StatsOptions,
+    /// How long in-flight requests may run on after a shutdown signal
+    /// (`SHUTDOWN_GRACE_SECONDS`, default 30).
+    pub shutdown_grace: Duration,
 }
 
 /// A running gateway.
@@ -69,6 +72,16 @@ impl Running {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// Starts a graceful shutdown: every key/model refuses new requests and answers its
+/// queued ones with 503 at once, and the server stops accepting; requests whose upstream
+/// call is under way run on for the grace period. Await the server future afterwards.
+pub async fn begin_shutdown(table: &RoutingTable, server: &actix_web::dev::ServerHandle) {
+    for c in &table.candidates {
+        c.handle.drain();
+    }
+    server.stop(true).await;
 }
 
 /// Writes every key/model's final state and waits for it to reach the disk (shutdown).
@@ -200,7 +213,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         .map(|p| p.connect_timeout)
         .max()
         .unwrap_or(Duration::from_secs(10));
-    let shutdown_timeout = config.settings.request_timeout.as_secs().max(1);
+    let shutdown_timeout = opts.shutdown_grace.as_secs().max(1);
     let table = Arc::new(table);
     let metrics = Arc::new(Metrics::new(vec![
         ("router", router_meter.clone()),
@@ -238,7 +251,10 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
             .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/health"))
             .configure(http::configure)
     })
-    .shutdown_timeout(shutdown_timeout);
+    .shutdown_timeout(shutdown_timeout)
+    // Signals are handled by the caller (see `begin_shutdown`), so that queued requests
+    // are answered at once instead of holding the shutdown open.
+    .disable_signals();
     if opts.workers > 0 {
         server = server.workers(opts.workers);
     }

@@ -246,3 +246,57 @@ async fn a_corrupt_state_file_is_ignored_for_its_pair_only() {
     assert_eq!(s, 200, "the process starts and serves");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[actix_web::test]
+async fn shutdown_lets_in_flight_requests_finish_answers_queued_ones_and_keeps_every_row() {
+    let dir = std::env::temp_dir().join(format!("bkvy-shutdown-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let providers = PROVIDERS.replacen(
+        r#""gpt-4o": {"rpm": 100, "rpd": 10000}}"#,
+        r#""gpt-4o": {"rpm": 100, "rpd": 10000, "max_concurrent": 1}}"#,
+        1,
+    );
+    let h = start_with_stats_opts(&providers, FakeOptions::default(), stats_on(&dir));
+    h.fake
+        .script("gpt-4o", [Fault::Delay(Duration::from_millis(1_500))]);
+    let url = format!("{}/llm/direct", h.url);
+    let body = json!({"provider": "openai", "model": "gpt-4o", "api_key_id": "oa1",
+                      "messages": [{"role": "user", "content": "x"}]});
+    let in_flight = actix_web::rt::spawn({
+        let (url, body) = (url.clone(), body.clone());
+        async move { post(&url, &body).await }
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    let queued = actix_web::rt::spawn({
+        let (url, body) = (url.clone(), body.clone());
+        async move {
+            let started = std::time::Instant::now();
+            (post(&url, &body).await, started.elapsed())
+        }
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    let (_, q) = get(&format!("{}/queue/status", h.url)).await;
+    assert_eq!(
+        q["queue_states"]["openai_oa1_gpt-4o"]["current_queue_length"],
+        1
+    );
+
+    // SIGTERM, as the binary handles it.
+    let table = h.table.clone();
+    let server = h.server.clone();
+    let stopping =
+        actix_web::rt::spawn(async move { bkvy::server::begin_shutdown(&table, &server).await });
+
+    let ((status, b), waited) = queued.await.unwrap();
+    assert_eq!(status, 503, "queued request answered at once: {b}");
+    assert!(waited < Duration::from_millis(1_200), "{waited:?}");
+    let (status, b) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "in-flight request completed: {b}");
+    stopping.await.unwrap();
+
+    let flushed = h.stats.send(bkvy_actors::stats::Flush).await.unwrap();
+    assert!(flushed.is_ok());
+    let csv = std::fs::read_to_string(dir.join("transactions.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "header + both requests:\n{csv}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

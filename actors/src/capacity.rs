@@ -76,6 +76,9 @@ pub enum Rejection {
     /// The circuit is half-open and its trial calls are in flight.
     #[error("circuit half-open, trial in progress")]
     TrialInProgress,
+    /// bkvy is shutting down and takes no new upstream calls.
+    #[error("shutting down")]
+    ShuttingDown,
 }
 
 fn until_text(ms: Option<Millis>) -> String {
@@ -249,6 +252,7 @@ pub struct KeyModelCapacity<T> {
     queue: WaiterQueue<T>,
     service_ms: f64,
     disabled: Option<String>,
+    draining: bool,
     consecutive_429: u32,
     dispatched_total: u64,
     rate_limited_total: u64,
@@ -274,6 +278,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             queue: WaiterQueue::new(max_queue),
             service_ms: service_seed_ms as f64,
             disabled: None,
+            draining: false,
             consecutive_429: 0,
             dispatched_total: 0,
             rate_limited_total: 0,
@@ -386,6 +391,9 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
 
     /// Decides what to do with a new request whose deadline is `deadline`.
     pub fn admit(&mut self, now: Millis, deadline: Millis) -> Admission {
+        if self.draining {
+            return Admission::Rejected(Rejection::ShuttingDown);
+        }
         if let Some(message) = &self.disabled {
             return Admission::Rejected(Rejection::Disabled {
                 message: message.clone(),
@@ -593,6 +601,17 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             return all;
         }
         late
+    }
+
+    /// Shutdown: admits nothing more and returns every waiter (to be answered at once);
+    /// calls in flight finish normally.
+    pub fn drain(&mut self) -> Vec<T> {
+        self.draining = true;
+        self.queue
+            .extract_if(|_| true)
+            .into_iter()
+            .map(|w| w.handle)
+            .collect()
     }
 
     /// Takes the pair out of rotation; returns every waiter so each can fail over.
@@ -831,6 +850,21 @@ mod tests {
             },
         );
         assert_eq!(c.window_mut().paused_until(now), Some(now + 2_000));
+    }
+
+    #[test]
+    fn draining_refuses_new_requests_and_hands_back_waiters() {
+        let mut c = cap(1, None);
+        let l = lease(c.admit(T0, T0 + 100_000));
+        c.enqueue(T0, T0 + 100_000, h(1)).unwrap();
+        assert_eq!(c.drain().len(), 1);
+        assert_eq!(
+            c.admit(T0, T0 + 100_000),
+            Admission::Rejected(Rejection::ShuttingDown)
+        );
+        // The call in flight still finishes normally.
+        c.release(T0, l.lease_id, Outcome::Success { latency_ms: 5 });
+        assert_eq!(c.status(T0).in_flight, 0);
     }
 
     #[test]

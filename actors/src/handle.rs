@@ -132,6 +132,12 @@ impl KeyModelHandle {
             .ok()
     }
 
+    /// Shutdown: refuse new requests, answer every waiter now.
+    pub fn drain(&self) {
+        self.meter.sent();
+        self.addr.do_send(crate::key_model::Drain);
+    }
+
     /// Makes the actor re-evaluate its queue now.
     pub fn nudge(&self) {
         self.meter.sent();

@@ -117,6 +117,11 @@ pub struct Reset;
 #[rtype(result = "CapacityStatus")]
 pub struct GetStatus;
 
+/// Command: shutdown has begun: refuse new requests and answer every waiter at once.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
 /// Query: the state that survives a restart (shutdown flush).
 #[derive(Debug, Message)]
 #[rtype(result = "PairSnapshot")]
@@ -244,6 +249,17 @@ impl Actor for KeyModelActor {
                     }
                 }
             });
+        }
+    }
+}
+
+impl Handler<Drain> for KeyModelActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) {
+        let _m = self.meter.handling();
+        for tx in self.capacity.drain() {
+            let _ = tx.send(Err(Rejection::ShuttingDown));
         }
     }
 }

@@ -109,7 +109,7 @@ impl Harness {
     /// Stops the gateway gracefully and saves its state, as the binary does on SIGTERM.
     /// Returns the fake upstream for reuse.
     pub async fn stop(self) -> FakeUpstream {
-        self.server.stop(true).await;
+        bkvy::server::begin_shutdown(&self.table, &self.server).await;
         if let Some(store) = &self.state {
             assert!(bkvy::server::persist_all(&self.table, store).await);
         }
@@ -201,6 +201,7 @@ pub fn start_gateway_full(
             access,
             state_dir,
             stats,
+            shutdown_grace: Duration::from_secs(10),
         },
     )
     .unwrap();
