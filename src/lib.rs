@@ -13,6 +13,7 @@
 //! - [`http`]: the actix-web layer: routes, request validation, error mapping.
 //! - [`metrics`]: Prometheus metrics for operators.
 //! - [`streaming`]: streamed answers with failover before the first token.
+//! - [`reload`]: config reload without restart.
 //! - [`server`]: starting the actors and the HTTP server on a listener.
 //!
 //! The actor system (key/model actors, router) lives in the `bkvy-actors` crate.
@@ -24,6 +25,7 @@ pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod providers;
+pub mod reload;
 pub mod server;
 pub mod streaming;
 pub mod types;

@@ -179,6 +179,7 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
             access,
             state_dir: Some(args.state_dir),
             shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_seconds),
+            config_dir: Some(args.config_dir.clone()),
             stats: StatsOptions::from_env(),
         },
     )?;
@@ -196,14 +197,33 @@ const STATS_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// written, and the process exits 0.
 async fn run_until_shutdown(running: Running) -> std::io::Result<()> {
     let handle = running.server.handle();
-    let table = running.table.clone();
+    let state = running.state_handle.clone();
     actix_web::rt::spawn(async move {
         wait_for_stop_signal().await;
         log::info!("shutting down: draining queues, letting in-flight requests finish");
-        server::begin_shutdown(&table, &handle).await;
+        server::begin_shutdown(&state.live().table, &handle).await;
+    });
+    let state = running.state_handle.clone();
+    actix_web::rt::spawn(async move {
+        use actix_web::rt::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match bkvy::reload::reload(&state).await {
+                Ok(_) => {}
+                Err(bkvy::reload::ReloadError::Invalid(problems)) => {
+                    log::error!("config reload rejected; the running config stays:");
+                    for p in problems {
+                        log::error!("  {p}");
+                    }
+                }
+                Err(e) => log::error!("{e}"),
+            }
+        }
     });
     let served = running.server.await;
-    shutdown(&running.table, running.state.as_ref()).await;
+    shutdown(&running.state_handle.live().table, running.state.as_ref()).await;
     let flush = running.stats.send(bkvy_actors::stats::Flush);
     match actix_web::rt::time::timeout(STATS_FLUSH_TIMEOUT, flush).await {
         Ok(Ok(Ok(()))) => {}
@@ -291,6 +311,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             state_dir: None,
             stats: StatsOptions::from_env(),
             shutdown_grace: std::time::Duration::from_secs(30),
+            config_dir: None,
         },
     )?;
     let url = running.url();

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use actix::{Actor, Addr};
 use actix_web::{web, App, HttpServer};
+use arc_swap::ArcSwap;
 use bkvy_actors::persist::{Loaded, StateStore};
 use bkvy_actors::{
     start_key_models_with_state, Candidate, KeyModelId, KeyModelSpec, MailboxMeter, ProviderNames,
@@ -21,8 +22,9 @@ use crate::config::Config;
 use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
 use crate::http::access::AccessPolicy;
-use crate::http::{self, AppState, HttpLimits};
+use crate::http::{self, AppState, HttpLimits, Live};
 use crate::metrics::Metrics;
+use crate::types::Tier;
 
 pub use bkvy_actors::StatsOptions;
 
@@ -49,6 +51,8 @@ pub struct ServerOptions {
     /// How long in-flight requests may run on after a shutdown signal
     /// (`SHUTDOWN_GRACE_SECONDS`, default 30).
     pub shutdown_grace: Duration,
+    /// Where the config was read from, for reloads (`None`: reload is refused).
+    pub config_dir: Option<PathBuf>,
 }
 
 /// A running gateway.
@@ -63,6 +67,8 @@ pub struct Running {
     pub table: Arc<RoutingTable>,
     /// The state store, when state is persisted.
     pub state: Option<StateStore>,
+    /// The state every worker shares (current config and table, for reload and shutdown).
+    pub state_handle: web::Data<AppState>,
     /// The statistics actor (send it `Flush` before exiting).
     pub stats: Addr<StatsActor>,
 }
@@ -105,23 +111,16 @@ pub async fn persist_all(table: &RoutingTable, store: &StateStore) -> bool {
 }
 
 /// One key/model spec per (provider, model, key) where the key lists the model, in file
-/// order, plus the routing table around them.
-pub fn build_table(
-    config: &Config,
-    clock: &SharedClock,
-    meter: &MailboxMeter,
-    store: Option<&StateStore>,
-    loaded: &Loaded,
-) -> RoutingTable {
-    let mut specs = Vec::new();
-    let mut meta = Vec::new();
+/// order (the tie-breaker), with the model's tier and blended price.
+pub fn pair_specs(config: &Config) -> Vec<(KeyModelSpec, Tier, f64)> {
+    let mut out = Vec::new();
     for p in &config.providers {
         for m in &p.models {
             for k in &p.keys {
                 let Some(limits) = k.limits_for(&m.name) else {
                     continue;
                 };
-                specs.push(KeyModelSpec {
+                let spec = KeyModelSpec {
                     id: KeyModelId::new(&p.name, &k.id, &m.name),
                     rpm: limits.rpm,
                     rpd: limits.rpd,
@@ -130,23 +129,16 @@ pub fn build_table(
                     max_queue: config.settings.max_queue,
                     avg_response_time_ms: m.avg_response_time_ms,
                     circuit: config.settings.circuit,
-                });
-                meta.push((m.tier, m.cost_per_1k_tokens));
+                };
+                out.push((spec, m.tier, m.cost_per_1k_tokens));
             }
         }
     }
-    let handles = start_key_models_with_state(specs, clock, meter, store, loaded);
-    let candidates = handles
-        .into_iter()
-        .zip(meta)
-        .map(|(handle, (tier, cost_per_1k))| {
-            Arc::new(Candidate {
-                handle,
-                tier,
-                cost_per_1k,
-            })
-        })
-        .collect();
+    out
+}
+
+/// The routing table of `config` around already-started key/model handles.
+pub fn table_of(config: &Config, candidates: Vec<Arc<Candidate>>) -> RoutingTable {
     let providers = config
         .providers
         .iter()
@@ -176,6 +168,33 @@ pub fn build_table(
         providers,
         scenarios,
     }
+}
+
+/// Starts one key/model actor per pair of `config` and builds the routing table.
+pub fn build_table(
+    config: &Config,
+    clock: &SharedClock,
+    meter: &MailboxMeter,
+    store: Option<&StateStore>,
+    loaded: &Loaded,
+) -> RoutingTable {
+    let (specs, meta): (Vec<_>, Vec<_>) = pair_specs(config)
+        .into_iter()
+        .map(|(spec, tier, cost)| (spec, (tier, cost)))
+        .unzip();
+    let handles = start_key_models_with_state(specs, clock, meter, store, loaded);
+    let candidates = handles
+        .into_iter()
+        .zip(meta)
+        .map(|(handle, (tier, cost_per_1k))| {
+            Arc::new(Candidate {
+                handle,
+                tier,
+                cost_per_1k,
+            })
+        })
+        .collect();
+    table_of(config, candidates)
 }
 
 /// Starts actors and the HTTP server. Must run inside an actix System.
@@ -221,14 +240,19 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     ]));
     let stats = StatsActor::new(opts.stats).start();
     let state = web::Data::new(AppState {
-        upstreams: Upstreams {
-            config,
-            router: router.clone(),
-            clock: opts.clock.clone(),
-            max_response_bytes: MAX_RESPONSE_BYTES,
-        },
+        live: ArcSwap::from_pointee(Live {
+            upstreams: Upstreams {
+                config,
+                router: router.clone(),
+                clock: opts.clock.clone(),
+                max_response_bytes: MAX_RESPONSE_BYTES,
+            },
+            table: table.clone(),
+        }),
+        config_dir: opts.config_dir,
+        state_store: store.clone(),
+        reload_lock: tokio::sync::Mutex::new(()),
         router: router.clone(),
-        table: table.clone(),
         clock: opts.clock,
         limits: opts.limits,
         router_meter,
@@ -239,6 +263,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         stats: stats.clone(),
     });
 
+    let state_handle = state.clone();
     let mut server = HttpServer::new(move || {
         let connector = awc::Connector::new().timeout(connect_timeout).limit(4096);
         let client = awc::Client::builder()
@@ -265,6 +290,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         router,
         table,
         state: store,
+        state_handle,
         stats,
     })
 }

@@ -176,9 +176,10 @@ async fn rate_limit_usage_survives_a_restart() {
     let h = start_gateway_full(
         fake,
         config.clone(),
-        AccessPolicy::default(),
-        Some(dir.clone()),
-        bkvy::server::StatsOptions::disabled(),
+        GatewayOpts {
+            state_dir: Some(dir.clone()),
+            ..GatewayOpts::default()
+        },
     );
     let body = json!({"provider": "openai", "model": "gpt-4o", "api_key_id": "oa1",
                       "timeout_seconds": 2, "messages": [{"role": "user", "content": "x"}]});
@@ -197,9 +198,10 @@ async fn rate_limit_usage_survives_a_restart() {
     let h = start_gateway_full(
         fake,
         config,
-        AccessPolicy::default(),
-        Some(dir.clone()),
-        bkvy::server::StatsOptions::disabled(),
+        GatewayOpts {
+            state_dir: Some(dir.clone()),
+            ..GatewayOpts::default()
+        },
     );
     let url = format!("{}/llm/direct", h.url);
     let (s, b) = post(&url, &body).await;
@@ -238,9 +240,10 @@ async fn a_corrupt_state_file_is_ignored_for_its_pair_only() {
     let h = start_gateway_full(
         fake,
         config,
-        AccessPolicy::default(),
-        Some(dir.clone()),
-        bkvy::server::StatsOptions::disabled(),
+        GatewayOpts {
+            state_dir: Some(dir.clone()),
+            ..GatewayOpts::default()
+        },
     );
     let (s, _) = post(&format!("{}/llm/intelligence", h.url), &ask("low", "x")).await;
     assert_eq!(s, 200, "the process starts and serves");
@@ -298,5 +301,94 @@ async fn shutdown_lets_in_flight_requests_finish_answers_queued_ones_and_keeps_e
     assert!(flushed.is_ok());
     let csv = std::fs::read_to_string(dir.join("transactions.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "header + both requests:\n{csv}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[actix_web::test]
+async fn a_reload_applies_a_valid_config_keeps_state_and_rejects_an_invalid_one() {
+    let dir = std::env::temp_dir().join(format!("bkvy-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = FakeUpstream::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        FakeOptions::default(),
+    )
+    .unwrap();
+    // Files on disk use literal keys so the reload (which reads the process environment)
+    // needs no variables.
+    let on_disk = PROVIDERS
+        .replace("{FAKE}", &fake.url())
+        .replace("{DEAD}", "http://127.0.0.1:9")
+        .replace("env:TEST_OPENAI_KEY_1", "sk-test-openai-secret-1")
+        .replace("env:TEST_OPENAI_KEY_2", "sk-test-openai-secret-2")
+        .replace("env:TEST_ANTHROPIC_KEY_1", "sk-ant-test-secret-1")
+        .replace("env:TEST_GEMINI_KEY_1", "gemini-test-secret-1");
+    std::fs::write(dir.join("providers.json"), &on_disk).unwrap();
+    std::fs::write(dir.join("routing.json"), ROUTING).unwrap();
+    let config = bkvy::config::load(&dir).unwrap();
+    let h = start_gateway_full(
+        fake,
+        config,
+        GatewayOpts {
+            config_dir: Some(dir.clone()),
+            ..GatewayOpts::default()
+        },
+    );
+    let (s, _) = post(&format!("{}/llm/intelligence", h.url), &ask("low", "x")).await;
+    assert_eq!(s, 200);
+
+    // A valid change: a new scenario and a lower rpm for the pair just used.
+    std::fs::write(
+        dir.join("providers.json"),
+        on_disk.replacen(
+            r#""gemini-2.5-flash": {"rpm": 100"#,
+            r#""gemini-2.5-flash": {"rpm": 7"#,
+            1,
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("routing.json"),
+        ROUTING.replace(
+            r#""scenarios": {"#,
+            r#""scenarios": {"fresh": [{"provider": "openai", "model": "gpt-4o", "priority": 1}],"#,
+        ),
+    )
+    .unwrap();
+    let (s, b) = post(&format!("{}/admin/reload", h.url), &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["removed"], 0);
+    let (_, scen) = get(&format!("{}/scenarios", h.url)).await;
+    assert!(scen["scenarios"]["fresh"].is_array());
+    let (s, b) = post(
+        &format!("{}/llm/scenario", h.url),
+        &json!({"scenario": "fresh", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (_, rates) = get(&format!("{}/rates/status", h.url)).await;
+    let flash = &rates["rate_limit_states"]["gemini_ge1_gemini-2.5-flash"];
+    assert_eq!(flash["rpm_limit"], 7, "new limit applied");
+    assert_eq!(
+        flash["requests_this_minute"], 1,
+        "count kept across the reload"
+    );
+
+    // An invalid change is rejected with every problem; the running config stays.
+    std::fs::write(
+        dir.join("routing.json"),
+        r#"{"scenarios": {"bad": []}, "nope": 1}"#,
+    )
+    .unwrap();
+    let (s, b) = post(&format!("{}/admin/reload", h.url), &json!({})).await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["error_code"], "invalid_config");
+    assert_eq!(b["problems"].as_array().unwrap().len(), 2, "{b}");
+    let (s, _) = post(
+        &format!("{}/llm/scenario", h.url),
+        &json!({"scenario": "fresh", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(s, 200, "old config still serving");
     let _ = std::fs::remove_dir_all(&dir);
 }

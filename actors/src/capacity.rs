@@ -334,16 +334,25 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     }
 
     /// Applies new limits from a reloaded config.
+    ///
+    /// A reload re-reads the keys, so a key taken out of rotation for failing
+    /// authentication gets another chance; counts, pauses and other circuit state stay.
     pub fn reconfigure(
         &mut self,
         rpm: u32,
         rpd: u32,
         max_concurrent: Option<u32>,
         max_queue: usize,
+        circuit: CircuitConfig,
     ) {
         self.window.set_limits(rpm, rpd);
         self.max_concurrent = max_concurrent.map(|c| c.max(1));
         self.queue.set_capacity(max_queue);
+        self.circuit.set_config(circuit);
+        self.disabled = None;
+        if self.circuit.state(0) == CircuitState::AuthOpen {
+            self.circuit.reset();
+        }
     }
 
     fn block(&mut self, now: Millis) -> Block {

@@ -132,6 +132,19 @@ impl KeyModelHandle {
             .ok()
     }
 
+    /// Applies a reloaded description to the running actor and returns a handle carrying
+    /// it; the actor keeps its counts, queue and circuit.
+    pub fn reconfigure(&self, spec: KeyModelSpec) -> Self {
+        self.meter.sent();
+        self.addr
+            .do_send(crate::key_model::Reconfigure { spec: spec.clone() });
+        Self {
+            spec: Arc::new(spec),
+            addr: self.addr.clone(),
+            meter: self.meter.clone(),
+        }
+    }
+
     /// Shutdown: refuse new requests, answer every waiter now.
     pub fn drain(&self) {
         self.meter.sent();

@@ -117,6 +117,14 @@ pub struct Reset;
 #[rtype(result = "CapacityStatus")]
 pub struct GetStatus;
 
+/// Command: the config was reloaded; apply the pair's new limits, keeping its counts.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure {
+    /// The pair's new description (same id).
+    pub spec: KeyModelSpec,
+}
+
 /// Command: shutdown has begun: refuse new requests and answer every waiter at once.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -250,6 +258,19 @@ impl Actor for KeyModelActor {
                 }
             });
         }
+    }
+}
+
+impl Handler<Reconfigure> for KeyModelActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
+        let _m = self.meter.handling();
+        let s = &msg.spec;
+        self.capacity
+            .reconfigure(s.rpm, s.rpd, s.max_concurrent, s.max_queue, s.circuit);
+        self.spec = Arc::new(msg.spec);
+        self.pump(ctx);
     }
 }
 

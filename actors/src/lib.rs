@@ -37,7 +37,7 @@ pub use key_model::{KeyModelActor, KeyModelSpec};
 pub use mailbox::{MailboxMeter, MailboxReading};
 pub use router::{
     Candidate, Considered, GetTable, KeyAuthFailed, Plan, Planned, ProviderNames, Route,
-    RouteError, RouteTarget, RouterActor, RoutingTable, ScenarioStep,
+    RouteError, RouteTarget, RouterActor, RoutingTable, ScenarioStep, SetTable,
 };
 pub use stats::{StatsActor, StatsOptions};
 

@@ -221,6 +221,14 @@ pub struct KeyAuthFailed {
     pub message: String,
 }
 
+/// Command: replace the routing table (config reload).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetTable {
+    /// The new table.
+    pub table: Arc<RoutingTable>,
+}
+
 /// Query: the current table (status endpoints).
 #[derive(Debug, Message)]
 #[rtype(result = "Arc<RoutingTable>")]
@@ -418,6 +426,15 @@ impl Handler<KeyAuthFailed> for RouterActor {
                     .disable(format!("authentication failed: {}", msg.message));
             }
         }
+    }
+}
+
+impl Handler<SetTable> for RouterActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetTable, _: &mut Self::Context) {
+        let _m = self.meter.handling();
+        self.table = msg.table;
     }
 }
 

@@ -56,7 +56,8 @@ pub async fn reset(
 ) -> Result<HttpResponse, ApiError> {
     super::require_admin(&req, &state)?;
     let (provider, model, key_id) = path.into_inner();
-    let found = state.table.candidates.iter().find(|c| {
+    let live = state.live();
+    let found = live.table.candidates.iter().find(|c| {
         let id = c.id();
         id.provider == provider && id.model == model && id.key_id == key_id
     });

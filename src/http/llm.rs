@@ -326,7 +326,7 @@ pub async fn plan(
     event: &mut RequestCompleted,
 ) -> Result<(Plan, Job), RouteFailure> {
     let started = event.started_at;
-    let settings = &state.upstreams.config.settings;
+    let settings = &state.live().upstreams.config.settings;
     let timeout_ms = p
         .timeout_seconds
         .map_or(settings.request_timeout.as_millis() as Millis, secs_to_ms)
@@ -443,7 +443,7 @@ async fn run(
         }
     };
     if req.stream.unwrap_or(false) {
-        return match streaming::execute_stream(&state.upstreams, client, &plan, &job).await {
+        return match streaming::execute_stream(&state.live().upstreams, client, &plan, &job).await {
             Ok(answered) => {
                 let id = answered.candidate.id();
                 let format = Box::new(LlmChunks {
@@ -480,7 +480,7 @@ async fn run(
             }
         };
     }
-    match gateway::execute(&state.upstreams, client, &plan, &job).await {
+    match gateway::execute(&state.live().upstreams, client, &plan, &job).await {
         Ok(success) => {
             record_success(&mut call.event, &success);
             Reply::Done(success_response(

@@ -5,6 +5,7 @@
 //! `awc::Client` (awc clients are `!Send`; one per worker thread is what awc asks for).
 
 pub mod access;
+pub mod admin;
 pub mod body;
 pub mod circuits;
 pub mod error;
@@ -14,6 +15,8 @@ pub mod statistics;
 pub mod status;
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -44,14 +47,26 @@ impl Default for HttpLimits {
     }
 }
 
-/// State shared by every worker.
-pub struct AppState {
+/// What a config reload replaces, swapped atomically: a request works on one snapshot.
+pub struct Live {
     /// Config, router and clock for execution.
     pub upstreams: Upstreams,
-    /// The router.
-    pub router: Addr<RouterActor>,
     /// The routing table (status endpoints read the key/model handles from it).
     pub table: Arc<RoutingTable>,
+}
+
+/// State shared by every worker.
+pub struct AppState {
+    /// The current config and routing table.
+    pub live: ArcSwap<Live>,
+    /// Where the config was read from (reload re-reads it there).
+    pub config_dir: Option<std::path::PathBuf>,
+    /// Where key/model state is persisted (new pairs of a reload save there too).
+    pub state_store: Option<bkvy_actors::persist::StateStore>,
+    /// One reload at a time.
+    pub reload_lock: tokio::sync::Mutex<()>,
+    /// The router.
+    pub router: Addr<RouterActor>,
     /// Time source.
     pub clock: SharedClock,
     /// Request limits.
@@ -68,6 +83,13 @@ pub struct AppState {
     pub access: AccessPolicy,
     /// The statistics actor (the `/statistics/*` endpoints ask it).
     pub stats: Addr<StatsActor>,
+}
+
+impl AppState {
+    /// The current config and routing table.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
 }
 
 /// Refuses the request unless its client address is allow-listed.
@@ -130,6 +152,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/rates/status", web::get().to(status::rates_status))
         .route("/debug/config", web::get().to(status::debug_config))
         .route("/metrics", web::get().to(status::metrics))
+        .route("/admin/reload", web::post().to(admin::reload))
         .route("/circuits/status", web::get().to(circuits::status))
         .route(
             "/circuits/reset/{provider}/{model}/{key_id}",

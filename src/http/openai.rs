@@ -560,7 +560,7 @@ async fn run(
         Err((e, _)) => return fail(OaiError::from_api(&e), call),
     };
     if parsed.stream {
-        return match streaming::execute_stream(&state.upstreams, client, &plan, &job).await {
+        return match streaming::execute_stream(&state.live().upstreams, client, &plan, &job).await {
             Ok(answered) => {
                 let id = answered.candidate.id();
                 let format = Box::new(OpenAiChunks {
@@ -590,7 +590,7 @@ async fn run(
             }
         };
     }
-    match gateway::execute(&state.upstreams, client, &plan, &job).await {
+    match gateway::execute(&state.live().upstreams, client, &plan, &job).await {
         Ok(success) => {
             llm::record_success(&mut call.event, &success);
             let id = success.candidate.id();
@@ -613,11 +613,11 @@ async fn run(
 
 /// `GET /v1/models`: every routable name in OpenAI's list format.
 pub async fn models(state: web::Data<AppState>) -> HttpResponse {
-    let cfg = &state.upstreams.config;
+    let cfg = &state.live().upstreams.config;
     let entry = |id: String, owner: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": owner});
     let mut data: Vec<Value> = Tier::ALL
         .iter()
-        .filter(|t| state.table.candidates.iter().any(|c| c.tier == **t))
+        .filter(|t| state.live().table.candidates.iter().any(|c| c.tier == **t))
         .map(|t| entry(t.as_str().to_owned(), "bkvy"))
         .collect();
     data.extend(

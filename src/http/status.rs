@@ -28,7 +28,7 @@ fn secs(ms: Millis) -> f64 {
 
 /// Live status of every key/model actor that answers in time.
 pub async fn statuses(state: &AppState) -> HashMap<KeyModelId, CapacityStatus> {
-    let table = &state.table;
+    let table = &state.live().table;
     let answers = join_all(
         table
             .candidates
@@ -54,7 +54,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         .await
         .is_ok();
     let all = statuses(&state).await;
-    let expected = state.table.candidates.len();
+    let expected = state.live().table.candidates.len();
     let healthy = router_ok && all.len() == expected;
     let body = json!({
         "status": if healthy { "healthy" } else { "unhealthy" },
@@ -89,7 +89,7 @@ fn key_status(s: &CapacityStatus) -> Value {
 pub async fn providers(state: web::Data<AppState>) -> HttpResponse {
     let all = statuses(&state).await;
     let mut out = Map::new();
-    for p in &state.upstreams.config.providers {
+    for p in &state.live().upstreams.config.providers {
         let mut models = Map::new();
         for m in &p.models {
             let mut keys = Map::new();
@@ -140,7 +140,7 @@ pub async fn intelligence(
         .ok_or_else(|| ApiError::Invalid("level must be one of low, medium, high".into()))?;
     let all = statuses(&state).await;
     let mut models = Vec::new();
-    for p in &state.upstreams.config.providers {
+    for p in &state.live().upstreams.config.providers {
         for m in p.models.iter().filter(|m| m.tier == tier) {
             let keys: Vec<Value> = p
                 .keys
@@ -174,7 +174,7 @@ pub async fn intelligence(
 
 /// `GET /scenarios`: the scenarios as configured.
 pub async fn scenarios(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "scenarios": state.upstreams.config.scenarios_raw }))
+    HttpResponse::Ok().json(json!({ "scenarios": state.live().upstreams.config.scenarios_raw }))
 }
 
 /// `GET /queue/status`: live queue lengths and waits per key/model.
@@ -245,7 +245,7 @@ fn sorted(map: HashMap<KeyModelId, CapacityStatus>) -> Vec<(KeyModelId, Capacity
 
 /// `GET /debug/config`: the routable configuration without secrets.
 pub async fn debug_config(state: web::Data<AppState>) -> HttpResponse {
-    let cfg = &state.upstreams.config;
+    let cfg = &state.live().upstreams.config;
     let mut providers = Map::new();
     let mut mappings: HashMap<&str, Vec<Value>> = HashMap::new();
     for p in &cfg.providers {

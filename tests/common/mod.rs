@@ -102,6 +102,7 @@ pub struct Harness {
     pub table: Arc<bkvy_actors::RoutingTable>,
     pub server: actix_web::dev::ServerHandle,
     pub state: Option<bkvy_actors::persist::StateStore>,
+    pub state_handle: actix_web::web::Data<bkvy::http::AppState>,
     pub stats: actix::Addr<bkvy_actors::StatsActor>,
 }
 
@@ -156,9 +157,10 @@ pub fn start_gateway_with_stats(
     start_gateway_full(
         fake,
         config,
-        bkvy::http::access::AccessPolicy::default(),
-        None,
-        stats,
+        GatewayOpts {
+            stats,
+            ..GatewayOpts::default()
+        },
     )
 }
 
@@ -177,17 +179,47 @@ pub fn start_gateway_with(
     config: bkvy::config::Config,
     access: bkvy::http::access::AccessPolicy,
 ) -> Harness {
-    start_gateway_full(fake, config, access, None, StatsOptions::disabled())
+    start_gateway_full(
+        fake,
+        config,
+        GatewayOpts {
+            access,
+            ..GatewayOpts::default()
+        },
+    )
+}
+
+/// Everything a test may choose about the gateway.
+pub struct GatewayOpts {
+    pub access: bkvy::http::access::AccessPolicy,
+    pub state_dir: Option<std::path::PathBuf>,
+    pub stats: StatsOptions,
+    pub config_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for GatewayOpts {
+    fn default() -> Self {
+        Self {
+            access: bkvy::http::access::AccessPolicy::default(),
+            state_dir: None,
+            stats: StatsOptions::disabled(),
+            config_dir: None,
+        }
+    }
 }
 
 /// Starts a gateway with everything chosen by the caller.
 pub fn start_gateway_full(
     fake: FakeUpstream,
     config: bkvy::config::Config,
-    access: bkvy::http::access::AccessPolicy,
-    state_dir: Option<std::path::PathBuf>,
-    stats: StatsOptions,
+    opts: GatewayOpts,
 ) -> Harness {
+    let GatewayOpts {
+        access,
+        state_dir,
+        stats,
+        config_dir,
+    } = opts;
     let gateway = server::start(
         TcpListener::bind("127.0.0.1:0").unwrap(),
         ServerOptions {
@@ -202,6 +234,7 @@ pub fn start_gateway_full(
             state_dir,
             stats,
             shutdown_grace: Duration::from_secs(10),
+            config_dir,
         },
     )
     .unwrap();
@@ -211,6 +244,7 @@ pub fn start_gateway_full(
         router,
         table,
         state,
+        state_handle,
         stats,
     } = gateway;
     let handle = server.handle();
@@ -222,6 +256,7 @@ pub fn start_gateway_full(
         table,
         server: handle,
         state,
+        state_handle,
         stats,
     }
 }
