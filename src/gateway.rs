@@ -21,6 +21,7 @@ use bkvy_actors::{
 use futures::future::LocalBoxFuture;
 use serde::Serialize;
 
+use crate::clients::Clients;
 use crate::config::{Config, Model, Provider, Secret};
 use crate::providers::{self, UpstreamError};
 use crate::types::{ChatMessage, ChatOptions, ChatRequest, ChatResponse, Tier, Usage};
@@ -252,14 +253,15 @@ pub struct Answered<T> {
 /// Runs the plan until one candidate answers, all fail, or the deadline passes.
 pub async fn execute(
     up: &Upstreams,
-    client: &awc::Client,
+    clients: &Clients,
     plan: &Plan,
     job: &Job,
 ) -> Result<Success, Failure> {
     let max_body = up.max_response_bytes;
     let answered = execute_with(up, plan, job, |c: CallSpec<'_>| {
         let req = providers::build_request(c.provider, c.model, c.secret, c.request);
-        let (client, kind, timeout) = (client.clone(), c.provider.kind, c.timeout);
+        let client = clients.get(c.provider.connect_timeout).clone();
+        let (kind, timeout) = (c.provider.kind, c.timeout);
         Box::pin(async move { providers::call(&client, kind, &req, timeout, max_body).await })
     })
     .await?;

@@ -1,6 +1,7 @@
 //! bkvy: a self-hosted LLM gateway.
 //!
 //! Layout:
+//! - [`clients`]: each worker's HTTP clients, one per provider connect timeout.
 //! - [`config`]: the validated configuration and its loader.
 //! - [`types`]: the normalised request/response vocabulary.
 //! - [`providers`]: one adapter per upstream API (request building, response parsing,
@@ -18,6 +19,7 @@
 //!
 //! The actor system (key/model actors, router) lives in the `bkvy-actors` crate.
 
+pub mod clients;
 pub mod config;
 pub mod events;
 pub mod fake;

@@ -18,6 +18,7 @@ use bkvy_actors::{
     RouterActor, RoutingTable, ScenarioStep, SharedClock, StatsActor,
 };
 
+use crate::clients::Clients;
 use crate::config::Config;
 use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
@@ -226,12 +227,6 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     );
     let router = RouterActor::new(table.clone(), opts.clock.clone(), router_meter.clone()).start();
     let config = Arc::new(opts.config);
-    let connect_timeout = config
-        .providers
-        .iter()
-        .map(|p| p.connect_timeout)
-        .max()
-        .unwrap_or(Duration::from_secs(10));
     let shutdown_timeout = opts.shutdown_grace.as_secs().max(1);
     let table = Arc::new(table);
     let metrics = Arc::new(Metrics::new(vec![
@@ -265,14 +260,10 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
 
     let state_handle = state.clone();
     let mut server = HttpServer::new(move || {
-        let connector = awc::Connector::new().timeout(connect_timeout).limit(4096);
-        let client = awc::Client::builder()
-            .connector(connector)
-            .disable_redirects()
-            .finish();
+        let clients = Clients::for_config(&state.live().upstreams.config);
         App::new()
             .app_data(state.clone())
-            .app_data(web::Data::new(client))
+            .app_data(web::Data::new(clients))
             .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/health"))
             .configure(http::configure)
     })

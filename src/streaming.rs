@@ -17,6 +17,7 @@ use bkvy_actors::{LeaseGuard, Millis, Outcome, RequestCompleted};
 use futures::stream::{self, Stream};
 use futures::StreamExt;
 
+use crate::clients::Clients;
 use crate::config::Model;
 use crate::gateway::{self, Answered, Failure, Job, Upstreams};
 use crate::http::AppState;
@@ -37,14 +38,15 @@ pub struct Probed {
 /// Runs the plan with streamed upstream calls; see the module docs.
 pub async fn execute_stream(
     up: &Upstreams,
-    client: &awc::Client,
+    clients: &Clients,
     plan: &Plan,
     job: &Job,
 ) -> Result<Answered<Probed>, Failure> {
     let idle = up.config.settings.stream_idle_timeout;
     gateway::execute_with(up, plan, job, |c| {
         let req = build_stream_request(c.provider, c.model, c.secret, c.request);
-        let (client, kind, timeout) = (client.clone(), c.provider.kind, c.timeout);
+        let client = clients.get(c.provider.connect_timeout).clone();
+        let (kind, timeout) = (c.provider.kind, c.timeout);
         Box::pin(async move {
             let probe = async {
                 let mut stream =

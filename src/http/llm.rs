@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::body::{parse_json, read_limited};
 use super::error::{respond, ApiError};
 use super::AppState;
+use crate::clients::Clients;
 use crate::gateway::{self, Failure, FailureKind, Job, Success};
 use crate::streaming;
 use crate::types::{ChatMessage, ChatOptions};
@@ -217,7 +218,7 @@ fn secs_to_ms(s: f64) -> Millis {
 /// stream ends).
 pub async fn handle(
     state: web::Data<AppState>,
-    client: web::Data<awc::Client>,
+    client: web::Data<Clients>,
     payload: web::Payload,
     endpoint: Endpoint,
 ) -> HttpResponse {
@@ -382,7 +383,7 @@ pub fn record_failure(event: &mut RequestCompleted, failure: &Failure) -> ApiErr
 
 async fn run(
     state: &web::Data<AppState>,
-    client: &awc::Client,
+    client: &Clients,
     payload: web::Payload,
     endpoint: Endpoint,
     call: &mut Call,

@@ -22,6 +22,7 @@ use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bkvy_actors::{MailboxMeter, RouterActor, RoutingTable, SharedClock, StatsActor};
 
+use crate::clients::Clients;
 use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
 use crate::metrics::Metrics;
@@ -105,7 +106,7 @@ pub fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError
 
 async fn llm_intelligence(
     s: web::Data<AppState>,
-    c: web::Data<awc::Client>,
+    c: web::Data<Clients>,
     p: web::Payload,
 ) -> HttpResponse {
     llm::handle(s, c, p, Endpoint::Intelligence).await
@@ -113,7 +114,7 @@ async fn llm_intelligence(
 
 async fn llm_scenario(
     s: web::Data<AppState>,
-    c: web::Data<awc::Client>,
+    c: web::Data<Clients>,
     p: web::Payload,
 ) -> HttpResponse {
     llm::handle(s, c, p, Endpoint::Scenario).await
@@ -121,7 +122,7 @@ async fn llm_scenario(
 
 async fn llm_direct(
     s: web::Data<AppState>,
-    c: web::Data<awc::Client>,
+    c: web::Data<Clients>,
     p: web::Payload,
 ) -> HttpResponse {
     llm::handle(s, c, p, Endpoint::Direct).await

@@ -18,6 +18,7 @@ use super::body::{parse_json, read_limited};
 use super::error::ApiError;
 use super::llm::{self, record_target, Call, Prepared, Reply};
 use super::AppState;
+use crate::clients::Clients;
 use crate::gateway::{self, Success};
 use crate::streaming::{self, ChunkFormat};
 use crate::types::{ChatMessage, ChatOptions, FinishReason, Role, Usage};
@@ -518,7 +519,7 @@ impl ChunkFormat for OpenAiChunks {
 pub async fn chat_completions(
     req: HttpRequest,
     state: web::Data<AppState>,
-    client: web::Data<awc::Client>,
+    client: web::Data<Clients>,
     payload: web::Payload,
 ) -> HttpResponse {
     let mut call = Call::begin(&state, RoutingMethod::Intelligence);
@@ -529,7 +530,7 @@ pub async fn chat_completions(
 async fn run(
     req: &HttpRequest,
     state: &web::Data<AppState>,
-    client: &awc::Client,
+    client: &Clients,
     payload: web::Payload,
     call: &mut Call,
 ) -> Reply {
