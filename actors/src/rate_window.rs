@@ -223,6 +223,11 @@ impl RateWindow {
             return first.ms;
         }
         let rpm = self.rpm as usize;
+        // Fast path: the n queued dispatches fit in the window's free room and in today's
+        // allowance, so they all go as soon as the current wait is over.
+        if self.recent.len() + n < rpm && (self.day_count as usize) + n < self.rpd as usize {
+            return first.ms;
+        }
         // Only the newest `rpm` dispatches can hold a future one back.
         let mut window: VecDeque<Millis> = self
             .recent
