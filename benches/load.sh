@@ -205,7 +205,9 @@ start_bkvy() { # CONFIG_DIR [VAR=value ...]
     wait_http "http://127.0.0.1:$BKVY_PORT/health"
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU time of all of a process's threads in nanoseconds (scheduler accounting, exact; the
+# tick-based utime/stime of /proc/PID/stat are biased for processes that wake often).
+cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{s += $1} END {printf "%d\n", s}'; }
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 # Resets VmHWM to the current RSS so each run reports its own peak (Linux >= 4.0).
 reset_peak() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
@@ -221,12 +223,12 @@ run() {
         -H "Content-Type: application/json" -D "$body" "$@")
     if [ "$rate" != 0 ]; then args+=(-q "$rate" --latency-correction); fi
     local pid=$BKVY_PID t0=0 t1=0
-    if [ "$name" = bkvy ]; then reset_peak "$pid"; t0=$(cpu_ticks "$pid"); fi
+    if [ "$name" = bkvy ]; then reset_peak "$pid"; t0=$(cpu_ns "$pid"); fi
     taskset -c "$LOAD_CORE" oha "${args[@]}" "$url" >"$out" 2>"$out.err" || log "oha failed for $phase $name $target"
     local cpu_s="" hwm="" rss=""
     if [ "$name" = bkvy ]; then
-        t1=$(cpu_ticks "$pid")
-        cpu_s=$(python3 -c "print(($t1 - $t0) / $(getconf CLK_TCK))")
+        t1=$(cpu_ns "$pid")
+        cpu_s=$(python3 -c "print(($t1 - $t0) / 1e9)")
         hwm=$(status_kb "$pid" VmHWM)
         rss=$(status_kb "$pid" VmRSS)
     fi
@@ -266,20 +268,21 @@ done
 start_fake
 warm
 direct base sat 0 "$SAT_DURATION"
-PERF_PID=""
+via_bkvy base sat 0 "$SAT_DURATION"
 if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
+    # An extra saturation run under perf (not in the table: sampling slows bkvy down).
     # Software clock: hardware counters are often missing in VMs. Without frame pointers
     # the call chains are partial; the self-time ranking by symbol is what to read.
-    perf record -q -e cpu-clock -F 1999 -g -p "$BKVY_PID" -o "$RESULTS_DIR/perf.data" >/dev/null 2>&1 &
+    perf record -q -e cpu-clock -F 999 -g -p "$BKVY_PID" -o "$RESULTS_DIR/perf.data" >/dev/null 2>&1 &
     PERF_PID=$!
     PIDS+=("$PERF_PID")
-fi
-via_bkvy base sat 0 "$SAT_DURATION"
-if [ -n "$PERF_PID" ]; then
+    sleep 0.5
+    taskset -c "$LOAD_CORE" oha "${OHA_EXTRA[@]}" "${OHA_JSON[@]}" -z "$SAT_DURATION" -c "$CONNS" -m POST \
+        -H "Content-Type: application/json" -D "$WORK/bkvy.json" "$BKVY_URL" >"$RESULTS_DIR/profile-run.json" 2>&1 || true
     kill -INT "$PERF_PID" 2>/dev/null || true
     wait "$PERF_PID" 2>/dev/null || true
     perf report -i "$RESULTS_DIR/perf.data" --stdio --no-children -g none --percent-limit 0.3 --sort dso,symbol 2>/dev/null \
-        | grep -v '^$' | grep -v '^#' | grep '%' | head -60 >"$RESULTS_DIR/perf-top.txt" || true
+        | grep -v '^$' | grep -v '^#' | grep '%' | awk '{$1=$1; print}' | sed 's/ - -$//' | head -60 >"$RESULTS_DIR/perf-top.txt" || true
     log "perf profile (self time by symbol): $RESULTS_DIR/perf-top.txt"
 fi
 scrape base
