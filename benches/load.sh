@@ -1,0 +1,455 @@
+#!/usr/bin/env bash
+# Reproducible load benchmark of bkvy against an instant fake upstream.
+#
+#   bash benches/load.sh
+#
+# bkvy runs pinned to one core (WORKERS=1, taskset BKVY_CORE); oha and the fake upstream
+# share the other core (LOAD_CORE). For every rate the fake is called directly (same
+# OpenAI request path, Bearer key) and then through bkvy, so the two rows of a rate come
+# from the same minute of the same run. Then: a saturation run (no rate limit) of each,
+# the same bkvy runs with statistics logging switched on, and a run where one provider's
+# models fail 20 % of calls with 500. See docs/PERFORMANCE.md for the method and results.
+#
+# Everything is configurable through the environment:
+#   RATES="500 1000 2000 5000"   fixed request rates (requests/s)
+#   DURATION=10s                 each measured run
+#   SAT_DURATION=10s             each saturation run
+#   WARMUP=2s                    warm-up through bkvy after every (re)start of a process
+#   CONNS=50                     keep-alive connections of the load generator
+#   BKVY_CORE=0 LOAD_CORE=1      CPU pinning
+#   BKVY_ROUTE=intelligence      or "direct" (POST /llm/direct to the same model)
+#   BKVY_LOG_LEVEL=info          bkvy's LOG_LEVEL (info = one access-log line per request)
+#   RUN_STATS=1 RUN_FAILOVER=1 RUN_NOLOG=1 RUN_NGINX=1   optional phases (0 = skip)
+#   RESULTS_DIR=<tmp>/results    where raw oha JSON and the table are kept
+#   PORT_BASE=18400              ports PORT_BASE .. PORT_BASE+4 must be free
+#   SKIP_BUILD=1                 use the existing target/release/bkvy
+#   PROFILE=1                    record bkvy with `perf` during its base saturation run
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RATES=${RATES:-"500 1000 2000 5000"}
+DURATION=${DURATION:-10s}
+SAT_DURATION=${SAT_DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+CONNS=${CONNS:-50}
+BKVY_CORE=${BKVY_CORE:-0}
+LOAD_CORE=${LOAD_CORE:-1}
+BKVY_ROUTE=${BKVY_ROUTE:-intelligence}
+BKVY_LOG_LEVEL=${BKVY_LOG_LEVEL:-info}
+RUN_STATS=${RUN_STATS:-1}
+RUN_FAILOVER=${RUN_FAILOVER:-1}
+RUN_NOLOG=${RUN_NOLOG:-1}
+RUN_NGINX=${RUN_NGINX:-1}
+PORT_BASE=${PORT_BASE:-18400}
+SKIP_BUILD=${SKIP_BUILD:-0}
+PROFILE=${PROFILE:-0}
+
+BKVY_PORT=$PORT_BASE
+FAKE_PORT=$((PORT_BASE + 1))
+FAIL_PORT=$((PORT_BASE + 2))
+NGINX_PORT=$((PORT_BASE + 3))
+
+WORK=$(mktemp -d /tmp/bkvy-load.XXXXXX)
+RESULTS_DIR=${RESULTS_DIR:-$WORK/results}
+mkdir -p "$RESULTS_DIR"
+RESULTS="$RESULTS_DIR/results.tsv"
+: >"$RESULTS"
+
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]:-}"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]:-}"; do
+        [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[load] %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- tools and binary
+command -v python3 >/dev/null || { log "python3 is required"; exit 1; }
+command -v taskset >/dev/null || { log "taskset (util-linux) is required"; exit 1; }
+if ! command -v oha >/dev/null; then
+    if [ -x "$HOME/.cargo/bin/oha" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        log "installing oha (cargo install oha --locked)"
+        cargo install oha --locked
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+fi
+# Newer oha spells JSON output --output-format json; older ones -j/--json.
+if oha --help 2>/dev/null | grep -q -- '--output-format'; then
+    OHA_JSON=(--output-format json)
+else
+    OHA_JSON=(--json)
+fi
+OHA_EXTRA=(--no-tui)
+if oha --help 2>/dev/null | grep -q -- '--wait-ongoing-requests-after-deadline'; then
+    OHA_EXTRA+=(--wait-ongoing-requests-after-deadline)
+fi
+
+if [ "$SKIP_BUILD" != 1 ]; then
+    log "building the release binary"
+    (cd "$ROOT" && cargo build --release --bin bkvy)
+fi
+BIN="$ROOT/target/release/bkvy"
+[ -x "$BIN" ] || { log "missing $BIN"; exit 1; }
+
+# ---------------------------------------------------------------- config: 3 providers x 2 keys x 5 models
+# The cheapest low-tier model is OpenAI's, so /llm/intelligence (low) calls the same fake
+# path (/v1/chat/completions) as the direct runs. Limits are far above anything reached.
+write_config() { # DIR OPENAI_BASE OTHER_BASE
+    python3 - "$@" <<'PY'
+import json, os, sys
+out, openai_base, other_base = sys.argv[1:4]
+os.makedirs(out, exist_ok=True)
+limit = {"rpm": 10_000_000, "rpd": 1_000_000_000}
+def provider(models, base, path, extra=None):
+    p = {"connect_timeout_seconds": 2, "timeout_seconds": 20,
+         "keys": {f"k{i}": {"api_key": f"bench-key-{i}", "rate_limits": {m[0]: limit for m in models}} for i in (1, 2)},
+         "models": {}}
+    for name, tier, cin, cout in models:
+        p["models"][name] = {"endpoint": base + path(name), "cost_per_1k_input_tokens": cin,
+                             "cost_per_1k_output_tokens": cout, "intelligence_tier": tier,
+                             "supports_thinking": False, "avg_response_time_ms": 500}
+        if extra:
+            p["models"][name].update(extra)
+    return p
+providers = {
+    "openai": provider([("gpt-4o-mini", "low", 0.0001, 0.0004), ("gpt-4.1-nano", "low", 0.00012, 0.0005),
+                        ("gpt-4.1-mini", "medium", 0.0004, 0.0016), ("gpt-4o", "medium", 0.0025, 0.01),
+                        ("gpt-4.1", "high", 0.002, 0.008)],
+                       openai_base, lambda m: "/v1/chat/completions"),
+    "gemini": provider([("gemini-2.0-flash-lite", "low", 0.0002, 0.0008), ("gemini-2.0-flash", "low", 0.00025, 0.001),
+                        ("gemini-2.5-flash-lite", "medium", 0.0003, 0.0012), ("gemini-2.5-flash", "medium", 0.0003, 0.0025),
+                        ("gemini-2.5-pro", "high", 0.00125, 0.01)],
+                       other_base, lambda m: f"/v1beta/models/{m}:generateContent"),
+    "anthropic": provider([("claude-3-5-haiku-latest", "low", 0.0008, 0.004), ("claude-haiku-4-5", "low", 0.001, 0.005),
+                           ("claude-sonnet-4-0", "medium", 0.003, 0.015), ("claude-sonnet-4-5", "medium", 0.003, 0.015),
+                           ("claude-opus-4-1", "high", 0.015, 0.075)],
+                          other_base, lambda m: "/v1/messages", {"version": "2023-06-01"}),
+}
+with open(os.path.join(out, "providers.json"), "w") as f:
+    json.dump(providers, f, indent=1)
+with open(os.path.join(out, "routing.json"), "w") as f:
+    json.dump({"request_timeout_seconds": 30, "scenarios": {}}, f, indent=1)
+PY
+}
+write_config "$WORK/config" "http://127.0.0.1:$FAKE_PORT" "http://127.0.0.1:$FAKE_PORT"
+write_config "$WORK/config-failing" "http://127.0.0.1:$FAIL_PORT" "http://127.0.0.1:$FAKE_PORT"
+
+PROMPT='[{"role":"user","content":"Is Santa real?"}]'
+printf '{"model":"gpt-4o-mini","messages":%s,"max_completion_tokens":100}' "$PROMPT" >"$WORK/direct.json"
+if [ "$BKVY_ROUTE" = direct ]; then
+    BKVY_PATH=/llm/direct
+    printf '{"client_id":"bench","provider":"openai","model":"gpt-4o-mini","max_wait_seconds":30,"messages":%s,"options":{"max_tokens":100}}' \
+        "$PROMPT" >"$WORK/bkvy.json"
+else
+    BKVY_PATH=/llm/intelligence
+    printf '{"client_id":"bench","intelligence_level":"low","max_wait_seconds":30,"messages":%s,"options":{"max_tokens":100}}' \
+        "$PROMPT" >"$WORK/bkvy.json"
+fi
+DIRECT_URL="http://127.0.0.1:$FAKE_PORT/v1/chat/completions"
+BKVY_URL="http://127.0.0.1:$BKVY_PORT$BKVY_PATH"
+
+# ---------------------------------------------------------------- processes
+wait_http() { # URL
+    local i
+    for i in $(seq 1 100); do
+        if curl -s -o /dev/null "$1"; then return 0; fi
+        sleep 0.1
+    done
+    log "no answer from $1"
+    return 1
+}
+
+FAKE_PID=""
+start_fake() { # start (or restart) the instant fake; its request log grows, so it is fresh per step
+    if [ -n "$FAKE_PID" ]; then kill "$FAKE_PID" 2>/dev/null || true; wait "$FAKE_PID" 2>/dev/null || true; fi
+    LOG_LEVEL=warn taskset -c "$LOAD_CORE" "$BIN" fake-upstream --host 127.0.0.1 --port "$FAKE_PORT" --workers 1 \
+        >>"$WORK/fake.log" 2>&1 &
+    FAKE_PID=$!
+    PIDS+=("$FAKE_PID")
+    wait_http "http://127.0.0.1:$FAKE_PORT/api/version"
+}
+
+FAIL_PID=""
+start_failing_fake() {
+    LOG_LEVEL=warn taskset -c "$LOAD_CORE" "$BIN" fake-upstream --host 127.0.0.1 --port "$FAIL_PORT" --workers 1 \
+        --fail-rate 0.2 --fail-status 500 >>"$WORK/fake-failing.log" 2>&1 &
+    FAIL_PID=$!
+    PIDS+=("$FAIL_PID")
+    wait_http "http://127.0.0.1:$FAIL_PORT/api/version"
+}
+
+BKVY_PID=""
+stop_bkvy() {
+    if [ -n "$BKVY_PID" ]; then kill "$BKVY_PID" 2>/dev/null || true; wait "$BKVY_PID" 2>/dev/null || true; fi
+    BKVY_PID=""
+}
+start_bkvy() { # CONFIG_DIR [VAR=value ...]
+    local dir=$1
+    shift
+    stop_bkvy
+    : >"$WORK/bkvy.log"
+    env "$@" WORKERS=1 LOG_LEVEL="${BKVY_LOG_LEVEL_NOW:-$BKVY_LOG_LEVEL}" \
+        taskset -c "$BKVY_CORE" "$BIN" serve --config-dir "$dir" --host 127.0.0.1 --port "$BKVY_PORT" \
+        >>"$WORK/bkvy.log" 2>&1 &
+    BKVY_PID=$!
+    PIDS+=("$BKVY_PID")
+    wait_http "http://127.0.0.1:$BKVY_PORT/health"
+}
+
+# CPU time of all of a process's threads in nanoseconds (scheduler accounting, exact; the
+# tick-based utime/stime of /proc/PID/stat are biased for processes that wake often).
+cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{s += $1} END {printf "%d\n", s}'; }
+status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+# Resets VmHWM to the current RSS so each run reports its own peak (Linux >= 4.0).
+reset_peak() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
+
+# ---------------------------------------------------------------- one measured run
+# run PHASE TARGET PATHNAME RATE DURATION URL BODY [oha args...]
+# RATE 0 = saturation. Appends one line to $RESULTS.
+run() {
+    local phase=$1 target=$2 name=$3 rate=$4 dur=$5 url=$6 body=$7
+    shift 7
+    local out="$RESULTS_DIR/$phase-$name-$target.json"
+    local args=("${OHA_EXTRA[@]}" "${OHA_JSON[@]}" -z "$dur" -c "$CONNS" -m POST
+        -H "Content-Type: application/json" -D "$body" "$@")
+    if [ "$rate" != 0 ]; then args+=(-q "$rate" --latency-correction); fi
+    local pid=$BKVY_PID t0=0 t1=0
+    if [ "$name" = bkvy ]; then reset_peak "$pid"; t0=$(cpu_ns "$pid"); fi
+    taskset -c "$LOAD_CORE" oha "${args[@]}" "$url" >"$out" 2>"$out.err" || log "oha failed for $phase $name $target"
+    local cpu_s="" hwm="" rss=""
+    if [ "$name" = bkvy ]; then
+        t1=$(cpu_ns "$pid")
+        cpu_s=$(python3 -c "print(($t1 - $t0) / 1e9)")
+        hwm=$(status_kb "$pid" VmHWM)
+        rss=$(status_kb "$pid" VmRSS)
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$phase" "$target" "$name" "$out" "${cpu_s:--}" "${hwm:--}" "${rss:--}" >>"$RESULTS"
+    python3 - "$out" "$name" "$phase" "$target" <<'PY' >&2
+import json, sys
+path, name, phase, target = sys.argv[1:5]
+try:
+    d = json.load(open(path))
+    s = d["summary"]; p = d.get("latencyPercentiles", {})
+    codes = d.get("statusCodeDistribution", {})
+    errs = sum(d.get("errorDistribution", {}).values()) + sum(v for k, v in codes.items() if not k.startswith("2"))
+    print(f"[load]   {phase:9} {name:6} {target:>5}: {s['requestsPerSec']:9.0f} req/s  p50 {1e3*(p.get('p50') or 0):7.3f} ms  p99 {1e3*(p.get('p99') or 0):7.3f} ms  errors {errs}")
+except Exception as e:
+    print(f"[load]   {phase} {name} {target}: could not read {path}: {e}")
+PY
+}
+
+direct() { run "$1" "$2" direct "$3" "$4" "$DIRECT_URL" "$WORK/direct.json" -H "Authorization: Bearer bench-key-1"; }
+via_bkvy() { run "$1" "$2" bkvy "$3" "$4" "$BKVY_URL" "$WORK/bkvy.json"; }
+warm() { taskset -c "$LOAD_CORE" oha "${OHA_EXTRA[@]}" "${OHA_JSON[@]}" -z "$WARMUP" -c "$CONNS" -q 1000 -m POST \
+    -H "Content-Type: application/json" -D "$WORK/bkvy.json" "$BKVY_URL" >/dev/null 2>&1 || true; }
+
+scrape() { curl -s "http://127.0.0.1:$BKVY_PORT/metrics" >"$RESULTS_DIR/$1.metrics" || true; }
+
+# ---------------------------------------------------------------- phases
+log "work dir $WORK; bkvy on core $BKVY_CORE, oha + fake on core $LOAD_CORE; $CONNS connections"
+start_fake
+start_bkvy "$WORK/config"
+log "phase base: direct vs bkvy, interleaved per rate"
+for r in $RATES; do
+    start_fake
+    warm
+    direct base "$r" "$r" "$DURATION"
+    via_bkvy base "$r" "$r" "$DURATION"
+done
+start_fake
+warm
+direct base sat 0 "$SAT_DURATION"
+via_bkvy base sat 0 "$SAT_DURATION"
+if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
+    # An extra saturation run under perf (not in the table: sampling slows bkvy down).
+    # Software clock: hardware counters are often missing in VMs. Without frame pointers
+    # the call chains are partial; the self-time ranking by symbol is what to read.
+    perf record -q -e cpu-clock -F 999 -g -p "$BKVY_PID" -o "$RESULTS_DIR/perf.data" >/dev/null 2>&1 &
+    PERF_PID=$!
+    PIDS+=("$PERF_PID")
+    sleep 0.5
+    taskset -c "$LOAD_CORE" oha "${OHA_EXTRA[@]}" "${OHA_JSON[@]}" -z "$SAT_DURATION" -c "$CONNS" -m POST \
+        -H "Content-Type: application/json" -D "$WORK/bkvy.json" "$BKVY_URL" >"$RESULTS_DIR/profile-run.json" 2>&1 || true
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    perf report -i "$RESULTS_DIR/perf.data" --stdio --no-children -g none --percent-limit 0.3 --sort dso,symbol 2>/dev/null \
+        | grep -v '^$' | grep -v '^#' | grep '%' | awk '{$1=$1; print}' | sed 's/ - -$//' | head -60 >"$RESULTS_DIR/perf-top.txt" || true
+    log "perf profile (self time by symbol): $RESULTS_DIR/perf-top.txt"
+fi
+scrape base
+
+if [ "$RUN_NOLOG" = 1 ]; then
+    log "phase nolog: bkvy with LOG_LEVEL=warn (no access log), saturation only"
+    start_fake
+    BKVY_LOG_LEVEL_NOW=warn start_bkvy "$WORK/config"
+    warm
+    via_bkvy nolog sat 0 "$SAT_DURATION"
+fi
+
+if [ "$RUN_STATS" = 1 ]; then
+    log "phase stats: TRANSACTION_LOGGING=true SUMMARY_STATS=true"
+    mkdir -p "$WORK/stats-logs"
+    start_fake
+    start_bkvy "$WORK/config" TRANSACTION_LOGGING=true SUMMARY_STATS=true LOG_DIR="$WORK/stats-logs"
+    for r in $RATES; do
+        start_fake
+        warm
+        via_bkvy stats "$r" "$r" "$DURATION"
+    done
+    start_fake
+    warm
+    via_bkvy stats sat 0 "$SAT_DURATION"
+    scrape stats
+    n=$(find "$WORK/stats-logs" -type f | wc -l)
+    echo "$n" >"$RESULTS_DIR/stats-files"
+    log "stats phase wrote $n file(s) under LOG_DIR"
+fi
+
+if [ "$RUN_FAILOVER" = 1 ]; then
+    log "phase failover: OpenAI's models (the cheapest low tier) fail 20 % of calls with 500"
+    start_fake
+    start_failing_fake
+    start_bkvy "$WORK/config-failing"
+    for r in $RATES; do
+        via_bkvy failover "$r" "$r" "$DURATION"
+    done
+    via_bkvy failover sat 0 "$SAT_DURATION"
+    scrape failover
+fi
+
+if [ "$RUN_NGINX" = 1 ] && command -v nginx >/dev/null; then
+    log "phase nginx: reverse-proxy floor on the bkvy core"
+    stop_bkvy
+    mkdir -p "$WORK/nginx"
+    cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx;
+    proxy_temp_path $WORK/nginx;
+    fastcgi_temp_path $WORK/nginx;
+    uwsgi_temp_path $WORK/nginx;
+    scgi_temp_path $WORK/nginx;
+    upstream fake { server 127.0.0.1:$FAKE_PORT; keepalive 64; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://fake;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+    taskset -c "$BKVY_CORE" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+    PIDS+=($!)
+    sleep 0.5
+    for r in $RATES sat; do
+        start_fake
+        rate=$r
+        [ "$r" = sat ] && rate=0
+        dur=$DURATION
+        [ "$r" = sat ] && dur=$SAT_DURATION
+        run nginx "$r" nginx "$rate" "$dur" "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" "$WORK/direct.json" \
+            -H "Authorization: Bearer bench-key-1"
+    done
+fi
+
+# ---------------------------------------------------------------- report
+python3 - "$RESULTS" "$RESULTS_DIR" <<'PY' | tee "$RESULTS_DIR/table.md"
+import json, os, re, sys
+results, rdir = sys.argv[1:3]
+rows = []
+for line in open(results):
+    phase, target, name, path, cpu, hwm, rss = line.rstrip("\n").split("\t")
+    try:
+        d = json.load(open(path))
+    except Exception:
+        continue
+    s = d["summary"]; p = d.get("latencyPercentiles", {})
+    codes = d.get("statusCodeDistribution", {})
+    non2xx = sum(v for k, v in codes.items() if not k.startswith("2"))
+    conn_errs = sum(d.get("errorDistribution", {}).values())
+    total = sum(codes.values()) + conn_errs
+    rows.append(dict(phase=phase, target=target, name=name, rps=s.get("requestsPerSec") or 0,
+                     p50=p.get("p50"), p90=p.get("p90"), p99=p.get("p99"), non2xx=non2xx,
+                     conn=conn_errs, total=total, cpu=None if cpu == "-" else float(cpu),
+                     hwm=None if hwm == "-" else int(hwm) / 1024, rss=None if rss == "-" else int(rss) / 1024,
+                     errs=d.get("errorDistribution", {})))
+direct = {r["target"]: r for r in rows if r["name"] == "direct"}
+ms = lambda v: "-" if v is None else f"{v * 1e3:.3f}"
+def delta_us(a, b):
+    return "-" if a is None or b is None else f"{(a - b) * 1e6:+.0f}"
+print("| phase | target (req/s) | path | achieved (req/s) | p50 ms | p90 ms | p99 ms | errors (non-2xx / conn) | Δp50 µs | Δp99 µs | CPU µs/req | peak RSS MB | RSS MB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    d = direct.get(r["target"]) if r["name"] != "direct" else None
+    cpu = "-" if r["cpu"] is None or not r["total"] else f"{r['cpu'] * 1e6 / r['total']:.1f}"
+    hwm = "-" if r["hwm"] is None else f"{r['hwm']:.1f}"
+    rss = "-" if r["rss"] is None else f"{r['rss']:.1f}"
+    print(f"| {r['phase']} | {r['target']} | {r['name']} | {r['rps']:.0f} | {ms(r['p50'])} | {ms(r['p90'])} | {ms(r['p99'])} "
+          f"| {r['non2xx']} / {r['conn']} | {delta_us(r['p50'], d and d['p50'])} | {delta_us(r['p99'], d and d['p99'])} "
+          f"| {cpu} | {hwm} | {rss} |")
+errs = {f"{r['phase']}/{r['name']}/{r['target']}": r["errs"] for r in rows if r["errs"]}
+if errs:
+    print("\nConnection errors:", json.dumps(errs))
+sat = {r["phase"]: r["rps"] for r in rows if r["target"] == "sat" and r["name"] == "bkvy"}
+if "base" in sat and "stats" in sat:
+    print(f"\nStatistics logging on: saturation {sat['stats']:.0f} vs {sat['base']:.0f} req/s ({(sat['stats'] / sat['base'] - 1) * 100:+.1f} %).")
+if "base" in sat and "nolog" in sat:
+    print(f"Access log off (LOG_LEVEL=warn): saturation {sat['nolog']:.0f} vs {sat['base']:.0f} req/s ({(sat['nolog'] / sat['base'] - 1) * 100:+.1f} %).")
+sf = os.path.join(rdir, "stats-files")
+if os.path.exists(sf):
+    n = int(open(sf).read().strip() or 0)
+    print(f"Files written under LOG_DIR during the stats phase: {n}"
+          + (" (TRANSACTION_LOGGING/SUMMARY_STATS not implemented in this build: the stats rows measure the plain path)" if n == 0 else ""))
+def requests_by_model(metrics):
+    out = {}
+    pat = re.compile(r'^bkvy_requests_total\{([^}]*)\}\s+([0-9.e+]+)')
+    for line in open(metrics):
+        m = pat.match(line)
+        if not m:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        key = (labels.get("provider") or "-") + "/" + (labels.get("model") or "-") + " " + labels.get("outcome", "")
+        out[key] = out.get(key, 0) + float(m.group(2))
+    return out
+def upstream_errors(metrics):
+    out = {}
+    pat = re.compile(r'^bkvy_upstream_errors_total\{([^}]*)\}\s+([0-9.e+]+)')
+    for line in open(metrics):
+        m = pat.match(line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            key = f"{labels.get('provider')}/{labels.get('model')} {labels.get('kind')}"
+            out[key] = out.get(key, 0) + float(m.group(2))
+    return out
+for phase in ("base", "failover"):
+    path = os.path.join(rdir, f"{phase}.metrics")
+    if not os.path.exists(path):
+        continue
+    by = requests_by_model(path)
+    total = sum(by.values()) or 1
+    print(f"\nbkvy_requests_total by provider/model ({phase} phase):")
+    for k, v in sorted(by.items(), key=lambda kv: -kv[1]):
+        print(f"  {k:45} {v:10.0f}  {100 * v / total:6.2f} %")
+    ue = upstream_errors(path)
+    if ue:
+        print(f"bkvy_upstream_errors_total ({phase} phase):")
+        for k, v in sorted(ue.items(), key=lambda kv: -kv[1]):
+            print(f"  {k:45} {v:10.0f}")
+PY
+log "raw results in $RESULTS_DIR"
