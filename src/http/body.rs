@@ -23,20 +23,63 @@ pub async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web
     Ok(buf.freeze())
 }
 
-/// Parses JSON into `T`, classifying errors.
+/// Parses a JSON object into `T`, classifying errors: 400 ([`ApiError::MalformedJson`])
+/// exactly when the bytes are not well-formed JSON, 422 ([`ApiError::Invalid`]) for
+/// well-formed JSON of the wrong shape (a non-object, wrong types, unknown fields).
+///
+/// Only a JSON object is accepted for `T`: serde's derived structs would also take a
+/// positional array (`[null, "low", ...]`), which is not part of the API.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MalformedJson("the request body is empty".into()));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => ApiError::Invalid(e.to_string()),
-            Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::MalformedJson(e.to_string())
+    serde_json::from_slice::<Object<T>>(bytes)
+        .map(|o| o.0)
+        .map_err(|e| classify(bytes, &e))
+}
+
+/// serde_json reports some type errors (e.g. a number where an enum is expected) as
+/// syntax errors and some syntax errors (an unclosed `[` where a string is expected) as
+/// type errors; whether the bytes are JSON at all decides.
+fn classify(bytes: &[u8], e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    // `Value`, unlike `IgnoredAny`, also checks UTF-8 in strings and number ranges.
+    if let Err(syntax) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        return ApiError::MalformedJson(syntax.to_string());
+    }
+    match e.classify() {
+        Category::Data => ApiError::Invalid(e.to_string()),
+        Category::Syntax | Category::Eof | Category::Io => ApiError::Invalid(format!(
+            "a value of the wrong type at line {} column {}",
+            e.line(),
+            e.column()
+        )),
+    }
+}
+
+/// A `T` that may only be written as a JSON object (never as a positional array).
+/// Use it with `#[serde(deserialize_with)]` for nested structs; [`parse_json`] uses it
+/// for the top level.
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
             }
         }
-    })
+        d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
 }
 
 #[cfg(test)]
@@ -70,6 +113,70 @@ mod tests {
         }
         match parse_json::<T>(b"{\"a\": 1, \"b\": 2}") {
             Err(ApiError::Invalid(m)) => assert!(m.contains("unknown field `b`"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    #[allow(dead_code)]
+    enum Role {
+        User,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct WithEnum {
+        role: Role,
+    }
+
+    #[test]
+    fn well_formed_json_of_the_wrong_type_is_422() {
+        // serde_json calls a number where an enum belongs a syntax error.
+        match parse_json::<WithEnum>(b"{\"role\": 1}") {
+            Err(ApiError::Invalid(m)) => assert!(m.contains("line 1 column"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // ...and an unclosed array where a value is expected a type error.
+        assert!(matches!(
+            parse_json::<T>(&[b'['; 1000]),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse_json::<T>(b"{\"a\": [[[[[[[["),
+            Err(ApiError::MalformedJson(_))
+        ));
+    }
+
+    #[test]
+    fn only_objects_not_positional_arrays() {
+        assert!(matches!(parse_json::<T>(b"{\"a\": 1}"), Ok(T { a: 1 })));
+        match parse_json::<T>(b"[1]") {
+            Err(ApiError::Invalid(m)) => assert!(m.contains("a JSON object"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Outer {
+            #[serde(deserialize_with = "inner")]
+            t: T,
+        }
+        fn inner<'de, D: serde::Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+            <Object<T> as serde::Deserialize>::deserialize(d).map(|o| o.0)
+        }
+        assert!(parse_json::<Outer>(b"{\"t\": {\"a\": 2}}").is_ok());
+        match parse_json::<Outer>(b"{\"t\": [2]}") {
+            Err(ApiError::Invalid(m)) => assert!(m.contains("line 1 column"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // Errors inside keep serde's words and a position.
+        match parse_json::<Outer>(b"{\"t\": {\"a\": 1, \"x\": 1}}") {
+            Err(ApiError::Invalid(m)) => {
+                assert!(
+                    m.contains("unknown field `x`") && m.contains("line 1"),
+                    "{m}"
+                )
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -11,7 +11,7 @@ use bkvy_actors::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::body::{parse_json, read_limited};
+use super::body::{parse_json, read_limited, Object};
 use super::error::{respond, ApiError};
 use super::AppState;
 use crate::clients::Clients;
@@ -19,6 +19,9 @@ use crate::gateway::{self, Failure, FailureKind, Job, Success};
 use crate::streaming;
 use crate::types::{ChatMessage, ChatOptions};
 use crate::types::{FinishReason, Usage};
+
+/// Shortest accepted `timeout_seconds`: one millisecond, the deadline's resolution.
+const MIN_TIMEOUT_SECONDS: f64 = 0.001;
 
 /// Longest accepted `client_id`.
 const MAX_CLIENT_ID_LEN: usize = 256;
@@ -53,9 +56,10 @@ pub struct LlmRequest {
     #[serde(default)]
     pub timeout_seconds: Option<f64>,
     /// The conversation.
+    #[serde(deserialize_with = "message_objects")]
     pub messages: Vec<ChatMessage>,
     /// Generation options.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "options_object")]
     pub options: Option<ChatOptions>,
     /// Answer in the debug shape.
     #[serde(default)]
@@ -63,6 +67,16 @@ pub struct LlmRequest {
     /// Stream the answer as Server-Sent Events.
     #[serde(default)]
     pub stream: Option<bool>,
+}
+
+/// Each message must be a JSON object, not a positional `["user", "hi"]`.
+fn message_objects<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ChatMessage>, D::Error> {
+    Vec::<Object<ChatMessage>>::deserialize(d).map(|v| v.into_iter().map(|o| o.0).collect())
+}
+
+/// `options` must be a JSON object (or null), not a positional array.
+fn options_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ChatOptions>, D::Error> {
+    Option::<Object<ChatOptions>>::deserialize(d).map(|o| o.map(|o| o.0))
 }
 
 /// Which endpoint was called.
@@ -186,6 +200,12 @@ pub fn validate_common(req: &LlmRequest) -> Result<(), ApiError> {
     match req.timeout_seconds {
         Some(t) if !t.is_finite() || t <= 0.0 => {
             return Err(invalid("timeout_seconds must be a positive number"))
+        }
+        // Anything shorter would be a deadline that has already passed.
+        Some(t) if t < MIN_TIMEOUT_SECONDS => {
+            return Err(invalid(format!(
+                "timeout_seconds must be at least {MIN_TIMEOUT_SECONDS}"
+            )))
         }
         _ => {}
     }
@@ -784,6 +804,10 @@ mod tests {
                 r#"{"intelligence_level":"low","timeout_seconds":0,"messages":[{"role":"user","content":"x"}]}"#,
                 "timeout_seconds",
             ),
+            (
+                r#"{"intelligence_level":"low","timeout_seconds":1e-300,"messages":[{"role":"user","content":"x"}]}"#,
+                "timeout_seconds must be at least 0.001",
+            ),
         ];
         for (body, expected) in cases {
             let e = validate(&req(body), Endpoint::Intelligence, 10).unwrap_err();
@@ -794,5 +818,30 @@ mod tests {
             [r#"{"role":"user","content":"x"}"#; 11].join(",")
         );
         assert!(validate(&req(&many), Endpoint::Intelligence, 10).is_err());
+    }
+
+    #[test]
+    fn messages_and_options_are_objects_not_arrays() {
+        let ok = r#"{"intelligence_level":"low","options":{"max_tokens":5},"messages":[{"role":"user","content":"x"}]}"#;
+        assert!(parse_json::<LlmRequest>(ok.as_bytes()).is_ok());
+        for body in [
+            r#"{"intelligence_level":"low","options":[],"messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"intelligence_level":"low","options":[5],"messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"intelligence_level":"low","messages":[["user","x"]]}"#,
+            r#"[null,"low",null,null,null,null,null,null,[{"role":"user","content":"x"}]]"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_json::<LlmRequest>(body.as_bytes()),
+                    Err(ApiError::Invalid(_))
+                ),
+                "{body}"
+            );
+        }
+        let null_options = r#"{"intelligence_level":"low","options":null,"messages":[{"role":"user","content":"x"}]}"#;
+        assert!(parse_json::<LlmRequest>(null_options.as_bytes())
+            .unwrap()
+            .options
+            .is_none());
     }
 }
