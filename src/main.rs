@@ -9,7 +9,7 @@ use bkvy::config::{self, Config};
 use bkvy::fake::{FakeOptions, FakeUpstream};
 use bkvy::http::access::AccessPolicy;
 use bkvy::http::HttpLimits;
-use bkvy::server::{self, Running, ServerOptions, StatsOptions};
+use bkvy::server::{self, DashboardOptions, Running, ServerOptions, StatsOptions};
 use bkvy_actors::SystemClock;
 use clap::{Args, Parser, Subcommand};
 
@@ -176,6 +176,7 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
             access,
             state_dir: Some(args.state_dir),
             stats: StatsOptions::from_env(),
+            dashboard: DashboardOptions::from_env(),
         },
     )?;
     log::info!("bkvy listening on {}", running.url());
@@ -261,6 +262,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             access,
             state_dir: None,
             stats: StatsOptions::from_env(),
+            dashboard: DashboardOptions::from_env(),
         },
     )?;
     let url = running.url();

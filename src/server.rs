@@ -21,9 +21,11 @@ use crate::config::Config;
 use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
 use crate::http::access::AccessPolicy;
+use crate::http::dashboard;
 use crate::http::{self, AppState, HttpLimits};
 use crate::metrics::Metrics;
 
+pub use crate::http::dashboard::DashboardOptions;
 pub use bkvy_actors::StatsOptions;
 
 /// Largest upstream response body accepted.
@@ -46,6 +48,8 @@ pub struct ServerOptions {
     pub state_dir: Option<PathBuf>,
     /// Statistics logs (`TRANSACTION_LOGGING`, `SUMMARY_STATS`, `LOG_DIR`).
     pub stats: StatsOptions,
+    /// The web dashboard (`DASHBOARD_ENABLED`, history from `LOG_DIR`).
+    pub dashboard: DashboardOptions,
 }
 
 /// A running gateway.
@@ -62,6 +66,8 @@ pub struct Running {
     pub state: Option<StateStore>,
     /// The statistics actor (send it `Flush` before exiting).
     pub stats: Addr<StatsActor>,
+    /// The dashboard actor, when the dashboard is on.
+    pub dashboard: Option<Addr<bkvy_actors::DashboardActor>>,
 }
 
 impl Running {
@@ -207,6 +213,12 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         ("key_model", key_model_meter.clone()),
     ]));
     let stats = StatsActor::new(opts.stats).start();
+    let dash = dashboard::start(&opts.dashboard, opts.clock.clone())?;
+    let mut recipients = vec![stats.clone().recipient()];
+    if let Some(d) = &dash {
+        recipients.push(d.actor.clone().recipient());
+    }
+    let dashboard_addr = dash.as_ref().map(|d| d.actor.clone());
     let state = web::Data::new(AppState {
         upstreams: Upstreams {
             config,
@@ -220,10 +232,11 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         limits: opts.limits,
         router_meter,
         key_model_meter,
-        sinks: CompletionSinks::new(metrics.clone(), vec![stats.clone().recipient()]),
+        sinks: CompletionSinks::new(metrics.clone(), recipients),
         metrics,
         access: opts.access,
         stats: stats.clone(),
+        dashboard: dash,
     });
 
     let mut server = HttpServer::new(move || {
@@ -250,5 +263,6 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         table,
         state: store,
         stats,
+        dashboard: dashboard_addr,
     })
 }

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod body;
 pub mod circuits;
+pub mod dashboard;
 pub mod error;
 pub mod llm;
 pub mod statistics;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub access: AccessPolicy,
     /// The statistics actor (the `/statistics/*` endpoints ask it).
     pub stats: Addr<StatsActor>,
+    /// The web dashboard, when `DASHBOARD_ENABLED=true`.
+    pub dashboard: Option<dashboard::Dashboard>,
 }
 
 /// Refuses the request unless its client address is allow-listed.
@@ -140,5 +143,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/statistics/daily/{date}",
             web::get().to(statistics::daily_one),
         )
+        .service(dashboard::scope())
         .default_service(web::to(not_found));
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bkvy::config::load_from_strs;
 use bkvy::fake::{FakeOptions, FakeUpstream, RecordedRequest};
 use bkvy::http::HttpLimits;
-use bkvy::server::{self, Running, ServerOptions, StatsOptions};
+use bkvy::server::{self, DashboardOptions, Running, ServerOptions, StatsOptions};
 use bkvy_actors::SystemClock;
 use serde_json::Value;
 
@@ -103,6 +103,7 @@ pub struct Harness {
     pub server: actix_web::dev::ServerHandle,
     pub state: Option<bkvy_actors::persist::StateStore>,
     pub stats: actix::Addr<bkvy_actors::StatsActor>,
+    pub dashboard: Option<actix::Addr<bkvy_actors::DashboardActor>>,
 }
 
 impl Harness {
@@ -188,6 +189,25 @@ pub fn start_gateway_full(
     state_dir: Option<std::path::PathBuf>,
     stats: StatsOptions,
 ) -> Harness {
+    start_gateway_dash(
+        fake,
+        config,
+        access,
+        state_dir,
+        stats,
+        DashboardOptions::disabled(),
+    )
+}
+
+/// Starts a gateway with everything chosen by the caller, the dashboard included.
+pub fn start_gateway_dash(
+    fake: FakeUpstream,
+    config: bkvy::config::Config,
+    access: bkvy::http::access::AccessPolicy,
+    state_dir: Option<std::path::PathBuf>,
+    stats: StatsOptions,
+    dashboard: DashboardOptions,
+) -> Harness {
     let gateway = server::start(
         TcpListener::bind("127.0.0.1:0").unwrap(),
         ServerOptions {
@@ -201,6 +221,7 @@ pub fn start_gateway_full(
             access,
             state_dir,
             stats,
+            dashboard,
         },
     )
     .unwrap();
@@ -211,6 +232,7 @@ pub fn start_gateway_full(
         table,
         state,
         stats,
+        dashboard,
     } = gateway;
     let handle = server.handle();
     actix_web::rt::spawn(server);
@@ -222,6 +244,7 @@ pub fn start_gateway_full(
         server: handle,
         state,
         stats,
+        dashboard,
     }
 }
 
