@@ -351,3 +351,62 @@ pub fn received(h: &Harness, model: &str) -> Vec<RecordedRequest> {
         .filter(|r| r.model == model)
         .collect()
 }
+
+/// The dashboard on, loading history from `log_dir` (if any).
+pub fn dashboard_on(log_dir: Option<&std::path::Path>) -> DashboardOptions {
+    DashboardOptions {
+        enabled: true,
+        log_dir: log_dir.map(std::path::Path::to_owned),
+    }
+}
+
+/// The standard test setup with the dashboard on (statistics logs off).
+pub fn start_dashboard(
+    access: bkvy::http::access::AccessPolicy,
+    log_dir: Option<&std::path::Path>,
+    fake_opts: FakeOptions,
+) -> Harness {
+    let fake = FakeUpstream::start(TcpListener::bind("127.0.0.1:0").unwrap(), fake_opts).unwrap();
+    let config = config_for(&fake, PROVIDERS, ROUTING);
+    start_gateway_dash(
+        fake,
+        config,
+        access,
+        None,
+        StatsOptions::disabled(),
+        dashboard_on(log_dir),
+    )
+}
+
+/// GETs with extra headers; returns (status, headers, body text).
+pub async fn get_text(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, awc::http::header::HeaderMap, String) {
+    let mut req = client().get(url);
+    for (k, v) in headers {
+        req = req.insert_header((*k, *v));
+    }
+    let mut res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.body().limit(10 << 20).await.unwrap();
+    (
+        status,
+        res.headers().clone(),
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+/// Polls `/dashboard/data` until it counts `n` requests in the last hour (events are
+/// delivered without waiting), then returns it.
+pub async fn dashboard_data_with(url: &str, n: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = get(&format!("{url}/dashboard/data?hours=1")).await;
+        assert_eq!(status, 200, "{body}");
+        if body["overview"]["total_requests"] == n || std::time::Instant::now() > deadline {
+            return body;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
