@@ -202,7 +202,7 @@ async fn run_until_shutdown(running: Running) -> std::io::Result<()> {
 }
 
 #[allow(clippy::print_stdout)]
-fn print_demo_banner(url: &str, upstream: &str) {
+fn print_demo_banner(url: &str, upstream: &str, dashboard: bool) {
     println!(
         r#"
 bkvy demo: gateway at {url}, fake OpenAI/Anthropic/Gemini/Ollama at {upstream}
@@ -224,6 +224,11 @@ Try:
 Press Ctrl-C to stop.
 "#
     );
+    if dashboard {
+        println!("Dashboard: {url}/dashboard\n");
+    } else {
+        println!("Dashboard: off (start with DASHBOARD_ENABLED=true to see {url}/dashboard)\n");
+    }
 }
 
 async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
@@ -266,7 +271,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
         },
     )?;
     let url = running.url();
-    print_demo_banner(&url, &upstream);
+    print_demo_banner(&url, &upstream, running.dashboard.is_some());
     run_until_shutdown(running).await?;
     fake.stop().await;
     Ok(ExitCode::SUCCESS)

@@ -171,6 +171,15 @@ impl Session {
             .collect()
     }
 
+    async fn screenshot(&self) -> Vec<u8> {
+        let png = self.call("GET", "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"));
+        png
+    }
+
     async fn close(self) {
         self.call("DELETE", "", None).await;
     }
@@ -198,6 +207,23 @@ return {
   scripts: all('script').length,
   marker: window.__kept === true,
 };
+"#;
+
+const BACKGROUND: &str = "return getComputedStyle(document.body).backgroundColor;";
+
+/// Picks "Custom…", fills in the last hour (plus two minutes) and submits.
+const CUSTOM_RANGE: &str = r#"
+const r = document.getElementById('range');
+r.value = 'custom';
+r.dispatchEvent(new Event('change'));
+const pad = (n) => String(n).padStart(2, '0');
+const v = (d) => d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) +
+  'T' + pad(d.getHours()) + ':' + pad(d.getMinutes());
+const now = new Date();
+document.getElementById('from').value = v(new Date(now.getTime() - 3600 * 1000));
+document.getElementById('to').value = v(new Date(now.getTime() + 120 * 1000));
+document.getElementById('apply').click();
+return null;
 "#;
 
 #[actix_web::test]
@@ -311,20 +337,64 @@ async fn the_dashboard_renders_in_headless_chromium() {
     let location = s.js("return location.search;").await;
     assert_eq!(location, "?hours=6");
 
-    let errors = s.console_errors().await;
-    assert!(errors.is_empty(), "console errors: {errors:?}");
+    // A custom range through the controls; auto-refresh keeps it (both stay in the address).
+    s.js(CUSTOM_RANGE).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let search = s.js("return location.search;").await;
+        let search = search.as_str().unwrap_or_default().to_owned();
+        if search.contains("start_date=") {
+            assert!(search.contains("end_date="), "{search}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "custom range not applied: {search}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let custom = s.js(PAGE_STATE).await;
+    assert_eq!(custom["total"], "9", "{custom}");
+    s.js(
+        "const f = document.getElementById('refresh'); f.value = '15'; \
+          f.dispatchEvent(new Event('change')); return null;",
+    )
+    .await;
+    let search = s.js("return location.search;").await;
+    let search = search.as_str().unwrap();
+    assert!(
+        search.contains("start_date=") && search.contains("refresh=15"),
+        "{search}"
+    );
+    s.js(
+        "const f = document.getElementById('refresh'); f.value = '0'; \
+          f.dispatchEvent(new Event('change')); return null;",
+    )
+    .await;
 
-    let png = s.call("GET", "/screenshot", None).await;
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(png.as_str().unwrap())
-        .unwrap();
-    assert!(png.starts_with(b"\x89PNG"));
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
         PathBuf::from,
     );
     std::fs::create_dir_all(&target).unwrap();
-    std::fs::write(target.join("dashboard.png"), png).unwrap();
+    s.goto(&format!("{}/dashboard?hours=1", h.url)).await;
+    let light = s.js(BACKGROUND).await;
+    std::fs::write(target.join("dashboard.png"), s.screenshot().await).unwrap();
+
+    // Dark theme from the browser's preference.
+    s.call(
+        "POST",
+        "/goog/cdp/execute",
+        Some(json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+            "features": [{"name": "prefers-color-scheme", "value": "dark"}]}})),
+    )
+    .await;
+    let dark = s.js(BACKGROUND).await;
+    assert_ne!(light, dark, "the theme follows prefers-color-scheme");
+    std::fs::write(target.join("dashboard-dark.png"), s.screenshot().await).unwrap();
+
+    let errors = s.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
     s.close().await;
     h.stop().await;
 }

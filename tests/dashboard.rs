@@ -247,6 +247,7 @@ async fn ranges_coverage_and_invalid_parameters() {
         ("start_date=yesterday", "start_date"),
         ("start_date=2026-01-02&end_date=2026-01-01", "end_date"),
         ("end_date=2026-01-01", "start_date"),
+        ("hours=1&hours=2", "hours"),
     ] {
         for path in ["data", "fragment", ""] {
             let url = format!(

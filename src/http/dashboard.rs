@@ -324,7 +324,10 @@ pub fn scope() -> actix_web::Scope<
         InitError = (),
     >,
 > {
+    let query = web::QueryConfig::default()
+        .error_handler(|e, _| DashError::BadParam(format!("invalid query string: {e}")).into());
     web::scope("/dashboard")
+        .app_data(query)
         .wrap(from_fn(guard))
         .route("", web::get().to(page))
         .route("/", web::get().to(page))
