@@ -179,7 +179,10 @@ fn listed<'a>(
     r: &TimeRange,
     n: usize,
 ) -> Vec<TxView> {
+    // Newest arrival first; among equal arrival times (same millisecond) the one that
+    // finished last first: the ring is in completion order and the sort is stable.
     let mut v: Vec<&Tx> = ring
+        .rev()
         .filter(|t| t.at_ms >= r.start_ms && t.at_ms < r.end_ms)
         .collect();
     v.sort_by_key(|t| std::cmp::Reverse(t.at_ms));

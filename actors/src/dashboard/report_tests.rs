@@ -125,3 +125,16 @@ fn thirty_days_of_a_million_rows_answer_in_milliseconds() {
     assert_eq!(rep.overview.total_requests, 1_000_000);
     assert!(took < std::time::Duration::from_millis(500), "{took:?}");
 }
+
+#[test]
+fn equal_arrival_times_list_the_last_finished_first() {
+    let mut s = Store::default();
+    let mut a = tx(NOW - MINUTE_MS, true, "k", 1);
+    a.request_id = "first".into();
+    let mut b = a.clone();
+    b.request_id = "second".into();
+    s.record(a, NOW);
+    s.record(b, NOW);
+    let rep = s.query(&TimeRange::last_hours(1, NOW), NOW);
+    assert_eq!(rep.recent_transactions[0].tx.request_id, "second");
+}

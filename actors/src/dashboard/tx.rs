@@ -9,6 +9,27 @@ use crate::clock::Millis;
 use crate::events::RequestCompleted;
 use crate::stats::csv_log::{self, unescape_cell};
 
+/// The index of a column in [`csv_log::COLUMNS`], at compile time (a missing name does
+/// not compile), so reading a million rows does no name look-ups.
+const fn col(name: &str) -> usize {
+    let mut i = 0;
+    while i < csv_log::COLUMNS.len() {
+        let c = csv_log::COLUMNS[i].as_bytes();
+        let n = name.as_bytes();
+        if c.len() == n.len() {
+            let mut j = 0;
+            while j < c.len() && c[j] == n[j] {
+                j += 1;
+            }
+            if j == c.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("no such transaction-log column")
+}
+
 /// Longest error message kept (the CSV keeps 500 characters too).
 const MAX_MESSAGE_CHARS: usize = 500;
 
@@ -93,48 +114,53 @@ impl Tx {
         if rec.len() != csv_log::COLUMNS.len() {
             return None;
         }
-        let cell = |name: &str| -> Option<&str> {
-            let i = csv_log::COLUMNS.iter().position(|c| *c == name)?;
+        let cell = |i: usize| -> Option<&str> {
             let s = unescape_cell(rec.get(i)?);
             (!s.is_empty()).then_some(s)
         };
-        let text = |name: &str| cell(name).map(str::to_owned);
-        let num = |name: &str| -> Option<Option<f64>> {
-            match cell(name) {
+        let text = |i: usize| cell(i).map(str::to_owned);
+        let num = |i: usize| -> Option<Option<f64>> {
+            match cell(i) {
                 None => Some(None),
                 Some(s) => s.parse::<f64>().ok().filter(|v| v.is_finite()).map(Some),
             }
         };
-        let int = |name: &str| -> Option<Option<u64>> {
-            match cell(name) {
+        let int = |i: usize| -> Option<Option<u64>> {
+            match cell(i) {
                 None => Some(None),
                 Some(s) => s.parse::<u64>().ok().map(Some),
             }
         };
-        let success = match cell("success")? {
+        let success = match cell(const { col("success") })? {
             "True" | "true" => true,
             "False" | "false" => false,
             _ => return None,
         };
         let used_or_requested =
-            |used: &str, requested: &str| text(used).or_else(|| text(requested));
+            |used: usize, requested: usize| text(used).or_else(|| text(requested));
         Some(Self {
-            at_ms: parse_instant(cell("timestamp")?).ok()?,
-            request_id: text("request_id").unwrap_or_default(),
-            client_id: text("client_id").unwrap_or_default(),
-            routing_method: text("routing_method")?,
-            intelligence_level: text("intelligence_level"),
-            max_wait_seconds: num("max_wait_seconds")?,
+            at_ms: parse_instant(cell(const { col("timestamp") })?).ok()?,
+            request_id: text(const { col("request_id") }).unwrap_or_default(),
+            client_id: text(const { col("client_id") }).unwrap_or_default(),
+            routing_method: text(const { col("routing_method") })?,
+            intelligence_level: text(const { col("intelligence_level") }),
+            max_wait_seconds: num(const { col("max_wait_seconds") })?,
             success,
-            provider: used_or_requested("provider_used", "requested_provider"),
-            model: used_or_requested("model_used", "requested_model"),
-            api_key: text("api_key_used"),
-            total_time_ms: num("total_time_ms")?.unwrap_or(0.0) as Millis,
-            cost: num("cost_estimate")?,
-            input_tokens: int("input_tokens")?,
-            output_tokens: int("output_tokens")?,
-            error_type: text("error_type"),
-            error_message: text("error_message"),
+            provider: used_or_requested(
+                const { col("provider_used") },
+                const { col("requested_provider") },
+            ),
+            model: used_or_requested(
+                const { col("model_used") },
+                const { col("requested_model") },
+            ),
+            api_key: text(const { col("api_key_used") }),
+            total_time_ms: num(const { col("total_time_ms") })?.unwrap_or(0.0) as Millis,
+            cost: num(const { col("cost_estimate") })?,
+            input_tokens: int(const { col("input_tokens") })?,
+            output_tokens: int(const { col("output_tokens") })?,
+            error_type: text(const { col("error_type") }),
+            error_message: text(const { col("error_message") }),
         })
     }
 }
