@@ -9,7 +9,7 @@ use bkvy::config::{self, Config};
 use bkvy::fake::{FakeOptions, FakeUpstream};
 use bkvy::http::access::AccessPolicy;
 use bkvy::http::HttpLimits;
-use bkvy::server::{self, Running, ServerOptions, StatsOptions};
+use bkvy::server::{self, DashboardOptions, Running, ServerOptions, StatsOptions};
 use bkvy_actors::SystemClock;
 use clap::{Args, Parser, Subcommand};
 
@@ -186,6 +186,7 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
             shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_seconds),
             config_dir: Some(args.config_dir.clone()),
             stats: StatsOptions::from_env(),
+            dashboard: DashboardOptions::from_env(),
         },
     )?;
     log::info!("bkvy listening on {}", running.url());
@@ -255,7 +256,7 @@ async fn wait_for_stop_signal() {
 }
 
 #[allow(clippy::print_stdout)]
-fn print_demo_banner(url: &str, upstream: &str) {
+fn print_demo_banner(url: &str, upstream: &str, dashboard: bool) {
     println!(
         r#"
 bkvy demo: gateway at {url}, fake OpenAI/Anthropic/Gemini/Ollama at {upstream}
@@ -277,6 +278,11 @@ Try:
 Press Ctrl-C to stop.
 "#
     );
+    if dashboard {
+        println!("Dashboard: {url}/dashboard\n");
+    } else {
+        println!("Dashboard: off (start with DASHBOARD_ENABLED=true to see {url}/dashboard)\n");
+    }
 }
 
 async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
@@ -317,10 +323,11 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             stats: StatsOptions::from_env(),
             shutdown_grace: std::time::Duration::from_secs(30),
             config_dir: None,
+            dashboard: DashboardOptions::from_env(),
         },
     )?;
     let url = running.url();
-    print_demo_banner(&url, &upstream);
+    print_demo_banner(&url, &upstream, running.dashboard.is_some());
     run_until_shutdown(running).await?;
     fake.stop().await;
     Ok(ExitCode::SUCCESS)

@@ -23,10 +23,12 @@ use crate::config::Config;
 use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
 use crate::http::access::AccessPolicy;
+use crate::http::dashboard;
 use crate::http::{self, AppState, HttpLimits, Live};
 use crate::metrics::Metrics;
 use crate::types::Tier;
 
+pub use crate::http::dashboard::DashboardOptions;
 pub use bkvy_actors::StatsOptions;
 
 /// Largest upstream response body accepted.
@@ -54,6 +56,8 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Where the config was read from, for reloads (`None`: reload is refused).
     pub config_dir: Option<PathBuf>,
+    /// The web dashboard (`DASHBOARD_ENABLED`, history from `LOG_DIR`).
+    pub dashboard: DashboardOptions,
 }
 
 /// A running gateway.
@@ -72,6 +76,8 @@ pub struct Running {
     pub state_handle: web::Data<AppState>,
     /// The statistics actor (send it `Flush` before exiting).
     pub stats: Addr<StatsActor>,
+    /// The dashboard actor, when the dashboard is on.
+    pub dashboard: Option<Addr<bkvy_actors::DashboardActor>>,
 }
 
 impl Running {
@@ -234,6 +240,12 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         ("key_model", key_model_meter.clone()),
     ]));
     let stats = StatsActor::new(opts.stats).start();
+    let dash = dashboard::start(&opts.dashboard, opts.clock.clone())?;
+    let mut recipients = vec![stats.clone().recipient()];
+    if let Some(d) = &dash {
+        recipients.push(d.actor.clone().recipient());
+    }
+    let dashboard_addr = dash.as_ref().map(|d| d.actor.clone());
     let state = web::Data::new(AppState {
         live: ArcSwap::from_pointee(Live {
             upstreams: Upstreams {
@@ -252,10 +264,11 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         limits: opts.limits,
         router_meter,
         key_model_meter,
-        sinks: CompletionSinks::new(metrics.clone(), vec![stats.clone().recipient()]),
+        sinks: CompletionSinks::new(metrics.clone(), recipients),
         metrics,
         access: opts.access,
         stats: stats.clone(),
+        dashboard: dash,
     });
 
     let state_handle = state.clone();
@@ -283,5 +296,6 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         state: store,
         state_handle,
         stats,
+        dashboard: dashboard_addr,
     })
 }

@@ -13,14 +13,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bkvy::fake::{FakeOptions, FakeUpstream};
-use bkvy::http::access::AccessPolicy;
 use bkvy::http::HttpLimits;
-use bkvy::server::{self, Running, ServerOptions};
-use bkvy_actors::SystemClock;
 use common::*;
 use serde_json::{json, Value};
 
@@ -40,34 +36,17 @@ fn start_hostile() -> Harness {
     )
     .unwrap();
     let config = config_for(&fake, PROVIDERS, ROUTING);
-    let Running {
-        server,
-        addr,
-        router,
-        table,
-    } = server::start(
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-        ServerOptions {
-            config,
-            clock: Arc::new(SystemClock),
+    start_gateway_full(
+        fake,
+        config,
+        GatewayOpts {
             limits: HttpLimits {
                 max_request_bytes: LIMIT,
                 max_messages: MAX_MESSAGES,
             },
-            workers: 1,
-            access: AccessPolicy::default(),
+            ..GatewayOpts::default()
         },
     )
-    .unwrap();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
-    Harness {
-        fake,
-        url: format!("http://{addr}"),
-        router,
-        table,
-        server: handle,
-    }
 }
 
 fn hostile_client() -> awc::Client {

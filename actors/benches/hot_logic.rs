@@ -53,7 +53,13 @@ fn rate_window(c: &mut Criterion) {
 
 fn capacity(rpm: u32, max_concurrent: Option<u32>) -> KeyModelCapacity<Stay> {
     let window = RateWindow::new(rpm, u32::MAX, Tz::UTC, T0);
-    KeyModelCapacity::new(window, max_concurrent, 1_000, 800)
+    KeyModelCapacity::new(
+        window,
+        bkvy_actors::circuit::CircuitConfig::default(),
+        max_concurrent,
+        1_000,
+        800,
+    )
 }
 
 /// One full FIFO cycle on a pair with a concurrency cap of 1: a request is admitted and

@@ -17,6 +17,7 @@ pub mod capacity;
 pub mod choice;
 pub mod circuit;
 pub mod clock;
+pub mod dashboard;
 pub mod events;
 pub mod handle;
 pub mod ids;
@@ -30,6 +31,7 @@ pub mod waiters;
 
 pub use capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate};
 pub use clock::{Clock, ManualClock, Millis, SharedClock, SystemClock};
+pub use dashboard::{DashboardActor, GetDashboard, GetDashboardStatus};
 pub use events::{AttemptError, RequestCompleted};
 pub use handle::{KeyModelHandle, LeaseGuard};
 pub use ids::{KeyModelId, RoutingMethod, Tier};

@@ -8,6 +8,7 @@ pub mod access;
 pub mod admin;
 pub mod body;
 pub mod circuits;
+pub mod dashboard;
 pub mod error;
 pub mod llm;
 pub mod openai;
@@ -84,6 +85,8 @@ pub struct AppState {
     pub access: AccessPolicy,
     /// The statistics actor (the `/statistics/*` endpoints ask it).
     pub stats: Addr<StatsActor>,
+    /// The web dashboard, when `DASHBOARD_ENABLED=true`.
+    pub dashboard: Option<dashboard::Dashboard>,
 }
 
 impl AppState {
@@ -170,5 +173,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/statistics/daily/{date}",
             web::get().to(statistics::daily_one),
         )
+        .service(dashboard::scope())
         .default_service(web::to(not_found));
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bkvy::config::load_from_strs;
 use bkvy::fake::{FakeOptions, FakeUpstream, RecordedRequest};
 use bkvy::http::HttpLimits;
-use bkvy::server::{self, Running, ServerOptions, StatsOptions};
+use bkvy::server::{self, DashboardOptions, Running, ServerOptions, StatsOptions};
 use bkvy_actors::SystemClock;
 use serde_json::Value;
 
@@ -104,6 +104,7 @@ pub struct Harness {
     pub state: Option<bkvy_actors::persist::StateStore>,
     pub state_handle: actix_web::web::Data<bkvy::http::AppState>,
     pub stats: actix::Addr<bkvy_actors::StatsActor>,
+    pub dashboard: Option<actix::Addr<bkvy_actors::DashboardActor>>,
 }
 
 impl Harness {
@@ -195,6 +196,8 @@ pub struct GatewayOpts {
     pub state_dir: Option<std::path::PathBuf>,
     pub stats: StatsOptions,
     pub config_dir: Option<std::path::PathBuf>,
+    pub dashboard: DashboardOptions,
+    pub limits: HttpLimits,
 }
 
 impl Default for GatewayOpts {
@@ -204,6 +207,11 @@ impl Default for GatewayOpts {
             state_dir: None,
             stats: StatsOptions::disabled(),
             config_dir: None,
+            dashboard: DashboardOptions::disabled(),
+            limits: HttpLimits {
+                max_request_bytes: 64 * 1024,
+                max_messages: 100,
+            },
         }
     }
 }
@@ -219,22 +227,22 @@ pub fn start_gateway_full(
         state_dir,
         stats,
         config_dir,
+        dashboard,
+        limits,
     } = opts;
     let gateway = server::start(
         TcpListener::bind("127.0.0.1:0").unwrap(),
         ServerOptions {
             config,
             clock: Arc::new(SystemClock),
-            limits: HttpLimits {
-                max_request_bytes: 64 * 1024,
-                max_messages: 100,
-            },
+            limits,
             workers: 1,
             access,
             state_dir,
             stats,
             shutdown_grace: Duration::from_secs(10),
             config_dir,
+            dashboard,
         },
     )
     .unwrap();
@@ -246,6 +254,7 @@ pub fn start_gateway_full(
         state,
         state_handle,
         stats,
+        dashboard,
     } = gateway;
     let handle = server.handle();
     actix_web::rt::spawn(server);
@@ -258,6 +267,7 @@ pub fn start_gateway_full(
         state,
         state_handle,
         stats,
+        dashboard,
     }
 }
 
@@ -363,4 +373,64 @@ pub fn received(h: &Harness, model: &str) -> Vec<RecordedRequest> {
         .into_iter()
         .filter(|r| r.model == model)
         .collect()
+}
+
+/// The dashboard on, loading history from `log_dir` (if any).
+pub fn dashboard_on(log_dir: Option<&std::path::Path>) -> DashboardOptions {
+    DashboardOptions {
+        enabled: true,
+        log_dir: log_dir.map(std::path::Path::to_owned),
+    }
+}
+
+/// The standard test setup with the dashboard on (statistics logs off).
+pub fn start_dashboard(
+    access: bkvy::http::access::AccessPolicy,
+    log_dir: Option<&std::path::Path>,
+    fake_opts: FakeOptions,
+) -> Harness {
+    let fake = FakeUpstream::start(TcpListener::bind("127.0.0.1:0").unwrap(), fake_opts).unwrap();
+    let config = config_for(&fake, PROVIDERS, ROUTING);
+    start_gateway_full(
+        fake,
+        config,
+        GatewayOpts {
+            access,
+            dashboard: dashboard_on(log_dir),
+            ..GatewayOpts::default()
+        },
+    )
+}
+
+/// GETs with extra headers; returns (status, headers, body text).
+pub async fn get_text(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, awc::http::header::HeaderMap, String) {
+    let mut req = client().get(url);
+    for (k, v) in headers {
+        req = req.insert_header((*k, *v));
+    }
+    let mut res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.body().limit(10 << 20).await.unwrap();
+    (
+        status,
+        res.headers().clone(),
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+/// Polls `/dashboard/data` until it counts `n` requests in the last hour (events are
+/// delivered without waiting), then returns it.
+pub async fn dashboard_data_with(url: &str, n: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = get(&format!("{url}/dashboard/data?hours=1")).await;
+        assert_eq!(status, 200, "{body}");
+        if body["overview"]["total_requests"] == n || std::time::Instant::now() > deadline {
+            return body;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
 }
