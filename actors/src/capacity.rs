@@ -646,7 +646,9 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         let rate_wait = self.window.wait(now);
         let (start, blocker) = self.start_wait(now, self.queue.len());
         let service_ms = self.service_ms.round() as Millis;
-        let unavailable = if let Some(message) = &self.disabled {
+        let unavailable = if self.draining {
+            Some(Rejection::ShuttingDown)
+        } else if let Some(message) = &self.disabled {
             Some(Rejection::Disabled {
                 message: message.clone(),
             })

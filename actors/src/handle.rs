@@ -15,6 +15,7 @@ use crate::key_model::{
     Reserve, ReserveReply, Reset,
 };
 use crate::mailbox::MailboxMeter;
+use crate::published::Published;
 
 /// Address of one key/model actor plus what is known about it statically.
 #[derive(Clone)]
@@ -23,6 +24,7 @@ pub struct KeyModelHandle {
     pub spec: Arc<KeyModelSpec>,
     addr: Addr<KeyModelActor>,
     meter: MailboxMeter,
+    published: Arc<Published>,
 }
 
 impl std::fmt::Debug for KeyModelHandle {
@@ -34,9 +36,24 @@ impl std::fmt::Debug for KeyModelHandle {
 }
 
 impl KeyModelHandle {
-    /// Wraps a started actor.
-    pub fn new(spec: Arc<KeyModelSpec>, addr: Addr<KeyModelActor>, meter: MailboxMeter) -> Self {
-        Self { spec, addr, meter }
+    /// Wraps a started actor and the estimate it publishes.
+    pub fn new(
+        spec: Arc<KeyModelSpec>,
+        addr: Addr<KeyModelActor>,
+        meter: MailboxMeter,
+        published: Arc<Published>,
+    ) -> Self {
+        Self {
+            spec,
+            addr,
+            meter,
+            published,
+        }
+    }
+
+    /// The estimate the actor last published, as it stands at `now` (no message).
+    pub fn estimate_now(&self, now: Millis) -> WaitEstimate {
+        self.published.read(now)
     }
 
     /// Wait-time query, `None` if the actor does not answer within `timeout`.
@@ -142,6 +159,7 @@ impl KeyModelHandle {
             spec: Arc::new(spec),
             addr: self.addr.clone(),
             meter: self.meter.clone(),
+            published: self.published.clone(),
         }
     }
 

@@ -19,6 +19,7 @@ use crate::clock::{Millis, SharedClock};
 use crate::ids::KeyModelId;
 use crate::mailbox::MailboxMeter;
 use crate::persist::{PairSnapshot, StateStore};
+use crate::published::Published;
 use crate::rate_window::RateWindow;
 
 /// Mailbox bound; `send` waits (and, with its timeout, fails) beyond it.
@@ -149,6 +150,7 @@ pub struct KeyModelActor {
     meter: MailboxMeter,
     store: Option<StateStore>,
     dirty: bool,
+    published: Arc<Published>,
 }
 
 /// How often changed state is handed to the state store.
@@ -163,6 +165,7 @@ impl KeyModelActor {
         meter: MailboxMeter,
         store: Option<StateStore>,
         restore: Option<&PairSnapshot>,
+        published: Arc<Published>,
     ) -> Self {
         let now = clock.now_ms();
         let window = RateWindow::new(spec.rpm, spec.rpd, spec.rpd_timezone, now);
@@ -184,7 +187,15 @@ impl KeyModelActor {
             meter,
             store,
             dirty: false,
+            published,
         }
+    }
+
+    /// Makes the current estimate readable without a message (see `published`).
+    fn publish(&mut self) {
+        let now = self.clock.now_ms();
+        let e = self.capacity.estimate(now);
+        self.published.publish(now, &e);
     }
 
     fn snapshot(&self) -> PairSnapshot {
@@ -197,9 +208,15 @@ impl KeyModelActor {
         }
     }
 
-    /// Grants what can be granted, answers expired waiters, and arms the wake-up timer.
+    /// Grants what can be granted, answers expired waiters, arms the wake-up timer, and
+    /// publishes the new estimate.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         self.dirty = true;
+        self.pump_queue(ctx);
+        self.publish();
+    }
+
+    fn pump_queue(&mut self, ctx: &mut Context<Self>) {
         loop {
             let now = self.clock.now_ms();
             let pump = self.capacity.pump(now);
@@ -248,6 +265,7 @@ impl Actor for KeyModelActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.publish();
         if self.store.is_some() {
             ctx.run_interval(SAVE_INTERVAL, |act, _| {
                 if act.dirty {
@@ -282,6 +300,7 @@ impl Handler<Drain> for KeyModelActor {
         for tx in self.capacity.drain() {
             let _ = tx.send(Err(Rejection::ShuttingDown));
         }
+        self.publish();
     }
 }
 
@@ -314,6 +333,7 @@ impl Handler<Reserve> for KeyModelActor {
         let reply = match self.capacity.admit(now, msg.deadline) {
             Admission::Granted(lease) => {
                 self.dirty = true;
+                self.publish();
                 ReserveReply::Granted(lease)
             }
             Admission::Rejected(r) => ReserveReply::Rejected(r),
@@ -384,6 +404,7 @@ impl Handler<Disable> for KeyModelActor {
                 message: msg.message.clone(),
             }));
         }
+        self.publish();
     }
 }
 

@@ -24,6 +24,7 @@ pub mod ids;
 pub mod key_model;
 pub mod mailbox;
 pub mod persist;
+pub mod published;
 pub mod rate_window;
 pub mod router;
 pub mod stats;
@@ -70,9 +71,16 @@ pub fn start_key_models_with_state(
         .map(|spec| {
             let shared = Arc::new(spec.clone());
             let restore = loaded.snapshots.get(&spec.id);
-            let actor =
-                KeyModelActor::new(spec, clock.clone(), meter.clone(), store.cloned(), restore);
-            KeyModelHandle::new(shared, actor.start(), meter.clone())
+            let published = Arc::new(published::Published::default());
+            let actor = KeyModelActor::new(
+                spec,
+                clock.clone(),
+                meter.clone(),
+                store.cloned(),
+                restore,
+                published.clone(),
+            );
+            KeyModelHandle::new(shared, actor.start(), meter.clone(), published)
         })
         .collect()
 }

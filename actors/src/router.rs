@@ -1,17 +1,15 @@
-//! `RouterActor`: builds the candidates of a request, fans the wait-time query out to
-//! their key/model actors, and fixes the attempt order with [`choice::choose`].
+//! `RouterActor`: builds the candidates of a request, reads their key/model actors'
+//! wait-time estimates, and fixes the attempt order with [`choice::choose`].
 //!
-//! The fan-out runs as a `ResponseFuture` over handles snapshotted when the message is
-//! handled, so the router never blocks its mailbox while key/model actors answer. The
-//! choice is advisory: a slot may be taken between the query and the reservation, which
-//! is why reserving re-checks and may refuse.
+//! The key/model actors push their estimates (see [`crate::published`]) instead of being
+//! asked with a message per candidate per request, so a choice needs no round trip. The
+//! choice is advisory: a slot may be taken between the estimate and the reservation,
+//! which is why reserving re-checks and may refuse.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
-use futures::future::join_all;
 use serde::Serialize;
 
 use crate::capacity::WaitEstimate;
@@ -20,9 +18,6 @@ use crate::clock::{Millis, SharedClock};
 use crate::handle::KeyModelHandle;
 use crate::ids::{KeyModelId, RoutingMethod, Tier};
 use crate::mailbox::MailboxMeter;
-
-/// Upper bound on one wait-time query during routing.
-pub const WAIT_QUERY_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// One routable (provider, key, model) combination.
 #[derive(Debug, Clone)]
@@ -342,74 +337,73 @@ impl Actor for RouterActor {
 }
 
 impl Handler<Route> for RouterActor {
-    // The fan-out needs no router state once the candidates are snapshotted, so a plain
-    // ResponseFuture keeps the mailbox free while key/model actors answer.
-    type Result = ResponseFuture<Result<Plan, RouteError>>;
+    // Each key/model actor publishes its estimate after every change of its state
+    // (`published`), so the router reads them directly: no message per candidate, and
+    // the choice is made within this one handler.
+    type Result = MessageResult<Route>;
 
     fn handle(&mut self, msg: Route, _: &mut Self::Context) -> Self::Result {
         self.meter.waited(msg.sent_at);
         let _m = self.meter.handling();
-        let method = msg.target.method();
-        let found = self.candidates(&msg.target);
-        let clock = self.clock.clone();
-        Box::pin(async move {
-            let (list, rule) = found?;
-            let now = clock.now_ms();
-            let remaining = (msg.deadline - now).max(0);
-            let timeout = WAIT_QUERY_TIMEOUT.min(Duration::from_millis(remaining as u64));
-            let estimates = join_all(list.iter().map(|(c, _)| c.handle.wait_time(timeout))).await;
-            let views: Vec<CandidateView> = list
-                .iter()
-                .zip(&estimates)
-                .map(|((c, priority), e)| CandidateView {
-                    cost: c.cost_per_1k,
-                    priority: *priority,
-                    estimate: e.clone(),
-                })
-                .collect();
-            let choice = choose(rule, &views, msg.max_wait_ms, remaining);
-            let considered: Vec<Considered> = choice
-                .not_chosen
-                .iter()
-                .map(|n| {
-                    let c = &list[n.index].0;
-                    let id = c.id();
-                    Considered {
-                        provider: id.provider.clone(),
-                        model: id.model.clone(),
-                        api_key: id.key_id.clone(),
-                        estimated_total_time_ms: estimates[n.index].as_ref().map(|e| e.total_ms),
-                        cost_per_1k_tokens: c.cost_per_1k,
-                        reason_not_chosen: n.reason.clone(),
-                        fallback_rank: n.fallback_rank,
-                        available_in_ms: n.available_in_ms,
-                    }
-                })
-                .collect();
-            if choice.order.is_empty() {
-                let retry_after_ms = considered.iter().filter_map(|c| c.available_in_ms).min();
-                return Err(RouteError::AllUnavailable {
-                    count: list.len(),
-                    considered,
-                    retry_after_ms,
-                });
-            }
-            let ordered = choice
-                .order
-                .iter()
-                .filter_map(|&i| {
-                    estimates[i].clone().map(|estimate| Planned {
-                        candidate: list[i].0.clone(),
-                        estimate,
-                    })
-                })
-                .collect();
-            Ok(Plan {
-                method,
-                decision_reason: choice.decision_reason,
-                ordered,
-                considered,
+        MessageResult(self.plan(&msg))
+    }
+}
+
+impl RouterActor {
+    fn plan(&self, msg: &Route) -> Result<Plan, RouteError> {
+        let (list, rule) = self.candidates(&msg.target)?;
+        let now = self.clock.now_ms();
+        let remaining = (msg.deadline - now).max(0);
+        let views: Vec<CandidateView> = list
+            .iter()
+            .map(|(c, priority)| CandidateView {
+                cost: c.cost_per_1k,
+                priority: *priority,
+                estimate: Some(c.handle.estimate_now(now)),
             })
+            .collect();
+        let choice = choose(rule, &views, msg.max_wait_ms, remaining);
+        let considered: Vec<Considered> = choice
+            .not_chosen
+            .iter()
+            .map(|n| {
+                let c = &list[n.index].0;
+                let id = c.id();
+                Considered {
+                    provider: id.provider.clone(),
+                    model: id.model.clone(),
+                    api_key: id.key_id.clone(),
+                    estimated_total_time_ms: views[n.index].estimate.as_ref().map(|e| e.total_ms),
+                    cost_per_1k_tokens: c.cost_per_1k,
+                    reason_not_chosen: n.reason.clone(),
+                    fallback_rank: n.fallback_rank,
+                    available_in_ms: n.available_in_ms,
+                }
+            })
+            .collect();
+        if choice.order.is_empty() {
+            let retry_after_ms = considered.iter().filter_map(|c| c.available_in_ms).min();
+            return Err(RouteError::AllUnavailable {
+                count: list.len(),
+                considered,
+                retry_after_ms,
+            });
+        }
+        let ordered = choice
+            .order
+            .iter()
+            .filter_map(|&i| {
+                views[i].estimate.clone().map(|estimate| Planned {
+                    candidate: list[i].0.clone(),
+                    estimate,
+                })
+            })
+            .collect();
+        Ok(Plan {
+            method: msg.target.method(),
+            decision_reason: choice.decision_reason,
+            ordered,
+            considered,
         })
     }
 }
