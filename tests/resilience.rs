@@ -392,3 +392,39 @@ async fn a_reload_applies_a_valid_config_keeps_state_and_rejects_an_invalid_one(
     assert_eq!(s, 200, "old config still serving");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[actix_web::test]
+async fn a_full_queue_answers_503_with_retry_after() {
+    let providers = PROVIDERS.replacen(
+        r#""gpt-4o": {"rpm": 100, "rpd": 10000}}"#,
+        r#""gpt-4o": {"rpm": 100, "rpd": 10000, "max_concurrent": 1}}"#,
+        1,
+    );
+    let routing = ROUTING.replace(
+        r#""max_attempts_per_candidate": 2,"#,
+        r#""max_attempts_per_candidate": 2, "max_queue": 1,"#,
+    );
+    let h = start_with(&providers, &routing, FakeOptions::default());
+    h.fake
+        .script("gpt-4o", [Fault::Delay(Duration::from_millis(1_500))]);
+    let url = format!("{}/llm/direct", h.url);
+    let body = json!({"provider": "openai", "model": "gpt-4o", "api_key_id": "oa1",
+                      "messages": [{"role": "user", "content": "x"}]});
+    let first = actix_web::rt::spawn({
+        let (url, body) = (url.clone(), body.clone());
+        async move { post(&url, &body).await }
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(150)).await;
+    let second = actix_web::rt::spawn({
+        let (url, body) = (url.clone(), body.clone());
+        async move { post(&url, &body).await }
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(150)).await;
+    let mut res = client().post(&url).send_json(&body).await.unwrap();
+    assert_eq!(res.status().as_u16(), 503, "the queue of one is taken");
+    assert!(res.headers().get("retry-after").is_some());
+    let b: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(b["error_code"], "all_candidates_unavailable", "{b}");
+    assert_eq!(first.await.unwrap().0, 200);
+    assert_eq!(second.await.unwrap().0, 200);
+}

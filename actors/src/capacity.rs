@@ -46,10 +46,12 @@ pub enum Rejection {
         message: String,
     },
     /// The FIFO is full.
-    #[error("queue full ({capacity} waiting)")]
+    #[error("queue full ({capacity} waiting), room expected in {available_in_ms} ms")]
     QueueFull {
         /// The bound.
         capacity: usize,
+        /// When the head of the queue is expected to go, making room.
+        available_in_ms: Millis,
     },
     /// The earliest start lies beyond the request's deadline.
     #[error("earliest start in {available_in_ms} ms ({blocker}) is past the request deadline")]
@@ -98,6 +100,9 @@ impl Rejection {
             Self::CircuitOpen {
                 available_in_ms, ..
             } => *available_in_ms,
+            Self::QueueFull {
+                available_in_ms, ..
+            } => Some(*available_in_ms),
             _ => None,
         }
     }
@@ -430,11 +435,17 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             });
         }
         if self.queue.len() >= self.queue.capacity() {
-            return Admission::Rejected(Rejection::QueueFull {
-                capacity: self.queue.capacity(),
-            });
+            return Admission::Rejected(self.queue_full(now));
         }
         Admission::Enqueue
+    }
+
+    /// The rejection for a full queue, with the time until its head is expected to go.
+    pub fn queue_full(&mut self, now: Millis) -> Rejection {
+        Rejection::QueueFull {
+            capacity: self.queue.capacity(),
+            available_in_ms: self.start_wait(now, 0).0.max(1),
+        }
     }
 
     /// Queues a request that `admit` said may wait.
@@ -655,9 +666,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         } else if let Some(r) = self.circuit_rejection(now) {
             Some(r)
         } else if self.queue.len() >= self.queue.capacity() {
-            Some(Rejection::QueueFull {
-                capacity: self.queue.capacity(),
-            })
+            Some(self.queue_full(now))
         } else {
             None
         };

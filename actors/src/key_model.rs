@@ -347,9 +347,7 @@ impl Handler<Reserve> for KeyModelActor {
                             grant: rx,
                         }
                     }
-                    Err(full) => ReserveReply::Rejected(Rejection::QueueFull {
-                        capacity: full.capacity,
-                    }),
+                    Err(_) => ReserveReply::Rejected(self.capacity.queue_full(now)),
                 }
             }
         };

@@ -45,7 +45,10 @@ impl Published {
         let (code, at, capacity) = match &e.unavailable {
             None => (0, 0, 0),
             Some(Rejection::Disabled { .. }) => (1, 0, 0),
-            Some(Rejection::QueueFull { capacity }) => (2, 0, *capacity as u64),
+            Some(Rejection::QueueFull {
+                capacity,
+                available_in_ms,
+            }) => (2, now + available_in_ms, *capacity as u64),
             Some(Rejection::CircuitOpen {
                 available_in_ms: Some(ms),
                 ..
@@ -76,6 +79,7 @@ impl Published {
             }),
             2 => Some(Rejection::QueueFull {
                 capacity: self.capacity.load(Relaxed) as usize,
+                available_in_ms: (available_at - now).max(1),
             }),
             // An open circuit whose time has come admits a trial.
             3 if now >= available_at => None,
