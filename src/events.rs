@@ -8,20 +8,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::Recipient;
-use bkvy_actors::RequestCompleted;
+use bkvy_actors::{MailboxMeter, RequestCompleted};
 
 use crate::metrics::Metrics;
 
 /// The subscribers of completion events: the metrics (updated in place) and the actors.
 pub struct CompletionSinks {
     metrics: Arc<Metrics>,
-    recipients: Vec<Recipient<RequestCompleted>>,
+    recipients: Vec<(Recipient<RequestCompleted>, MailboxMeter)>,
     dropped: AtomicU64,
 }
 
 impl CompletionSinks {
-    /// Sinks updating `metrics` and delivering to these actors.
-    pub fn new(metrics: Arc<Metrics>, recipients: Vec<Recipient<RequestCompleted>>) -> Self {
+    /// Sinks updating `metrics` and delivering to these actors (each with the meter of
+    /// its mailbox).
+    pub fn new(
+        metrics: Arc<Metrics>,
+        recipients: Vec<(Recipient<RequestCompleted>, MailboxMeter)>,
+    ) -> Self {
         Self {
             metrics,
             recipients,
@@ -41,8 +45,14 @@ impl CompletionSinks {
         self.offer(last, event);
     }
 
-    fn offer(&self, r: &Recipient<RequestCompleted>, event: RequestCompleted) {
-        if r.try_send(event).is_err() {
+    fn offer(
+        &self,
+        (r, meter): &(Recipient<RequestCompleted>, MailboxMeter),
+        event: RequestCompleted,
+    ) {
+        if r.try_send(event).is_ok() {
+            meter.sent();
+        } else {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 log::warn!("{n} completion events dropped: a consumer's mailbox is full");

@@ -235,16 +235,23 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     let config = Arc::new(opts.config);
     let shutdown_timeout = opts.shutdown_grace.as_secs().max(1);
     let table = Arc::new(table);
-    let metrics = Arc::new(Metrics::new(vec![
+    let stats_meter = MailboxMeter::new();
+    let dashboard_meter = MailboxMeter::new();
+    let mut mailboxes = vec![
         ("router", router_meter.clone()),
         ("key_model", key_model_meter.clone()),
-    ]));
-    let stats = StatsActor::new(opts.stats).start();
-    let dash = dashboard::start(&opts.dashboard, opts.clock.clone())?;
-    let mut recipients = vec![stats.clone().recipient()];
+        ("stats", stats_meter.clone()),
+    ];
+    let stats = StatsActor::new(opts.stats)
+        .with_meter(stats_meter.clone())
+        .start();
+    let dash = dashboard::start(&opts.dashboard, opts.clock.clone(), dashboard_meter.clone())?;
+    let mut recipients = vec![(stats.clone().recipient(), stats_meter)];
     if let Some(d) = &dash {
-        recipients.push(d.actor.clone().recipient());
+        recipients.push((d.actor.clone().recipient(), dashboard_meter.clone()));
+        mailboxes.push(("dashboard", dashboard_meter));
     }
+    let metrics = Arc::new(Metrics::new(mailboxes));
     let dashboard_addr = dash.as_ref().map(|d| d.actor.clone());
     let state = web::Data::new(AppState {
         live: ArcSwap::from_pointee(Live {

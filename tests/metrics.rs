@@ -216,4 +216,17 @@ async fn metrics_count_a_known_sequence_of_requests() {
             .join("\n")
     );
     assert_eq!(value(&m, "bkvy_completion_events_dropped", &[]), 0.0);
+    assert_eq!(
+        value(
+            &m,
+            "bkvy_actor_messages_handled_total",
+            &[("actor", "stats")]
+        ),
+        5.0,
+        "one completion event per request"
+    );
+    assert_eq!(
+        value(&m, "bkvy_actor_mailbox_backlog", &[("actor", "stats")]),
+        0.0
+    );
 }

@@ -76,14 +76,21 @@ pub fn templates() -> Result<Tera, tera::Error> {
 }
 
 /// Starts the actor and parses the templates, when enabled. Must run inside an actix System.
-pub fn start(opts: &DashboardOptions, clock: SharedClock) -> std::io::Result<Option<Dashboard>> {
+/// Starts the dashboard (when enabled); its actor counts its messages in `meter`.
+pub fn start(
+    opts: &DashboardOptions,
+    clock: SharedClock,
+    meter: bkvy_actors::MailboxMeter,
+) -> std::io::Result<Option<Dashboard>> {
     use actix::Actor;
     if !opts.enabled {
         return Ok(None);
     }
     let tera =
         templates().map_err(|e| std::io::Error::other(format!("dashboard templates: {e:?}")))?;
-    let actor = DashboardActor::new(clock, opts.log_dir.clone()).start();
+    let actor = DashboardActor::new(clock, opts.log_dir.clone())
+        .with_meter(meter)
+        .start();
     Ok(Some(Dashboard {
         actor,
         tera: Arc::new(tera),

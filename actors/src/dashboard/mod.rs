@@ -72,9 +72,16 @@ pub struct DashboardActor {
     history_loaded: bool,
     history_rows: u64,
     malformed: u64,
+    meter: crate::mailbox::MailboxMeter,
 }
 
 impl DashboardActor {
+    /// Counts this actor's messages in `meter` (mailbox metrics).
+    pub fn with_meter(mut self, meter: crate::mailbox::MailboxMeter) -> Self {
+        self.meter = meter;
+        self
+    }
+
     /// An actor that loads history from `log_dir` (if given) when started.
     pub fn new(clock: SharedClock, log_dir: Option<PathBuf>) -> Self {
         Self {
@@ -84,6 +91,7 @@ impl DashboardActor {
             history_loaded: false,
             history_rows: 0,
             malformed: 0,
+            meter: crate::mailbox::MailboxMeter::new(),
         }
     }
 
@@ -138,6 +146,7 @@ impl Handler<RequestCompleted> for DashboardActor {
     type Result = ();
 
     fn handle(&mut self, ev: RequestCompleted, _: &mut Self::Context) {
+        let _m = self.meter.handling();
         let now = self.clock.now_ms();
         self.store.record(Tx::from_event(&ev), now);
     }

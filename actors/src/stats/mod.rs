@@ -139,9 +139,16 @@ pub struct StatsActor {
     daily_live: DailyStats,
     daily_dirty: bool,
     daily_sent: Instant,
+    meter: crate::mailbox::MailboxMeter,
 }
 
 impl StatsActor {
+    /// Counts this actor's messages in `meter` (mailbox metrics).
+    pub fn with_meter(mut self, meter: crate::mailbox::MailboxMeter) -> Self {
+        self.meter = meter;
+        self
+    }
+
     /// An actor for these options (nothing happens until it is started).
     pub fn new(opts: StatsOptions) -> Self {
         Self {
@@ -155,6 +162,7 @@ impl StatsActor {
             daily_live: DailyStats::default(),
             daily_dirty: false,
             daily_sent: Instant::now(),
+            meter: crate::mailbox::MailboxMeter::new(),
         }
     }
 
@@ -266,6 +274,7 @@ impl Handler<RequestCompleted> for StatsActor {
     type Result = ();
 
     fn handle(&mut self, ev: RequestCompleted, _: &mut Self::Context) {
+        let _m = self.meter.handling();
         if self.opts.summary_stats {
             self.daily_live.record(&ev);
             self.daily_dirty = true;
