@@ -14,6 +14,7 @@
 //! - [`http`]: the actix-web layer: routes, request validation, error mapping.
 //! - [`metrics`]: Prometheus metrics for operators.
 //! - [`streaming`]: streamed answers with failover before the first token.
+//! - [`probes`]: optional free health probes of every key.
 //! - [`reload`]: config reload without restart.
 //! - [`server`]: starting the actors and the HTTP server on a listener.
 //!
@@ -26,6 +27,7 @@ pub mod fake;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
+pub mod probes;
 pub mod providers;
 pub mod reload;
 pub mod server;

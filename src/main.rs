@@ -185,6 +185,7 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
             state_dir: Some(args.state_dir),
             shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_seconds),
             config_dir: Some(args.config_dir.clone()),
+            probes: bkvy::probes::ProbeOptions::from_env(),
             stats: StatsOptions::from_env(),
             dashboard: DashboardOptions::from_env(),
         },
@@ -323,6 +324,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             stats: StatsOptions::from_env(),
             shutdown_grace: std::time::Duration::from_secs(30),
             config_dir: None,
+            probes: bkvy::probes::ProbeOptions::from_env(),
             dashboard: DashboardOptions::from_env(),
         },
     )?;

@@ -56,6 +56,8 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Where the config was read from, for reloads (`None`: reload is refused).
     pub config_dir: Option<PathBuf>,
+    /// Background health probes (`HEALTH_PROBE_ENABLED`, off by default).
+    pub probes: crate::probes::ProbeOptions,
     /// The web dashboard (`DASHBOARD_ENABLED`, history from `LOG_DIR`).
     pub dashboard: DashboardOptions,
 }
@@ -279,6 +281,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     });
 
     let state_handle = state.clone();
+    crate::probes::start(state.clone(), opts.probes);
     let mut server = HttpServer::new(move || {
         let clients = Clients::for_config(&state.live().upstreams.config);
         App::new()

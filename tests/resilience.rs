@@ -428,3 +428,54 @@ async fn a_full_queue_answers_503_with_retry_after() {
     assert_eq!(first.await.unwrap().0, 200);
     assert_eq!(second.await.unwrap().0, 200);
 }
+
+#[actix_web::test]
+async fn health_probes_use_the_free_model_list_and_are_shown_per_key_model() {
+    let fake = FakeUpstream::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        FakeOptions::default(),
+    )
+    .unwrap();
+    let config = config_for(&fake, PROVIDERS, ROUTING);
+    let h = start_gateway_full(
+        fake,
+        config,
+        GatewayOpts {
+            probes: bkvy::probes::ProbeOptions {
+                enabled: true,
+                interval: Duration::from_millis(200),
+            },
+            ..GatewayOpts::default()
+        },
+    );
+    actix_web::rt::time::sleep(Duration::from_millis(600)).await;
+    let (_, circuits) = get(&format!("{}/circuits/status", h.url)).await;
+    let all = circuits["circuits"].as_object().unwrap();
+    for (name, c) in all {
+        let probe = &c["health_probe"];
+        if name.starts_with("deadai") {
+            assert_eq!(probe["ok"], false, "{name}: {probe}");
+            assert!(
+                probe["error"].as_str().unwrap().contains("connection"),
+                "{probe}"
+            );
+        } else {
+            assert_eq!(probe["ok"], true, "{name}: {probe}");
+        }
+    }
+    let sent = h.fake.requests();
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter().all(|r| r.api == bkvy::fake::FakeApi::ModelList),
+        "probes never make a paid call"
+    );
+    let gemini = sent
+        .iter()
+        .find(|r| r.path.starts_with("/v1beta/models"))
+        .unwrap();
+    assert_eq!(
+        gemini.credential.as_deref(),
+        Some(secret("TEST_GEMINI_KEY_1"))
+    );
+    assert!(!gemini.query.contains("key="));
+}

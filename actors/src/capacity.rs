@@ -237,6 +237,8 @@ pub struct CapacityStatus {
     pub last_failure_kind: Option<&'static str>,
     /// Times the circuit opened since start.
     pub circuit_opened_total: u64,
+    /// The last health probe of the key: `(ok, when, error)`, if probes run.
+    pub probe: Option<(bool, Millis, Option<String>)>,
 }
 
 enum Block {
@@ -258,6 +260,7 @@ pub struct KeyModelCapacity<T> {
     service_ms: f64,
     disabled: Option<String>,
     draining: bool,
+    probe: Option<(bool, Millis, Option<String>)>,
     consecutive_429: u32,
     dispatched_total: u64,
     rate_limited_total: u64,
@@ -284,6 +287,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             service_ms: service_seed_ms as f64,
             disabled: None,
             draining: false,
+            probe: None,
             consecutive_429: 0,
             dispatched_total: 0,
             rate_limited_total: 0,
@@ -438,6 +442,14 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             return Admission::Rejected(self.queue_full(now));
         }
         Admission::Enqueue
+    }
+
+    /// Records a health probe of the key. A success lets an open circuit try at once.
+    pub fn record_probe(&mut self, now: Millis, ok: bool, error: Option<String>) {
+        if ok {
+            self.circuit.probe_succeeded(now);
+        }
+        self.probe = Some((ok, now, error));
     }
 
     /// The rejection for a full queue, with the time until its head is expected to go.
@@ -722,6 +734,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             window_failures: self.circuit.window_failures(),
             last_failure_kind: self.circuit.last_kind().map(FailureKind::as_str),
             circuit_opened_total: self.circuit.opened_total(),
+            probe: self.probe.clone(),
         }
     }
 }

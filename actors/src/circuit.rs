@@ -269,6 +269,16 @@ impl Circuit {
         true
     }
 
+    /// A free health probe reached the pair: an open circuit (not one opened by an
+    /// authentication failure) may admit its trial now instead of waiting out the backoff.
+    pub fn probe_succeeded(&mut self, now: Millis) {
+        if let CircuitState::Open { until } = self.state {
+            if until > now {
+                self.state = CircuitState::Open { until: now };
+            }
+        }
+    }
+
     /// Closes the circuit and forgets its history (manual reset, config reload after auth).
     pub fn reset(&mut self) {
         self.state = CircuitState::Closed;
@@ -450,6 +460,20 @@ mod tests {
             c.on_failure(0, FailureKind::Server, None, false, 0.5);
         }
         assert_eq!(c.check(1), Err(Blocked::Open { until: Some(1_100) }));
+    }
+
+    #[test]
+    fn a_successful_probe_lets_an_open_circuit_try_at_once_but_not_an_auth_one() {
+        let mut c = Circuit::new(cfg());
+        for i in 0..3 {
+            c.on_failure(i, FailureKind::Server, None, false, 0.0);
+        }
+        c.probe_succeeded(10);
+        assert_eq!(c.state(10), CircuitState::HalfOpen);
+        let mut a = Circuit::new(cfg());
+        a.on_failure(0, FailureKind::Auth, None, false, 0.0);
+        a.probe_succeeded(10);
+        assert_eq!(a.state(10), CircuitState::AuthOpen);
     }
 
     #[test]

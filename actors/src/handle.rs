@@ -163,6 +163,13 @@ impl KeyModelHandle {
         }
     }
 
+    /// Reports a health probe of the pair's key.
+    pub fn probe_result(&self, ok: bool, error: Option<String>) {
+        self.meter.sent();
+        self.addr
+            .do_send(crate::key_model::ProbeResult { ok, error });
+    }
+
     /// Shutdown: refuse new requests, answer every waiter now.
     pub fn drain(&self) {
         self.meter.sent();

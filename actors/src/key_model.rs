@@ -126,6 +126,16 @@ pub struct Reconfigure {
     pub spec: KeyModelSpec,
 }
 
+/// Event: a free health probe of this pair's key finished.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ProbeResult {
+    /// Whether the provider answered the model list.
+    pub ok: bool,
+    /// What failed, if it did (no secrets: the classified upstream error).
+    pub error: Option<String>,
+}
+
 /// Command: shutdown has begun: refuse new requests and answer every waiter at once.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -288,6 +298,17 @@ impl Handler<Reconfigure> for KeyModelActor {
         self.capacity
             .reconfigure(s.rpm, s.rpd, s.max_concurrent, s.max_queue, s.circuit);
         self.spec = Arc::new(msg.spec);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<ProbeResult> for KeyModelActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ProbeResult, ctx: &mut Self::Context) {
+        let _m = self.meter.handling();
+        let now = self.clock.now_ms();
+        self.capacity.record_probe(now, msg.ok, msg.error);
         self.pump(ctx);
     }
 }

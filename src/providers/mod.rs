@@ -13,6 +13,7 @@ mod error;
 mod gemini;
 mod ollama;
 mod openai;
+pub mod probe;
 pub mod retry_after;
 pub mod stream;
 

@@ -198,6 +198,7 @@ pub struct GatewayOpts {
     pub config_dir: Option<std::path::PathBuf>,
     pub dashboard: DashboardOptions,
     pub limits: HttpLimits,
+    pub probes: bkvy::probes::ProbeOptions,
 }
 
 impl Default for GatewayOpts {
@@ -212,6 +213,7 @@ impl Default for GatewayOpts {
                 max_request_bytes: 64 * 1024,
                 max_messages: 100,
             },
+            probes: bkvy::probes::ProbeOptions::disabled(),
         }
     }
 }
@@ -229,6 +231,7 @@ pub fn start_gateway_full(
         config_dir,
         dashboard,
         limits,
+        probes,
     } = opts;
     let gateway = server::start(
         TcpListener::bind("127.0.0.1:0").unwrap(),
@@ -242,6 +245,7 @@ pub fn start_gateway_full(
             stats,
             shutdown_grace: Duration::from_secs(10),
             config_dir,
+            probes,
             dashboard,
         },
     )

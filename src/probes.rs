@@ -1,0 +1,99 @@
+//! Optional background health probes (`HEALTH_PROBE_ENABLED=true`, off by default).
+//!
+//! Every `HEALTH_PROBE_INTERVAL_SECONDS` each (provider, key) is checked with the
+//! provider's free model-list endpoint; the result goes to every key/model actor of that
+//! key, where it is shown in `/circuits/status` and lets an open circuit (not one opened by
+//! an authentication failure) try again at once when the provider answers.
+
+use std::time::Duration;
+
+use actix_web::web;
+
+use crate::clients::Clients;
+use crate::http::AppState;
+use crate::providers::probe::{model_list_request, probe};
+
+/// Time allowed for one probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// When and how often to probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeOptions {
+    /// Whether probes run.
+    pub enabled: bool,
+    /// Time between two rounds.
+    pub interval: Duration,
+}
+
+impl ProbeOptions {
+    /// Probes off.
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            interval: Duration::from_secs(60),
+        }
+    }
+
+    /// From `HEALTH_PROBE_ENABLED` (true only for `true`) and
+    /// `HEALTH_PROBE_INTERVAL_SECONDS` (default 60, at least 1).
+    pub fn from_env() -> Self {
+        let enabled = std::env::var("HEALTH_PROBE_ENABLED")
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let interval = std::env::var("HEALTH_PROBE_INTERVAL_SECONDS")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 1.0)
+            .map_or(Duration::from_secs(60), Duration::from_secs_f64);
+        Self { enabled, interval }
+    }
+}
+
+/// One round: every key of every provider, concurrently.
+pub async fn probe_all(state: &AppState, clients: &Clients) {
+    let live = state.live();
+    let config = &live.upstreams.config;
+    let mut rounds = Vec::new();
+    for p in &config.providers {
+        for k in &p.keys {
+            // Any model the key serves gives the endpoint's host and the auth headers.
+            let Some(model) = p.models.iter().find(|m| k.limits_for(&m.name).is_some()) else {
+                continue;
+            };
+            let req = model_list_request(p, model, k.secret.as_ref());
+            let client = clients.get(p.connect_timeout).clone();
+            let kind = p.kind;
+            let handles: Vec<_> = live
+                .table
+                .candidates
+                .iter()
+                .filter(|c| c.id().provider == p.name && c.id().key_id == k.id)
+                .map(|c| c.handle.clone())
+                .collect();
+            rounds.push(async move {
+                let result = probe(&client, kind, &req, PROBE_TIMEOUT).await;
+                let (ok, error) = match result {
+                    Ok(()) => (true, None),
+                    Err(e) => (false, Some(e.to_string())),
+                };
+                for h in handles {
+                    h.probe_result(ok, error.clone());
+                }
+            });
+        }
+    }
+    futures::future::join_all(rounds).await;
+}
+
+/// Runs probe rounds forever on the current arbiter.
+pub fn start(state: web::Data<AppState>, opts: ProbeOptions) {
+    if !opts.enabled {
+        return;
+    }
+    actix_web::rt::spawn(async move {
+        let clients = Clients::for_config(&state.live().upstreams.config);
+        loop {
+            probe_all(&state, &clients).await;
+            actix_web::rt::time::sleep(opts.interval).await;
+        }
+    });
+}
