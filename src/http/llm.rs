@@ -465,28 +465,13 @@ async fn run(
     };
     if req.stream.unwrap_or(false) {
         return match streaming::execute_stream(&state.live().upstreams, client, &plan, &job).await {
-            Ok(answered) => {
-                let id = answered.candidate.id();
-                let format = Box::new(LlmChunks {
+            Ok(answered) => streaming_reply(answered, plan.decision_reason, call, state, |id| {
+                Box::new(LlmChunks {
                     request_id: request_id.clone(),
                     provider: id.provider.clone(),
                     model: id.model.clone(),
-                });
-                let headers =
-                    stream_headers(&request_id, &id.provider, &id.model, plan.decision_reason);
-                let body = streaming::live_body(
-                    answered,
-                    format,
-                    call.event.clone(),
-                    state.clone(),
-                    call.started,
-                );
-                let mut res = HttpResponse::Ok();
-                for h in headers {
-                    res.insert_header(h);
-                }
-                Reply::Streaming(res.content_type("text/event-stream").streaming(body))
-            }
+                })
+            }),
             Err(failure) => {
                 let e = record_failure(&mut call.event, &failure);
                 Reply::Done(failure_response(
@@ -528,8 +513,32 @@ async fn run(
     }
 }
 
+/// The `text/event-stream` reply of a streamed answer in the given chunk format; the
+/// stream emits the request's completion event when it ends.
+pub fn streaming_reply(
+    answered: gateway::Answered<streaming::Probed>,
+    decision: &str,
+    call: &Call,
+    state: &web::Data<AppState>,
+    format: impl FnOnce(&bkvy_actors::KeyModelId) -> Box<dyn streaming::ChunkFormat>,
+) -> Reply {
+    let id = answered.candidate.id().clone();
+    let mut res = HttpResponse::Ok();
+    for h in stream_headers(&call.event.request_id, &id.provider, &id.model, decision) {
+        res.insert_header(h);
+    }
+    let body = streaming::live_body(
+        answered,
+        format(&id),
+        call.event.clone(),
+        state.clone(),
+        call.started,
+    );
+    Reply::Streaming(res.content_type("text/event-stream").streaming(body))
+}
+
 /// Headers of a streamed answer (no cost: it is known only at the end).
-pub fn stream_headers(
+fn stream_headers(
     request_id: &str,
     provider: &str,
     model: &str,

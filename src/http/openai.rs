@@ -563,27 +563,15 @@ async fn run(
     if parsed.stream {
         return match streaming::execute_stream(&state.live().upstreams, client, &plan, &job).await {
             Ok(answered) => {
-                let id = answered.candidate.id();
-                let format = Box::new(OpenAiChunks {
-                    id: format!("chatcmpl-{request_id}"),
-                    created: unix_now(),
-                    model: id.model.clone(),
-                    include_usage: parsed.include_usage,
-                });
-                let headers =
-                    llm::stream_headers(&request_id, &id.provider, &id.model, plan.decision_reason);
-                let body = streaming::live_body(
-                    answered,
-                    format,
-                    call.event.clone(),
-                    state.clone(),
-                    call.started,
-                );
-                let mut res = HttpResponse::Ok();
-                for h in headers {
-                    res.insert_header(h);
-                }
-                Reply::Streaming(res.content_type("text/event-stream").streaming(body))
+                let include_usage = parsed.include_usage;
+                llm::streaming_reply(answered, plan.decision_reason, call, state, |id| {
+                    Box::new(OpenAiChunks {
+                        id: format!("chatcmpl-{request_id}"),
+                        created: unix_now(),
+                        model: id.model.clone(),
+                        include_usage,
+                    })
+                })
             }
             Err(failure) => {
                 let e = llm::record_failure(&mut call.event, &failure);

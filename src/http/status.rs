@@ -181,7 +181,7 @@ pub async fn scenarios(state: web::Data<AppState>) -> HttpResponse {
 pub async fn queue_status(state: web::Data<AppState>) -> HttpResponse {
     let now = state.clock.now_ms();
     let mut out = Map::new();
-    for (id, s) in sorted(statuses(&state).await) {
+    for (id, s) in all_statuses(&state).await {
         out.insert(
             id.to_string(),
             json!({
@@ -205,7 +205,7 @@ pub async fn queue_status(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /rates/status`: live window counts and resets per key/model.
 pub async fn rates_status(state: web::Data<AppState>) -> HttpResponse {
     let mut out = Map::new();
-    for (id, s) in sorted(statuses(&state).await) {
+    for (id, s) in all_statuses(&state).await {
         out.insert(
             id.to_string(),
             json!({
