@@ -59,6 +59,9 @@ struct ServeArgs {
     /// Directory where rate, pause and circuit state survives restarts.
     #[arg(long, env = "STATE_DIR", default_value = "state")]
     state_dir: PathBuf,
+    /// Seconds a request body may take to arrive.
+    #[arg(long, env = "BODY_TIMEOUT_SECONDS", default_value_t = 30)]
+    body_timeout_seconds: u64,
     /// Seconds in-flight requests may run on after SIGTERM/SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     shutdown_grace_seconds: u64,
@@ -178,6 +181,7 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
             clock: Arc::new(SystemClock),
             limits: HttpLimits {
                 max_request_bytes: args.max_request_bytes,
+                body_timeout: std::time::Duration::from_secs(args.body_timeout_seconds.max(1)),
                 ..HttpLimits::default()
             },
             workers: args.workers,

@@ -43,6 +43,7 @@ fn start_hostile() -> Harness {
             limits: HttpLimits {
                 max_request_bytes: LIMIT,
                 max_messages: MAX_MESSAGES,
+                body_timeout: Duration::from_secs(2),
             },
             ..GatewayOpts::default()
         },
@@ -1011,7 +1012,7 @@ async fn run_paths(h: &Harness) -> usize {
             Raw::Closed => panic!("{name}: closed without an answer"),
         }
     }
-    // Other methods on the endpoints fall through to the JSON 404 of unknown routes.
+    // Other methods on the endpoints get a JSON 405 naming the method.
     for (method, path) in [
         ("GET", "/llm/intelligence"),
         ("PUT", "/llm/scenario"),
@@ -1021,8 +1022,13 @@ async fn run_paths(h: &Harness) -> usize {
     ] {
         match raw(host(h), request_line(method, path, "", b""), false).await {
             Raw::Answer(status, body) => {
-                assert_eq!(status, 404, "{method} {path}");
+                assert_eq!(status, 405, "{method} {path}");
                 check_error_shape(path, status, &body);
+                let text = String::from_utf8_lossy(&body);
+                assert!(
+                    text.contains("method_not_allowed"),
+                    "{method} {path}: {text}"
+                );
             }
             Raw::Closed => panic!("{method} {path}: closed without an answer"),
         }
@@ -1149,4 +1155,31 @@ async fn hostile_requests_in_parallel_do_not_affect_good_ones() {
         "exactly the good requests reached the upstream"
     );
     assert_still_serving(&h, 50).await;
+}
+
+#[actix_web::test]
+async fn a_body_that_never_arrives_gets_a_408_not_a_hang() {
+    let h = start_hostile();
+    // Announce 1,000 bytes, send 10, then stall (the connection stays open).
+    let request = b"POST /llm/intelligence HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"messages".to_vec();
+    let started = std::time::Instant::now();
+    match raw(host(&h), request, false).await {
+        Raw::Answer(status, body) => {
+            assert_eq!(status, 408, "{}", String::from_utf8_lossy(&body));
+            check_error_shape("slow body", status, &body);
+        }
+        Raw::Closed => panic!("closed without an answer"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    // The gateway keeps serving.
+    let (status, _) = post(
+        &format!("{}/llm/intelligence", h.url),
+        &ask("low", "still here"),
+    )
+    .await;
+    assert_eq!(status, 200);
 }

@@ -8,7 +8,20 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 
 /// Reads the whole body, refusing more than `limit` bytes.
-pub async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+/// Reads the whole body, refusing more than `limits.max_request_bytes` or a body that
+/// takes longer than `limits.body_timeout` to arrive (a client that announces a body and
+/// then stalls would otherwise hold its connection forever).
+pub async fn read_limited(
+    payload: web::Payload,
+    limits: &super::HttpLimits,
+) -> Result<web::Bytes, ApiError> {
+    let read = read_all(payload, limits.max_request_bytes);
+    actix_web::rt::time::timeout(limits.body_timeout, read)
+        .await
+        .unwrap_or(Err(ApiError::BodyTimeout(limits.body_timeout.as_secs())))
+}
+
+async fn read_all(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
     let mut buf = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {

@@ -26,6 +26,12 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// The endpoint exists but not for this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The request body did not arrive in time.
+    #[error("the request body did not arrive in time ({0} s)")]
+    BodyTimeout(u64),
     /// The client's address is not allow-listed for this endpoint.
     #[error("Access denied: {0}")]
     Forbidden(String),
@@ -67,6 +73,8 @@ impl ApiError {
             Self::InvalidDate(_) => "invalid_date",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Forbidden(_) => "access_denied",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::BodyTimeout(_) => "request_timeout",
             Self::NotFound { code, .. } | Self::Unavailable { code, .. } => code,
             Self::AllFailed(_) => "all_alternatives_failed",
             Self::DeadlineExceeded(_) => "deadline_exceeded",
@@ -102,6 +110,8 @@ impl ResponseError for ApiError {
             Self::InvalidDate(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::AllFailed(_) => StatusCode::BAD_GATEWAY,
@@ -165,6 +175,8 @@ mod tests {
             (ApiError::InvalidDate("x".into()), 400),
             (ApiError::PayloadTooLarge { limit: 1 }, 413),
             (ApiError::Forbidden("x".into()), 403),
+            (ApiError::MethodNotAllowed("x".into()), 405),
+            (ApiError::BodyTimeout(30), 408),
             (
                 ApiError::NotFound {
                     code: "scenario_not_found",

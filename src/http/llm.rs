@@ -422,7 +422,7 @@ async fn run(
             state,
         ))
     };
-    let bytes = match read_limited(payload, state.limits.max_request_bytes).await {
+    let bytes = match read_limited(payload, &state.limits).await {
         Ok(b) => b,
         Err(e) => return fail(e, false, call),
     };

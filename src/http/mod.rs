@@ -38,6 +38,9 @@ pub struct HttpLimits {
     pub max_request_bytes: usize,
     /// Most messages in one request.
     pub max_messages: usize,
+    /// Time a request body may take to arrive (`BODY_TIMEOUT_SECONDS`, default 30):
+    /// a client that announces a body and stalls gets a 408 instead of holding on.
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for HttpLimits {
@@ -45,6 +48,7 @@ impl Default for HttpLimits {
         Self {
             max_request_bytes: 10 * 1024 * 1024,
             max_messages: 5_000,
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -140,39 +144,62 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 
 /// The route table.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/llm/intelligence", web::post().to(llm_intelligence))
-        .route("/llm/scenario", web::post().to(llm_scenario))
-        .route("/llm/direct", web::post().to(llm_direct))
-        .route(
-            "/v1/chat/completions",
-            web::post().to(openai::chat_completions),
-        )
-        .route("/v1/models", web::get().to(openai::models))
-        .route("/health", web::get().to(status::health))
-        .route("/providers", web::get().to(status::providers))
-        .route("/intelligence/{level}", web::get().to(status::intelligence))
-        .route("/scenarios", web::get().to(status::scenarios))
-        .route("/queue/status", web::get().to(status::queue_status))
-        .route("/rates/status", web::get().to(status::rates_status))
-        .route("/debug/config", web::get().to(status::debug_config))
-        .route("/metrics", web::get().to(status::metrics))
-        .route("/admin/reload", web::post().to(admin::reload))
-        .route("/circuits/status", web::get().to(circuits::status))
-        .route(
+    cfg.service(post("/llm/intelligence", llm_intelligence))
+        .service(post("/llm/scenario", llm_scenario))
+        .service(post("/llm/direct", llm_direct))
+        .service(post("/v1/chat/completions", openai::chat_completions))
+        .service(get("/v1/models", openai::models))
+        .service(get("/health", status::health))
+        .service(get("/providers", status::providers))
+        .service(get("/intelligence/{level}", status::intelligence))
+        .service(get("/scenarios", status::scenarios))
+        .service(get("/queue/status", status::queue_status))
+        .service(get("/rates/status", status::rates_status))
+        .service(get("/debug/config", status::debug_config))
+        .service(get("/metrics", status::metrics))
+        .service(post("/admin/reload", admin::reload))
+        .service(get("/circuits/status", circuits::status))
+        .service(post(
             "/circuits/reset/{provider}/{model}/{key_id}",
-            web::post().to(circuits::reset),
-        )
-        .route("/statistics/status", web::get().to(statistics::status))
-        .route("/statistics/summary", web::get().to(statistics::summary))
-        .route(
-            "/statistics/aggregate",
-            web::get().to(statistics::aggregate),
-        )
-        .route("/statistics/daily", web::get().to(statistics::daily_all))
-        .route(
-            "/statistics/daily/{date}",
-            web::get().to(statistics::daily_one),
-        )
+            circuits::reset,
+        ))
+        .service(get("/statistics/status", statistics::status))
+        .service(get("/statistics/summary", statistics::summary))
+        .service(get("/statistics/aggregate", statistics::aggregate))
+        .service(get("/statistics/daily", statistics::daily_all))
+        .service(get("/statistics/daily/{date}", statistics::daily_one))
         .service(dashboard::scope())
         .default_service(web::to(not_found));
+}
+
+/// A POST-only resource; other methods get a JSON 405.
+fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::post().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+/// A GET-only resource; other methods get a JSON 405.
+fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}",
+        req.method(),
+        req.path()
+    )))
 }

@@ -540,7 +540,7 @@ async fn run(
         call.event.error_message = Some(e.message.clone());
         Reply::Done(e.response(&request_id))
     };
-    let bytes = match read_limited(payload, state.limits.max_request_bytes).await {
+    let bytes = match read_limited(payload, &state.limits).await {
         Ok(b) => b,
         Err(e) => return fail(OaiError::from_api(&e), call),
     };

@@ -212,6 +212,7 @@ impl Default for GatewayOpts {
             limits: HttpLimits {
                 max_request_bytes: 64 * 1024,
                 max_messages: 100,
+                body_timeout: Duration::from_secs(2),
             },
             probes: bkvy::probes::ProbeOptions::disabled(),
         }
