@@ -199,16 +199,19 @@ async fn metrics_count_a_known_sequence_of_requests() {
             "bkvy_actor_messages_handled_total",
             &[("actor", "router")]
         ),
-        4.0
+        0.0,
+        "routing reads published estimates: no message to the router on the request path"
     );
-    let router_wait = histogram_count(
+    // One `Reserve` per attempt: the 429 and its fail-over (2), and per high-tier request
+    // two tries on the unreachable `deadai` model before `gemini-2.5-pro` answers (2 × 3).
+    let reserve_wait = histogram_count(
         &m,
         "bkvy_actor_mailbox_wait_seconds",
-        &[("actor", "router")],
+        &[("actor", "key_model")],
     );
     assert_eq!(
-        router_wait,
-        4,
+        reserve_wait,
+        8,
         "{}",
         text.lines()
             .filter(|l| l.contains("mailbox_wait"))

@@ -248,10 +248,12 @@ impl RouterActor {
             meter,
         }
     }
+}
 
+impl RoutingTable {
     /// The candidates of a target with their scenario priorities, or why there are none.
-    fn candidates(&self, target: &RouteTarget) -> Result<(Vec<Ranked>, Rule), RouteError> {
-        let t = &self.table;
+    fn candidates_for(&self, target: &RouteTarget) -> Result<(Vec<Ranked>, Rule), RouteError> {
+        let t = self;
         match target {
             RouteTarget::Intelligence(tier) => {
                 let list: Vec<_> = t
@@ -351,8 +353,16 @@ impl Handler<Route> for RouterActor {
 
 impl RouterActor {
     fn plan(&self, msg: &Route) -> Result<Plan, RouteError> {
-        let (list, rule) = self.candidates(&msg.target)?;
-        let now = self.clock.now_ms();
+        self.table.plan(msg, self.clock.now_ms())
+    }
+}
+
+impl RoutingTable {
+    /// Plans a request from the estimates the key/model actors published: the whole
+    /// routing decision, with no message. Both the `RouterActor` and, on the request
+    /// path, the HTTP handler (with the same table) use it.
+    pub fn plan(&self, msg: &Route, now: Millis) -> Result<Plan, RouteError> {
+        let (list, rule) = self.candidates_for(&msg.target)?;
         let remaining = (msg.deadline - now).max(0);
         let views: Vec<CandidateView> = list
             .iter()

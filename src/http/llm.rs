@@ -360,11 +360,12 @@ pub async fn plan(
         deadline,
         sent_at: std::time::Instant::now(),
     };
-    state.router_meter.sent();
-    let remaining = std::time::Duration::from_millis((deadline - started).max(1) as u64);
-    let plan = match state.router.send(route).timeout(remaining).await {
-        Ok(Ok(plan)) => plan,
-        Ok(Err(route_err)) => {
+    // The choice is made here from the estimates the key/model actors publish (the same
+    // table the RouterActor holds): no round trip on the request path.
+    let live = state.live();
+    let plan = match live.table.plan(&route, state.clock.now_ms()) {
+        Ok(plan) => plan,
+        Err(route_err) => {
             let considered = match &route_err {
                 bkvy_actors::RouteError::AllUnavailable { considered, .. } => {
                     Some(json!(considered))
@@ -372,13 +373,6 @@ pub async fn plan(
                 _ => None,
             };
             return Err((ApiError::from(route_err), considered));
-        }
-        Err(actix::MailboxError::Timeout) => {
-            let e = ApiError::DeadlineExceeded("routing did not finish before the deadline".into());
-            return Err((e, None));
-        }
-        Err(actix::MailboxError::Closed) => {
-            return Err((ApiError::Internal("router actor stopped".into()), None));
         }
     };
     event.decision_reason = Some(plan.decision_reason.to_owned());
