@@ -111,11 +111,6 @@ struct FakeArgs {
     workers: usize,
 }
 
-/// mimalloc: bkvy makes many small short-lived allocations per request (JSON trees,
-/// strings, futures); glibc's malloc was about a fifth of the CPU profile under load.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The demo config points its endpoints at this address.
 const DEMO_UPSTREAM: &str = "http://127.0.0.1:10007";
 
