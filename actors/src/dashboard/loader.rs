@@ -5,7 +5,6 @@
 //! Only rows from before the actor started are counted; anything later was (or will be)
 //! seen live, so nothing is counted twice however the writer and the loader interleave.
 
-use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::Path;
 
@@ -52,23 +51,10 @@ pub fn load_reader<R: io::Read>(out: &mut Loaded, source: R, before: Millis, now
 /// Every transaction log in `dir`, oldest file first (blocking: loader thread only).
 pub fn load_dir(dir: &Path, before: Millis, now: Millis) -> Loaded {
     let mut out = Loaded::default();
-    let files = match csv_log::log_files(dir) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return out,
-        Err(e) => {
-            log::error!("{}: cannot list transaction logs: {e}", dir.display());
-            return out;
-        }
-    };
-    for path in files {
-        match File::open(&path) {
-            Ok(f) => {
-                load_reader(&mut out, BufReader::with_capacity(1 << 16, f), before, now);
-                out.files += 1;
-            }
-            Err(e) => log::error!("{}: cannot read: {e}", path.display()),
-        }
-    }
+    let files = csv_log::read_each_log(dir, |f| {
+        load_reader(&mut out, BufReader::with_capacity(1 << 16, f), before, now);
+    });
+    out.files = files;
     out.store.prune(now);
     out
 }

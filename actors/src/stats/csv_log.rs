@@ -351,6 +351,31 @@ pub fn log_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(rotated)
 }
 
+/// Opens every transaction log in `dir` in order ([`log_files`]) and hands each to `read`;
+/// a missing directory is no logs, other errors are logged and skip the file (blocking:
+/// a dedicated thread only). Returns how many files were read.
+pub fn read_each_log(dir: &Path, mut read: impl FnMut(fs::File)) -> usize {
+    let files = match log_files(dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return 0,
+        Err(e) => {
+            log::error!("{}: cannot list transaction logs: {e}", dir.display());
+            return 0;
+        }
+    };
+    let mut read_files = 0;
+    for path in files {
+        match fs::File::open(&path) {
+            Ok(f) => {
+                read(f);
+                read_files += 1;
+            }
+            Err(e) => log::error!("{}: cannot read: {e}", path.display()),
+        }
+    }
+    read_files
+}
+
 /// `transactions.<stamp>[-n].csv` → (stamp, n), so files rotated within one second keep
 /// their order (a plain name sort puts `-1` before the bare stamp).
 fn rotation_order(p: &Path) -> (String, u64) {

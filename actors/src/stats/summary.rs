@@ -6,7 +6,6 @@
 //! sums, so the scan and the live counts merge in any order.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io;
 use std::path::Path;
 
@@ -180,20 +179,7 @@ pub fn scan_reader<R: io::Read>(summary: &mut Summary, source: R) {
 /// Summary of every transaction log in `dir` (blocking: writer thread only).
 pub fn scan(dir: &Path) -> Summary {
     let mut summary = Summary::default();
-    let files = match csv_log::log_files(dir) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return summary,
-        Err(e) => {
-            log::error!("{}: cannot list transaction logs: {e}", dir.display());
-            return summary;
-        }
-    };
-    for path in files {
-        match File::open(&path) {
-            Ok(f) => scan_reader(&mut summary, io::BufReader::new(f)),
-            Err(e) => log::error!("{}: cannot read: {e}", path.display()),
-        }
-    }
+    csv_log::read_each_log(dir, |f| scan_reader(&mut summary, io::BufReader::new(f)));
     summary
 }
 
