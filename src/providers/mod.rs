@@ -94,6 +94,25 @@ pub fn parse_response(
     Err(classify_error(kind, status, headers, body))
 }
 
+/// A JSON POST to the model's endpoint with `Authorization: Bearer <key>` when a key is
+/// given (OpenAI, OpenAI-compatible and Ollama share this shape).
+fn bearer_post(
+    model: &Model,
+    key: Option<&str>,
+    body: serde_json::Map<String, Value>,
+) -> UpstreamRequest {
+    let mut headers = Vec::new();
+    if let Some(k) = key {
+        headers.push(("Authorization", format!("Bearer {k}")));
+    }
+    headers.push(("Content-Type", "application/json".to_string()));
+    UpstreamRequest {
+        url: model.endpoint.clone(),
+        headers,
+        body: Value::Object(body),
+    }
+}
+
 /// The error for a non-2xx answer (shared with the streaming call).
 fn classify_error(
     kind: ProviderKind,

@@ -47,16 +47,10 @@ pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> U
     if thinking_off(model, req) {
         body.insert("think".into(), json!(false));
     }
-    let mut headers = Vec::new();
-    if let Some(k) = key.filter(|k| !k.expose().is_empty() && k.expose() != NO_KEY) {
-        headers.push(("Authorization", format!("Bearer {}", k.expose())));
-    }
-    headers.push(("Content-Type", "application/json".to_string()));
-    UpstreamRequest {
-        url: model.endpoint.clone(),
-        headers,
-        body: Value::Object(body),
-    }
+    let key = key
+        .map(Secret::expose)
+        .filter(|k| !k.is_empty() && *k != NO_KEY);
+    super::bearer_post(model, key, body)
 }
 
 pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {

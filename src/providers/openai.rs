@@ -64,16 +64,8 @@ pub(super) fn build(
             );
         }
     }
-    let mut headers = Vec::new();
-    if let Some(k) = key.filter(|k| !k.expose().is_empty()) {
-        headers.push(("Authorization", format!("Bearer {}", k.expose())));
-    }
-    headers.push(("Content-Type", "application/json".to_string()));
-    UpstreamRequest {
-        url: model.endpoint.clone(),
-        headers,
-        body: Value::Object(body),
-    }
+    let key = key.map(Secret::expose).filter(|k| !k.is_empty());
+    super::bearer_post(model, key, body)
 }
 
 pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
