@@ -43,35 +43,33 @@ fn model(name: &str, endpoint: &str, supports_thinking: bool) -> Model {
 /// The TensorZero benchmark prompt, plus options every adapter maps.
 fn small_request() -> ChatRequest {
     ChatRequest {
-        messages: vec![ChatMessage {
-            role: Role::User,
-            content: "Is Santa real?".to_owned(),
-        }],
+        messages: vec![ChatMessage::new(Role::User, "Is Santa real?".to_owned())],
         options: ChatOptions {
             max_tokens: Some(100),
             temperature: Some(0.7),
             ..ChatOptions::default()
         },
         disable_thinking: true,
+        tooling: Default::default(),
     }
 }
 
 /// About 10 KB of conversation: a system prompt and 20 alternating turns.
 fn large_request() -> ChatRequest {
-    let mut messages = vec![ChatMessage {
-        role: Role::System,
-        content: "You are a careful assistant. ".repeat(10),
-    }];
+    let mut messages = vec![ChatMessage::new(
+        Role::System,
+        "You are a careful assistant. ".repeat(10),
+    )];
     for i in 0..20 {
         let role = if i % 2 == 0 {
             Role::User
         } else {
             Role::Assistant
         };
-        messages.push(ChatMessage {
+        messages.push(ChatMessage::new(
             role,
-            content: format!("Turn {i}: {}", "lorem ipsum dolor sit amet ".repeat(18)),
-        });
+            format!("Turn {i}: {}", "lorem ipsum dolor sit amet ".repeat(18)),
+        ));
     }
     ChatRequest {
         messages,
@@ -82,6 +80,7 @@ fn large_request() -> ChatRequest {
             ..ChatOptions::default()
         },
         disable_thinking: false,
+        tooling: Default::default(),
     }
 }
 

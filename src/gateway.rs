@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::clients::Clients;
 use crate::config::{Config, Model, Provider, Secret};
 use crate::providers::{self, UpstreamError};
-use crate::types::{ChatMessage, ChatOptions, ChatRequest, ChatResponse, Tier, Usage};
+use crate::types::{ChatMessage, ChatOptions, ChatRequest, ChatResponse, Tier, Tooling, Usage};
 
 /// First retry delay; doubles per attempt, with jitter, capped.
 const RETRY_BASE_MS: u64 = 200;
@@ -37,6 +37,8 @@ pub struct Job {
     pub messages: Vec<ChatMessage>,
     /// Options as sent by the client.
     pub options: ChatOptions,
+    /// Tools and answer format (empty for `/llm/*`).
+    pub tooling: Arc<Tooling>,
     /// Unix ms after which the client gets an answer no matter what.
     pub deadline: Millis,
 }
@@ -325,6 +327,7 @@ where
             messages: job.messages.clone(),
             options: job.options.clone(),
             disable_thinking: disable,
+            tooling: job.tooling.clone(),
         };
         alternatives_tried += 1;
         let mut retry = 0;

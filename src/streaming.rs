@@ -21,7 +21,9 @@ use crate::clients::Clients;
 use crate::config::Model;
 use crate::gateway::{self, Answered, Failure, Job, Upstreams};
 use crate::http::AppState;
-use crate::providers::stream::{build_stream_request, call_stream, StreamEvent, UpstreamStream};
+use crate::providers::stream::{
+    build_stream_request, call_stream, StreamEvent, ToolCallDelta, UpstreamStream,
+};
 use crate::providers::UpstreamError;
 use crate::types::{FinishReason, Usage};
 use bkvy_actors::Plan;
@@ -56,7 +58,10 @@ pub async fn execute_stream(
                     match stream.next().await {
                         Some(Ok(ev)) => {
                             let content = matches!(&ev, StreamEvent::Delta(t) if !t.is_empty())
-                                || matches!(ev, StreamEvent::Done { .. });
+                                || matches!(
+                                    ev,
+                                    StreamEvent::Done { .. } | StreamEvent::ToolCall(_)
+                                );
                             first.push_back(ev);
                             if content {
                                 return Ok(Probed { stream, first });
@@ -85,6 +90,8 @@ pub trait ChunkFormat {
     fn start(&mut self) -> Option<String>;
     /// A piece of content.
     fn delta(&mut self, text: &str) -> String;
+    /// A piece of a tool call (only requests that offer tools get them).
+    fn tool_call(&mut self, piece: &ToolCallDelta) -> String;
     /// The clean end, including any final usage and terminator.
     fn done(&mut self, finish: FinishReason, usage: &Usage, cost_usd: f64) -> String;
     /// The end after a failure: an explicit error, never a clean-looking end.
@@ -124,6 +131,17 @@ impl Live {
         }
     }
 
+    /// Counts a forwarded piece; the first one fixes the time to first token.
+    fn first_content(&mut self) {
+        if self.deltas == 0 {
+            let ttft = self.request_started.elapsed().as_millis() as Millis;
+            if let Some(e) = self.event.as_mut() {
+                e.time_to_first_token_ms = Some(ttft);
+            }
+        }
+        self.deltas += 1;
+    }
+
     async fn next_chunk(&mut self) -> Option<String> {
         if let Some(p) = self.prefix.take() {
             return Some(p);
@@ -140,14 +158,12 @@ impl Live {
             };
             match ev {
                 Ok(StreamEvent::Delta(text)) if !text.is_empty() => {
-                    if self.deltas == 0 {
-                        let ttft = self.request_started.elapsed().as_millis() as Millis;
-                        if let Some(e) = self.event.as_mut() {
-                            e.time_to_first_token_ms = Some(ttft);
-                        }
-                    }
-                    self.deltas += 1;
+                    self.first_content();
                     return Some(self.format.delta(&text));
+                }
+                Ok(StreamEvent::ToolCall(piece)) => {
+                    self.first_content();
+                    return Some(self.format.tool_call(&piece));
                 }
                 Ok(StreamEvent::Delta(_) | StreamEvent::ThinkingDelta(_)) => continue,
                 Ok(StreamEvent::Done {

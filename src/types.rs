@@ -18,6 +18,10 @@ pub enum Role {
     User,
     /// A previous answer of the model.
     Assistant,
+    /// A tool's result, answering one of the assistant's tool calls (OpenAI surface
+    /// only; `/llm/*` requests cannot carry it).
+    #[serde(skip_deserializing)]
+    Tool,
 }
 
 impl Role {
@@ -27,17 +31,121 @@ impl Role {
             Self::System => "system",
             Self::User => "user",
             Self::Assistant => "assistant",
+            Self::Tool => "tool",
         }
     }
 }
 
-/// One message of a conversation (text only).
+/// One message of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// Who said it.
     pub role: Role,
-    /// What was said.
+    /// What was said (for a tool message: the tool's result).
     pub content: String,
+    /// The tool calls of an assistant message (OpenAI surface only).
+    #[serde(skip)]
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a tool message answers (OpenAI surface only).
+    #[serde(skip)]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    /// A text message.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+}
+
+/// A call of a tool (function) by the model, in OpenAI's terms: `arguments` is the JSON
+/// text of the arguments object, exactly as a client gets and sends it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The call's id; a tool message answering it carries the same id.
+    pub id: String,
+    /// The function's name.
+    pub name: String,
+    /// The arguments, as JSON text.
+    pub arguments: String,
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolDef {
+    /// The function's name.
+    pub name: String,
+    /// What it does, for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of its arguments object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+    /// OpenAI's strict schema adherence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+/// Whether and which tool the model must call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides.
+    Auto,
+    /// No tool call.
+    None,
+    /// At least one tool call.
+    Required,
+    /// This function.
+    Function(String),
+}
+
+/// The shape of the answer's text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum ResponseFormat {
+    /// Free text.
+    #[default]
+    Text,
+    /// Any valid JSON object.
+    JsonObject,
+    /// JSON following a schema.
+    JsonSchema {
+        /// The schema's name.
+        name: String,
+        /// What it is for.
+        description: Option<String>,
+        /// The JSON Schema.
+        schema: Option<serde_json::Value>,
+        /// OpenAI's strict schema adherence.
+        strict: Option<bool>,
+    },
+}
+
+/// Tools and the answer format of one request (empty for `/llm/*`). Shared behind an
+/// `Arc` because every candidate of a request builds its upstream call from it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tooling {
+    /// Functions the model may call.
+    pub tools: Vec<ToolDef>,
+    /// Whether and which tool it must call (absent: the API's default).
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether several calls may come in one answer (absent: the API's default).
+    pub parallel_tool_calls: Option<bool>,
+    /// The answer's format.
+    pub response_format: ResponseFormat,
+}
+
+impl Tooling {
+    /// Whether the request uses tools or a JSON format at all.
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+            && self.tool_choice.is_none()
+            && self.response_format == ResponseFormat::Text
+    }
 }
 
 /// Generation options, in bkvy's own names; each adapter maps them to its API's fields.
@@ -74,6 +182,8 @@ pub struct ChatRequest {
     pub options: ChatOptions,
     /// Whether thinking must be switched off for this call (already decided).
     pub disable_thinking: bool,
+    /// Tools and answer format.
+    pub tooling: std::sync::Arc<Tooling>,
 }
 
 /// Why generation stopped, normalised across providers.
@@ -135,4 +245,6 @@ pub struct ChatResponse {
     pub finish_reason: FinishReason,
     /// The provider's own finish reason string, as sent (e.g. `MAX_TOKENS`, `end_turn`).
     pub raw_finish_reason: Option<String>,
+    /// The tools the model asked to call, in order.
+    pub tool_calls: Vec<ToolCall>,
 }

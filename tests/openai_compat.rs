@@ -168,6 +168,34 @@ async fn errors_use_openais_shape() {
             Some("tools"),
         ),
         (
+            chat("low", json!({"tool_choice": "required"})),
+            400,
+            "invalid_value",
+            Some("tool_choice"),
+        ),
+        (
+            chat(
+                "low",
+                json!({"response_format": {"type": "json_schema", "json_schema": {}}}),
+            ),
+            400,
+            "invalid_value",
+            Some("response_format"),
+        ),
+        (
+            json!({"model": "low", "messages": [{"role": "user", "content": "hi"},
+                {"role": "tool", "tool_call_id": "call_1", "content": "x"}]}),
+            400,
+            "invalid_value",
+            Some("messages"),
+        ),
+        (
+            chat("low", json!({"tools": [{"type": "web_search"}]})),
+            400,
+            "invalid_value",
+            Some("tools"),
+        ),
+        (
             chat("low", json!({"reasoning_effort": "extreme"})),
             400,
             "invalid_value",

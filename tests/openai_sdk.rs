@@ -1,5 +1,6 @@
 //! The official `openai` Python package against a running bkvy: a plain completion, a
-//! streamed one, a refused tool call and an error, checked through the SDK's own types.
+//! streamed one, tool calls (plain and streamed) and JSON mode on every provider kind,
+//! and errors, checked through the SDK's own types.
 //!
 //! `.ci/run` installs the package into `target/sdk-venv`. Elsewhere, when that virtual
 //! environment is missing, the test says so and is skipped; under `CI=true` a missing

@@ -69,17 +69,12 @@ fn target(fake_url: &str, kind: ProviderKind) -> (Provider, Model, Option<Secret
 fn request() -> ChatRequest {
     ChatRequest {
         messages: vec![
-            ChatMessage {
-                role: Role::System,
-                content: "be brief".into(),
-            },
-            ChatMessage {
-                role: Role::User,
-                content: "hello big wide world".into(),
-            },
+            ChatMessage::new(Role::System, "be brief"),
+            ChatMessage::new(Role::User, "hello big wide world"),
         ],
         options: ChatOptions::default(),
         disable_thinking: false,
+        tooling: Default::default(),
     }
 }
 
@@ -122,6 +117,7 @@ async fn each_api_streams_the_same_answer_as_without_streaming() {
                     text.push_str(&t);
                 }
                 StreamEvent::ThinkingDelta(_) => {}
+                StreamEvent::ToolCall(c) => panic!("{kind:?}: a tool call nobody asked for: {c:?}"),
                 StreamEvent::Done {
                     finish_reason,
                     raw_finish_reason,

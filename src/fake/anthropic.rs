@@ -17,6 +17,7 @@ use super::exchange::{self, Flavor, Incoming, Reject, Success};
 use super::state::Shared;
 use super::stream;
 use super::text::{self, Answer, Finish, THINKING_TOKENS, THOUGHT};
+use super::tools;
 use super::FakeApi;
 
 const KNOWN: &[&str] = &[
@@ -34,6 +35,7 @@ const KNOWN: &[&str] = &[
     "tools",
     "tool_choice",
     "service_tier",
+    "output_config",
 ];
 
 /// `anthropic-version` values the API accepts.
@@ -127,6 +129,16 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
     };
     let system_words = system(body)?;
     let (message_words, last_user) = check_messages(body)?;
+    let after_tool = check_tool_blocks(body)?;
+    let offered = tools(body)?;
+    let choice = tool_choice(body, &offered)?;
+    let json_mode = output_config(body)?.or_else(|| {
+        let s = text::get(body, "system")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        s.contains("single valid JSON object")
+            .then_some(tools::JsonMode::Object)
+    });
     let temperature = text::number_in(body, "temperature", 0.0, 1.0).map_err(field)?;
     text::number_in(body, "top_p", 0.0, 1.0).map_err(field)?;
     let top_k = text::int_in(body, "top_k", 0, i64::MAX).map_err(field)?;
@@ -149,13 +161,219 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
         }
     }
     let max = u64::try_from(max_tokens).ok();
-    let answer = Answer::new(model, &last_user, max, &stops);
+    let mut answer = Answer::new(model, &last_user, max, &stops);
+    if let Some(mode) = &json_mode {
+        answer.text = tools::json_text(mode, &answer.text);
+    }
+    let call = tools::decide(&offered, &choice, after_tool, &last_user);
     let input = system_words + message_words;
     Ok(Success {
-        normal: reply(model, input, thinking, &answer),
-        empty: reply(model, input, thinking, &Answer::empty()),
+        normal: reply(model, input, thinking, &answer, call.as_ref()),
+        empty: reply(model, input, thinking, &Answer::empty(), None),
         stream: streaming.then(stream::anthropic),
     })
+}
+
+/// `tools`: custom tools with an object `input_schema`.
+fn tools(body: &Map<String, Value>) -> Result<Vec<tools::Offered>, Reject> {
+    let list = match text::get(body, "tools") {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(l)) => l,
+        Some(_) => return Err(Reject::bad("tools: Input should be a valid list")),
+    };
+    let mut out = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let t = t
+            .as_object()
+            .ok_or_else(|| Reject::bad(format!("tools.{i}: Input should be a valid dictionary")))?;
+        if let Some(k) = text::unknown_key(
+            t,
+            &[
+                "name",
+                "description",
+                "input_schema",
+                "type",
+                "cache_control",
+                "strict",
+            ],
+        ) {
+            return Err(Reject::bad(format!(
+                "tools.{i}.custom.{k}: Extra inputs are not permitted"
+            )));
+        }
+        let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+        if !tools::valid_name(name, &[]) {
+            return Err(Reject::bad(format!(
+                "tools.{i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'"
+            )));
+        }
+        let schema = match t.get("input_schema") {
+            Some(s @ Value::Object(o))
+                if o.get("type").and_then(Value::as_str) == Some("object") =>
+            {
+                s.clone()
+            }
+            Some(_) => {
+                return Err(Reject::bad(format!(
+                    "tools.{i}.custom.input_schema.type: Input should be 'object'"
+                )))
+            }
+            None => {
+                return Err(Reject::bad(format!(
+                    "tools.{i}.custom.input_schema: Field required"
+                )))
+            }
+        };
+        out.push(tools::Offered {
+            name: name.to_owned(),
+            schema: Some(schema),
+        });
+    }
+    Ok(out)
+}
+
+/// `tool_choice`: `auto`, `any`, `tool` (with `name`) or `none`.
+fn tool_choice(
+    body: &Map<String, Value>,
+    offered: &[tools::Offered],
+) -> Result<tools::Choice, Reject> {
+    let Some(c) = text::get(body, "tool_choice") else {
+        return Ok(tools::Choice::Auto);
+    };
+    let c = c
+        .as_object()
+        .ok_or_else(|| Reject::bad("tool_choice: Input should be a valid dictionary"))?;
+    if offered.is_empty() {
+        return Err(Reject::bad(
+            "tool_choice may only be specified while providing tools.",
+        ));
+    }
+    let extra: &[&str] = &["type", "name", "disable_parallel_tool_use"];
+    if let Some(k) = text::unknown_key(c, extra) {
+        return Err(Reject::bad(format!(
+            "tool_choice.{k}: Extra inputs are not permitted"
+        )));
+    }
+    text::boolean(c, "disable_parallel_tool_use").map_err(field)?;
+    match c.get("type").and_then(Value::as_str) {
+        Some("auto") => Ok(tools::Choice::Auto),
+        Some("any") => Ok(tools::Choice::Any),
+        Some("none") => Ok(tools::Choice::None),
+        Some("tool") => {
+            let name = c.get("name").and_then(Value::as_str).ok_or_else(|| Reject::bad("tool_choice.tool.name: Field required"))?;
+            if !offered.iter().any(|t| t.name == name) {
+                return Err(Reject::bad(format!("Tool '{name}' not found in provided tools")));
+            }
+            Ok(tools::Choice::Named(name.to_owned()))
+        }
+        _ => Err(Reject::bad("tool_choice: Input tag found using 'type' does not match any of the expected tags: 'auto', 'any', 'tool', 'none'")),
+    }
+}
+
+/// `output_config.format`: a JSON schema the answer must follow.
+fn output_config(body: &Map<String, Value>) -> Result<Option<tools::JsonMode>, Reject> {
+    let Some(c) = text::get(body, "output_config") else {
+        return Ok(None);
+    };
+    let c = c
+        .as_object()
+        .ok_or_else(|| Reject::bad("output_config: Input should be a valid dictionary"))?;
+    if let Some(k) = text::unknown_key(c, &["format", "effort"]) {
+        return Err(Reject::bad(format!(
+            "output_config.{k}: Extra inputs are not permitted"
+        )));
+    }
+    let Some(f) = c.get("format") else {
+        return Ok(None);
+    };
+    match (f.get("type").and_then(Value::as_str), f.get("schema")) {
+        (Some("json_schema"), Some(schema @ Value::Object(_))) => {
+            Ok(Some(tools::JsonMode::Schema(schema.clone())))
+        }
+        _ => Err(Reject::bad(
+            "output_config.format: expected {\"type\": \"json_schema\", \"schema\": {...}}",
+        )),
+    }
+}
+
+/// Checks `tool_use` blocks (assistant only, object input) and `tool_result` blocks
+/// (user only, answering the `tool_use` blocks of the assistant message just before,
+/// every one of them); returns whether the conversation ends with tool results.
+fn check_tool_blocks(body: &Map<String, Value>) -> Result<bool, Reject> {
+    let list = text::get(body, "messages")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut pending: Vec<String> = Vec::new();
+    let mut after_tool = false;
+    for (idx, m) in list.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        let blocks = m
+            .get("content")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut answered: Vec<String> = Vec::new();
+        let mut used: Vec<String> = Vec::new();
+        for (b, block) in blocks.iter().enumerate() {
+            let at = format!("messages.{idx}.content.{b}");
+            match block.get("type").and_then(Value::as_str) {
+                Some("tool_use") => {
+                    if role != "assistant" {
+                        return Err(Reject::bad(format!(
+                            "{at}: tool_use blocks may only appear in assistant messages"
+                        )));
+                    }
+                    let id = block.get("id").and_then(Value::as_str).unwrap_or_default();
+                    if id.is_empty()
+                        || !id
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    {
+                        return Err(Reject::bad(format!(
+                            "{at}.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'"
+                        )));
+                    }
+                    if !block.get("input").is_some_and(Value::is_object)
+                        || block.get("name").and_then(Value::as_str).is_none()
+                    {
+                        return Err(Reject::bad(format!(
+                            "{at}.tool_use: needs a string name and an object input"
+                        )));
+                    }
+                    used.push(id.to_owned());
+                }
+                Some("tool_result") => {
+                    if role != "user" {
+                        return Err(Reject::bad(format!(
+                            "{at}: tool_result blocks may only appear in user messages"
+                        )));
+                    }
+                    let id = block
+                        .get("tool_use_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    if !pending.iter().any(|p| p == id) {
+                        return Err(Reject::bad(format!(
+                            "{at}: unexpected `tool_use_id` found in `tool_result` blocks: {id}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
+                        )));
+                    }
+                    answered.push(id.to_owned());
+                }
+                _ => {}
+            }
+        }
+        if let Some(missing) = pending.iter().find(|p| !answered.contains(p)) {
+            return Err(Reject::bad(format!(
+                "messages.{idx}: `tool_use` ids were found without `tool_result` blocks immediately after: {missing}. Each `tool_use` block must have a corresponding `tool_result` block in the next message."
+            )));
+        }
+        if role == "user" {
+            after_tool = !answered.is_empty();
+        }
+        pending = used;
+    }
+    Ok(after_tool)
 }
 
 fn field(message: String) -> Reject {
@@ -246,6 +464,15 @@ fn content_text(content: Option<&Value>) -> Result<String, String> {
                             .and_then(Value::as_str)
                             .ok_or("a text block needs a string `text`")?,
                     ),
+                    Some("tool_result") => match b.get("content") {
+                        Some(Value::String(s)) => texts.push(s),
+                        Some(Value::Array(inner)) => texts.extend(
+                            inner
+                                .iter()
+                                .filter_map(|i| i.get("text").and_then(Value::as_str)),
+                        ),
+                        _ => {}
+                    },
                     Some(_) => {}
                     None => return Err("each content block needs a string `type`".into()),
                 }
@@ -307,8 +534,14 @@ fn thinking(body: &Map<String, Value>, max_tokens: i64) -> Result<bool, Reject> 
     }
 }
 
-fn reply(model: &str, input: u64, thinking: bool, answer: &Answer) -> Value {
-    let (stop_reason, stop_sequence) = match &answer.finish {
+fn reply(
+    model: &str,
+    input: u64,
+    thinking: bool,
+    answer: &Answer,
+    call: Option<&tools::FakeCall>,
+) -> Value {
+    let (mut stop_reason, stop_sequence) = match &answer.finish {
         Finish::Stop => ("end_turn", Value::Null),
         Finish::Length => ("max_tokens", Value::Null),
         Finish::Sequence(s) => ("stop_sequence", Value::String(s.clone())),
@@ -318,7 +551,13 @@ fn reply(model: &str, input: u64, thinking: bool, answer: &Answer) -> Value {
         content
             .push(json!({"type": "thinking", "thinking": THOUGHT, "signature": "fake-signature"}));
     }
-    content.push(json!({"type": "text", "text": answer.text}));
+    match call {
+        Some(c) => {
+            stop_reason = "tool_use";
+            content.push(json!({"type": "tool_use", "id": tools::call_id("toolu_"), "name": c.name, "input": c.arguments}));
+        }
+        None => content.push(json!({"type": "text", "text": answer.text})),
+    }
     let thought = if thinking { THINKING_TOKENS } else { 0 };
     json!({
         "id": format!("msg_{}", uuid::Uuid::new_v4().simple()),

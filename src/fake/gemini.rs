@@ -15,10 +15,13 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::exchange::{self, Flavor, Incoming, Reject, Success};
-use super::gemini_request::{camel_keys, config, content_words, contents, Config};
+use super::gemini_request::{
+    camel_keys, config, content_words, contents, function_turns, tool_config, tools, Config,
+};
 use super::state::Shared;
 use super::stream;
 use super::text::{self, Answer, Finish, THINKING_TOKENS, THOUGHT};
+use super::tools as fake_tools;
 use super::FakeApi;
 
 /// `POST /v1beta/models/{model}:{method}`.
@@ -126,7 +129,10 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
         .and_then(Value::as_object)
         .ok_or_else(|| Reject::bad("Invalid JSON payload received. Expected an object."))?;
     let body = camel_keys(body, None)?;
-    let (input_words, last_user) = contents(&body)?;
+    let (input_words, mut last_user) = contents(&body)?;
+    let tool_result = function_turns(&body, &model)?;
+    let offered = tools(&body)?;
+    let choice = tool_config(&body, &offered)?;
     let system_words = match text::get(&body, "systemInstruction") {
         None => 0,
         Some(v) => content_words(v, "systemInstruction")?.0,
@@ -153,8 +159,16 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
         let name = model.to_ascii_lowercase();
         (name.contains("2.5") || name.contains("pro")) && config.budget != Some(0)
     };
-    let answer = Answer::new(&model, &last_user, config.max_tokens, &config.stops);
+    if let Some(r) = &tool_result {
+        last_user.clone_from(r);
+    }
+    let mut answer = Answer::new(&model, &last_user, config.max_tokens, &config.stops);
+    if let Some(mode) = &config.json {
+        answer.text = fake_tools::json_text(mode, &answer.text);
+    }
+    let call = fake_tools::decide(&offered, &choice, tool_result.is_some(), &last_user);
     let reply = Reply {
+        call,
         model: &model,
         input_words: input_words + system_words,
         thinking,
@@ -169,6 +183,7 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
 }
 
 struct Reply<'a> {
+    call: Option<fake_tools::FakeCall>,
     model: &'a str,
     input_words: u64,
     thinking: bool,
@@ -186,7 +201,17 @@ impl Reply<'_> {
         if self.show_thoughts {
             parts.push(json!({"text": THOUGHT, "thought": true}));
         }
-        parts.push(json!({"text": answer.text}));
+        match &self.call {
+            Some(call) => {
+                let mut part = json!({"functionCall": {"name": call.name, "args": call.arguments}});
+                if self.model.to_ascii_lowercase().contains("gemini-3") {
+                    // Real signatures are base64 with `+`, `/` and padding.
+                    part["thoughtSignature"] = json!("CiQB+fake/signature==");
+                }
+                parts.push(part);
+            }
+            None => parts.push(json!({"text": answer.text})),
+        }
         let candidates: Vec<Value> = (0..self.candidates)
             .map(|index| {
                 json!({

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::exchange::Reject;
 use super::text;
+use super::tools;
 
 const KNOWN: &[&str] = &[
     "contents",
@@ -29,6 +30,7 @@ const CONFIG: &[&str] = &[
     "thinkingConfig",
     "responseMimeType",
     "responseSchema",
+    "responseJsonSchema",
     "seed",
     "presencePenalty",
     "frequencyPenalty",
@@ -183,6 +185,7 @@ pub(super) struct Config {
     pub(super) candidates: i64,
     pub(super) budget: Option<i64>,
     pub(super) include_thoughts: bool,
+    pub(super) json: Option<tools::JsonMode>,
 }
 
 impl Default for Config {
@@ -194,6 +197,7 @@ impl Default for Config {
             candidates: 1,
             budget: None,
             include_thoughts: false,
+            json: None,
         }
     }
 }
@@ -209,7 +213,23 @@ pub(super) fn config(c: &Map<String, Value>, model: &str) -> Result<Config, Reje
     text::int_in(c, "seed", i64::from(i32::MIN), i64::from(i32::MAX))?;
     text::number_in(c, "presencePenalty", -2.0, 2.0)?;
     text::number_in(c, "frequencyPenalty", -2.0, 2.0)?;
-    text::string(c, "responseMimeType")?;
+    let mime = text::string(c, "responseMimeType")?;
+    let schema = text::get(c, "responseJsonSchema").or_else(|| text::get(c, "responseSchema"));
+    let json = match (mime, schema) {
+        (Some("application/json"), Some(s)) => Some(tools::JsonMode::Schema(s.clone())),
+        (Some("application/json"), None) => Some(tools::JsonMode::Object),
+        (Some("text/plain") | None, None) => None,
+        (_, Some(_)) => {
+            return Err(Reject::bad(
+                "* GenerateContentRequest.generation_config.response_mime_type: response_mime_type must be application/json when a response schema is set.",
+            ))
+        }
+        (Some(other), None) => {
+            return Err(Reject::bad(format!(
+                "* GenerateContentRequest.generation_config.response_mime_type: unsupported mime type {other}"
+            )))
+        }
+    };
     let stops = text::string_list(c, "stopSequences", 5)?;
     let candidates = text::int_in(c, "candidateCount", 1, 8)?.unwrap_or(1);
     let (budget, include_thoughts) = match text::get(c, "thinkingConfig") {
@@ -238,7 +258,197 @@ pub(super) fn config(c: &Map<String, Value>, model: &str) -> Result<Config, Reje
         candidates,
         budget,
         include_thoughts,
+        json,
     })
+}
+
+/// `tools`: `functionDeclarations` (schema as `parameters` or `parametersJsonSchema`).
+pub(super) fn tools(body: &Map<String, Value>) -> Result<Vec<tools::Offered>, Reject> {
+    let list = match text::get(body, "tools") {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(l)) => l,
+        Some(_) => {
+            return Err(Reject::bad(
+                "Invalid JSON payload received. tools: expected a list.",
+            ))
+        }
+    };
+    let mut out = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let at = format!("tools[{i}]");
+        let t = camel_keys(
+            t.as_object()
+                .ok_or_else(|| Reject::bad(format!("{at}: expected an object")))?,
+            Some(&at),
+        )?;
+        if let Some(k) = text::unknown_key(
+            &t,
+            &[
+                "functionDeclarations",
+                "googleSearch",
+                "codeExecution",
+                "urlContext",
+            ],
+        ) {
+            return Err(unknown(k, Some(&at)));
+        }
+        for (j, f) in text::get(&t, "functionDeclarations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let here = format!("{at}.function_declarations[{j}]");
+            let f = camel_keys(
+                f.as_object()
+                    .ok_or_else(|| Reject::bad(format!("{here}: expected an object")))?,
+                Some(&here),
+            )?;
+            if let Some(k) = text::unknown_key(
+                &f,
+                &[
+                    "name",
+                    "description",
+                    "parameters",
+                    "parametersJsonSchema",
+                    "response",
+                    "responseJsonSchema",
+                    "behavior",
+                ],
+            ) {
+                return Err(unknown(k, Some(&here)));
+            }
+            let name = text::get(&f, "name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !tools::valid_name(name, &['.', ':']) {
+                return Err(Reject::bad(format!("* GenerateContentRequest.{here}.name: Invalid function name. Must start with a letter or an underscore. Must be alphameric (a-z, A-Z, 0-9), underscores (_), dots (.), colons (:) or dashes (-), with a maximum length of 64.")));
+            }
+            if text::get(&f, "parameters").is_some()
+                && text::get(&f, "parametersJsonSchema").is_some()
+            {
+                return Err(Reject::bad(format!("* GenerateContentRequest.{here}: parameters and parameters_json_schema cannot both be set.")));
+            }
+            let schema = text::get(&f, "parametersJsonSchema")
+                .or_else(|| text::get(&f, "parameters"))
+                .cloned();
+            out.push(tools::Offered {
+                name: name.to_owned(),
+                schema,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `toolConfig.functionCallingConfig`: `AUTO`, `ANY` (optionally one allowed name), `NONE`.
+pub(super) fn tool_config(
+    body: &Map<String, Value>,
+    offered: &[tools::Offered],
+) -> Result<tools::Choice, Reject> {
+    let Some(c) = text::get(body, "toolConfig").and_then(Value::as_object) else {
+        return Ok(tools::Choice::Auto);
+    };
+    let c = camel_keys(c, Some("tool_config"))?;
+    let Some(f) = text::get(&c, "functionCallingConfig").and_then(Value::as_object) else {
+        return Ok(tools::Choice::Auto);
+    };
+    let f = camel_keys(f, Some("tool_config.function_calling_config"))?;
+    let allowed: Vec<&str> = text::get(&f, "allowedFunctionNames")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    match text::get(&f, "mode").and_then(Value::as_str).unwrap_or("AUTO") {
+        "AUTO" | "MODE_UNSPECIFIED" if allowed.is_empty() => Ok(tools::Choice::Auto),
+        "NONE" if allowed.is_empty() => Ok(tools::Choice::None),
+        "ANY" => match allowed.as_slice() {
+            [] => Ok(tools::Choice::Any),
+            [one, ..] if offered.iter().any(|t| t.name == *one) => Ok(tools::Choice::Named((*one).to_owned())),
+            _ => Err(Reject::bad("* GenerateContentRequest.tool_config.function_calling_config.allowed_function_names: unknown function name.")),
+        },
+        _ => Err(Reject::bad("* GenerateContentRequest.tool_config.function_calling_config.allowed_function_names: only allowed when mode is ANY.")),
+    }
+}
+
+/// Function calls (in `model` turns) and responses (in `user` turns, answering the
+/// calls of the turn before, by name and count). Gemini 3 models refuse a model turn
+/// whose first function call has no `thoughtSignature`. Returns whether the
+/// conversation ends with function responses, and their text.
+pub(super) fn function_turns(
+    body: &Map<String, Value>,
+    model: &str,
+) -> Result<Option<String>, Reject> {
+    let list = text::get(body, "contents")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let signed = model.to_ascii_lowercase().contains("gemini-3");
+    let mut pending: Vec<String> = Vec::new();
+    let mut result = None;
+    for (idx, c) in list.iter().enumerate() {
+        let role = c.get("role").and_then(Value::as_str).unwrap_or("user");
+        let parts = c
+            .get("parts")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut calls = Vec::new();
+        let mut responses = Vec::new();
+        for (p, part) in parts.iter().enumerate() {
+            let part = part.as_object().cloned().unwrap_or_default();
+            let part = camel_keys(&part, None)?;
+            if let Some(call) = text::get(&part, "functionCall") {
+                if role != "model" {
+                    return Err(Reject::bad(format!("* GenerateContentRequest.contents[{idx}].parts[{p}]: function calls are only allowed in model turns.")));
+                }
+                let name = call.get("name").and_then(Value::as_str).unwrap_or_default();
+                if name.is_empty() || call.get("args").is_some_and(|a| !a.is_object()) {
+                    return Err(Reject::bad(format!("* GenerateContentRequest.contents[{idx}].parts[{p}].function_call: needs a name and object args.")));
+                }
+                if signed && calls.is_empty() && text::get(&part, "thoughtSignature").is_none() {
+                    return Err(Reject::bad(format!("Function call is missing a thought_signature in functionCall parts. This is required for tools to work correctly, and missing thought_signature may lead to degraded model performance. Additional data, function call `default_api:{name}` , position {}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details.", idx + 1)));
+                }
+                calls.push(name.to_owned());
+            }
+            if let Some(resp) = text::get(&part, "functionResponse") {
+                if role == "model" {
+                    return Err(Reject::bad(format!("* GenerateContentRequest.contents[{idx}].parts[{p}]: function responses are not allowed in model turns.")));
+                }
+                let name = resp.get("name").and_then(Value::as_str).unwrap_or_default();
+                if !resp.get("response").is_some_and(Value::is_object) {
+                    return Err(Reject::bad(format!("* GenerateContentRequest.contents[{idx}].parts[{p}].function_response.response: expected an object.")));
+                }
+                let r = &resp["response"];
+                let text = r
+                    .get("output")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| r.to_string(), str::to_owned);
+                responses.push((name.to_owned(), text));
+            }
+        }
+        if !pending.is_empty() || !responses.is_empty() {
+            let mut names: Vec<&str> = responses.iter().map(|(n, _)| n.as_str()).collect();
+            let mut expected: Vec<&str> = pending.iter().map(String::as_str).collect();
+            names.sort_unstable();
+            expected.sort_unstable();
+            if role != "model" && names != expected {
+                return Err(Reject::bad("Please ensure that the number of function response parts is equal to the number of function call parts of the function call turn."));
+            }
+        }
+        if role != "model" {
+            result = (!responses.is_empty()).then(|| {
+                responses
+                    .iter()
+                    .map(|(_, r)| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+        }
+        pending = calls;
+    }
+    Ok(result)
 }
 
 /// The real API's budget ranges: pro models cannot switch thinking off.

@@ -25,6 +25,7 @@ mod openai;
 mod state;
 mod stream;
 mod text;
+mod tools;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;

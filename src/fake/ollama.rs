@@ -15,6 +15,7 @@ use super::exchange::{self, Flavor, Incoming, Reject, Success};
 use super::state::Shared;
 use super::stream;
 use super::text::{self, Answer, Finish, THINKING_TOKENS, THOUGHT};
+use super::tools as fake_tools;
 use super::FakeApi;
 
 const KNOWN: &[&str] = &[
@@ -130,7 +131,14 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
         Some(Value::String(s)) if ["low", "medium", "high"].contains(&s.as_str()) => true,
         Some(v) => return Err(Reject::bad(format!("invalid think value: {v}"))),
     };
-    let (input_words, last_user) = messages(body)?;
+    let (input_words, last_user, after_tool) = messages(body)?;
+    let offered = tools(body)?;
+    let json_mode = match text::get(body, "format") {
+        None => None,
+        Some(Value::String(f)) if f == "json" => Some(fake_tools::JsonMode::Object),
+        Some(schema @ Value::Object(_)) => Some(fake_tools::JsonMode::Schema(schema.clone())),
+        Some(v) => return Err(Reject::bad(format!("invalid format: {v}"))),
+    };
     let (max_tokens, stops) = match text::get(body, "options") {
         None => (None, Vec::new()),
         Some(Value::Object(o)) => options(o)?,
@@ -140,15 +148,49 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
             ))
         }
     };
-    let answer = Answer::new(model, &last_user, max_tokens, &stops);
+    let mut answer = Answer::new(model, &last_user, max_tokens, &stops);
+    if let Some(mode) = &json_mode {
+        answer.text = fake_tools::json_text(mode, &answer.text);
+    }
+    let call = fake_tools::decide(&offered, &fake_tools::Choice::Auto, after_tool, &last_user);
     Ok(Success {
-        normal: reply(model, input_words, thinking, &answer),
-        empty: reply(model, input_words, thinking, &Answer::empty()),
+        normal: reply(model, input_words, thinking, &answer, call.as_ref()),
+        empty: reply(model, input_words, thinking, &Answer::empty(), None),
         stream: streaming.then(stream::ollama),
     })
 }
 
-fn messages(body: &Map<String, Value>) -> Result<(u64, String), Reject> {
+/// `tools`: OpenAI-shaped function tools.
+fn tools(body: &Map<String, Value>) -> Result<Vec<fake_tools::Offered>, Reject> {
+    let list = match text::get(body, "tools") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(l)) => l,
+        Some(_) => {
+            return Err(Reject::bad(
+                "json: cannot unmarshal into field tools of type api.Tools",
+            ))
+        }
+    };
+    let mut out = Vec::new();
+    for t in list {
+        let name = t
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if t.get("type").and_then(Value::as_str) != Some("function") || name.is_empty() {
+            return Err(Reject::bad(
+                "invalid tool: needs type \"function\" and a function name",
+            ));
+        }
+        out.push(fake_tools::Offered {
+            name: name.to_owned(),
+            schema: t.pointer("/function/parameters").cloned(),
+        });
+    }
+    Ok(out)
+}
+
+fn messages(body: &Map<String, Value>) -> Result<(u64, String, bool), Reject> {
     let list = match text::get(body, "messages") {
         Some(Value::Array(l)) if !l.is_empty() => l,
         Some(Value::Array(_)) | None => {
@@ -164,6 +206,7 @@ fn messages(body: &Map<String, Value>) -> Result<(u64, String), Reject> {
     };
     let mut input = 0;
     let mut last_user = String::new();
+    let mut after_tool = false;
     for m in list {
         let m = m
             .as_object()
@@ -197,11 +240,34 @@ fn messages(body: &Map<String, Value>) -> Result<(u64, String), Reject> {
             }
         };
         input += text::words(&content);
-        if role == "user" {
-            last_user = content;
+        if let Some(calls) = m.get("tool_calls") {
+            let ok = role == "assistant"
+                && calls.as_array().is_some_and(|l| {
+                    l.iter().all(|c| {
+                        c.pointer("/function/name").is_some_and(Value::is_string)
+                            && c.pointer("/function/arguments")
+                                .is_some_and(Value::is_object)
+                    })
+                });
+            if !ok {
+                return Err(Reject::bad(
+                    "json: cannot unmarshal tool_calls: arguments must be an object",
+                ));
+            }
+        }
+        match role {
+            "user" => {
+                last_user = content;
+                after_tool = false;
+            }
+            "tool" => {
+                last_user = content;
+                after_tool = true;
+            }
+            _ => {}
         }
     }
-    Ok((input, last_user))
+    Ok((input, last_user, after_tool))
 }
 
 /// Checks `options`; returns the token limit (`num_predict` > 0) and stop strings.
@@ -224,7 +290,13 @@ fn options(o: &Map<String, Value>) -> Result<(Option<u64>, Vec<String>), Reject>
     Ok((max, stops))
 }
 
-fn reply(model: &str, input: u64, thinking: bool, answer: &Answer) -> Value {
+fn reply(
+    model: &str,
+    input: u64,
+    thinking: bool,
+    answer: &Answer,
+    call: Option<&fake_tools::FakeCall>,
+) -> Value {
     let done_reason = match answer.finish {
         Finish::Length => "length",
         Finish::Stop | Finish::Sequence(_) => "stop",
@@ -232,6 +304,10 @@ fn reply(model: &str, input: u64, thinking: bool, answer: &Answer) -> Value {
     let mut message = json!({"role": "assistant", "content": answer.text});
     if thinking {
         message["thinking"] = json!(THOUGHT);
+    }
+    if let Some(c) = call {
+        message["content"] = json!("");
+        message["tool_calls"] = json!([{"function": {"name": c.name, "arguments": c.arguments}}]);
     }
     let thought = if thinking { THINKING_TOKENS } else { 0 };
     json!({

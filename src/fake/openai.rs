@@ -23,6 +23,7 @@ use super::exchange::{self, Flavor, Incoming, Reject, Success};
 use super::state::Shared;
 use super::stream;
 use super::text::{self, Answer, Finish, THINKING_TOKENS};
+use super::tools;
 use super::FakeApi;
 
 const KNOWN: &[&str] = &[
@@ -165,7 +166,11 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
                 .code("missing_required_parameter"))
         }
     };
-    let (input_words, last_user) = messages(body)?;
+    let (input_words, last_user, after_tool) = messages(body)?;
+    let offered = tools(body)?;
+    let choice = tool_choice(body, &offered)?;
+    text::boolean(body, "parallel_tool_calls").map_err(param_err("parallel_tool_calls"))?;
+    let json_mode = response_format(body)?;
     let max = max_tokens(body)?;
     text::number_in(body, "temperature", 0.0, 2.0).map_err(param_err("temperature"))?;
     text::number_in(body, "top_p", 0.0, 1.0).map_err(param_err("top_p"))?;
@@ -202,12 +207,17 @@ fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
         }
     }
     let thinking = effort.is_some_and(|e| !["none", "minimal"].contains(&e));
-    let answer = Answer::new(model, &last_user, max, &stops);
+    let mut answer = Answer::new(model, &last_user, max, &stops);
+    if let Some(mode) = &json_mode {
+        answer.text = tools::json_text(mode, &answer.text);
+    }
+    let call = tools::decide(&offered, &choice, after_tool, &last_user);
     let reply = Reply {
         model,
         input_words,
         thinking,
         n,
+        call,
     };
     Ok(Success {
         normal: reply.body(&answer),
@@ -243,8 +253,157 @@ fn param_err(param: &'static str) -> impl Fn(String) -> Reject {
     move |m| Reject::bad(m).param(param)
 }
 
-/// Checks the messages; returns the input word count and the last user text.
-fn messages(body: &Map<String, Value>) -> Result<(u64, String), Reject> {
+/// `tools`: function tools as the API takes them; returns what is offered.
+fn tools(body: &Map<String, Value>) -> Result<Vec<tools::Offered>, Reject> {
+    let list = match text::get(body, "tools") {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(l)) => l,
+        Some(v) => {
+            return Err(Reject::bad(format!(
+                "Invalid type for 'tools': expected an array, got {v}"
+            ))
+            .param("tools"))
+        }
+    };
+    let mut out = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let at = format!("tools[{i}]");
+        if t.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(Reject::bad(format!(
+                "Invalid value for '{at}.type': expected 'function'."
+            ))
+            .param(format!("{at}.type")));
+        }
+        let f = t
+            .get("function")
+            .and_then(Value::as_object)
+            .ok_or_else(|| {
+                Reject::bad(format!("Missing required parameter: '{at}.function'."))
+                    .param(format!("{at}.function"))
+            })?;
+        if let Some(k) = text::unknown_key(f, &["name", "description", "parameters", "strict"]) {
+            return Err(Reject::bad(format!(
+                "Unrecognized request argument supplied: {at}.function.{k}"
+            )));
+        }
+        let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+        if !tools::valid_name(name, &[]) {
+            return Err(Reject::bad(format!(
+                "Invalid '{at}.function.name': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'."
+            )).param(format!("{at}.function.name")).code("invalid_value"));
+        }
+        let schema = match f.get("parameters") {
+            None => None,
+            Some(p @ Value::Object(_)) => Some(p.clone()),
+            Some(_) => {
+                return Err(Reject::bad(format!(
+                    "Invalid type for '{at}.function.parameters': expected an object."
+                ))
+                .param(format!("{at}.function.parameters")))
+            }
+        };
+        text::string(f, "description").map_err(param_err("tools"))?;
+        text::boolean(f, "strict").map_err(param_err("tools"))?;
+        out.push(tools::Offered {
+            name: name.to_owned(),
+            schema,
+        });
+    }
+    Ok(out)
+}
+
+/// `tool_choice`: a mode string or a named function among the tools.
+fn tool_choice(
+    body: &Map<String, Value>,
+    offered: &[tools::Offered],
+) -> Result<tools::Choice, Reject> {
+    let bad = |m: String| Reject::bad(m).param("tool_choice");
+    let choice = match text::get(body, "tool_choice") {
+        None => return Ok(tools::Choice::Auto),
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => tools::Choice::Auto,
+            "none" => tools::Choice::None,
+            "required" => tools::Choice::Any,
+            other => {
+                return Err(bad(format!(
+                "Invalid value: '{other}'. Supported values are: 'none', 'auto', and 'required'."
+            )))
+            }
+        },
+        Some(v) => match (
+            v.get("type").and_then(Value::as_str),
+            v.pointer("/function/name").and_then(Value::as_str),
+        ) {
+            (Some("function"), Some(name)) => tools::Choice::Named(name.to_owned()),
+            _ => return Err(bad("Invalid value for 'tool_choice'.".into())),
+        },
+    };
+    if offered.is_empty() {
+        return Err(bad("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.".into()));
+    }
+    if let tools::Choice::Named(n) = &choice {
+        if !offered.iter().any(|t| &t.name == n) {
+            return Err(bad(format!(
+                "Invalid value for 'tool_choice': function '{n}' is not among the tools."
+            )));
+        }
+    }
+    Ok(choice)
+}
+
+/// `response_format`: text, json_object or json_schema (with a name).
+fn response_format(body: &Map<String, Value>) -> Result<Option<tools::JsonMode>, Reject> {
+    let Some(f) = text::get(body, "response_format") else {
+        return Ok(None);
+    };
+    let bad = |m: &str| Reject::bad(m).param("response_format");
+    match f.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(tools::JsonMode::Object)),
+        Some("json_schema") => {
+            let spec = f.get("json_schema").and_then(Value::as_object).ok_or_else(|| bad("Missing required parameter: 'response_format.json_schema'."))?;
+            if let Some(k) = text::unknown_key(spec, &["name", "description", "schema", "strict"]) {
+                return Err(bad(&format!("Unrecognized argument: response_format.json_schema.{k}")));
+            }
+            if !spec.get("name").and_then(Value::as_str).is_some_and(|n| tools::valid_name(n, &[])) {
+                return Err(bad("Invalid 'response_format.json_schema.name': expected a string matching '^[a-zA-Z0-9_-]+$'."));
+            }
+            let schema = spec.get("schema").cloned().unwrap_or_else(|| json!({"type": "object"}));
+            Ok(Some(tools::JsonMode::Schema(schema)))
+        }
+        _ => Err(bad("Invalid value for 'response_format.type': expected 'text', 'json_object' or 'json_schema'.")),
+    }
+}
+
+/// An assistant message's `tool_calls`; returns their ids.
+fn call_ids(calls: &Value, at: &str) -> Result<Vec<String>, Reject> {
+    let list = calls.as_array().ok_or_else(|| {
+        Reject::bad(format!(
+            "Invalid type for '{at}.tool_calls': expected an array"
+        ))
+        .param(format!("{at}.tool_calls"))
+    })?;
+    let mut ids = Vec::new();
+    for (j, c) in list.iter().enumerate() {
+        let here = format!("{at}.tool_calls[{j}]");
+        let id = c
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let kind = c.get("type").and_then(Value::as_str);
+        let name = c.pointer("/function/name").and_then(Value::as_str);
+        let args = c.pointer("/function/arguments").and_then(Value::as_str);
+        match (id, kind, name, args) {
+            (Some(id), Some("function"), Some(_), Some(_)) => ids.push(id.to_owned()),
+            _ => return Err(Reject::bad(format!("Invalid '{here}': needs 'id', 'type': 'function' and 'function' with string 'name' and 'arguments'.")).param(here)),
+        }
+    }
+    Ok(ids)
+}
+
+/// Checks the messages; returns the input word count, the last user text (or tool
+/// result) and whether the conversation ends with a tool result.
+fn messages(body: &Map<String, Value>) -> Result<(u64, String, bool), Reject> {
     let list = match text::get(body, "messages") {
         None => {
             return Err(Reject::bad("Missing required parameter: 'messages'.")
@@ -264,6 +423,8 @@ fn messages(body: &Map<String, Value>) -> Result<(u64, String), Reject> {
     }
     let mut input = 0;
     let mut last_user = String::new();
+    let mut after_tool = false;
+    let mut open_calls: Vec<String> = Vec::new();
     for (idx, m) in list.iter().enumerate() {
         let at = format!("messages[{idx}]");
         let m = m.as_object().ok_or_else(|| {
@@ -286,11 +447,36 @@ fn messages(body: &Map<String, Value>) -> Result<(u64, String), Reject> {
         let content = content_text(m.get("content"), role)
             .map_err(|e| Reject::bad(e).param(format!("{at}.content")))?;
         input += text::words(&content);
+        match (role, m.get("tool_calls")) {
+            ("assistant", Some(calls)) => open_calls = call_ids(calls, &at)?,
+            ("tool", _) => {
+                let id = m
+                    .get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if !open_calls.iter().any(|c| c == id) {
+                    return Err(Reject::bad(format!(
+                        "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'. ('{at}.tool_call_id' = '{id}')"
+                    )).param(format!("{at}.tool_call_id")));
+                }
+                last_user = content;
+                after_tool = true;
+                continue;
+            }
+            (_, Some(_)) => {
+                return Err(Reject::bad(format!(
+                    "Invalid parameter: only assistant messages can have 'tool_calls' ('{at}')."
+                ))
+                .param(format!("{at}.tool_calls")))
+            }
+            _ => {}
+        }
         if role == "user" {
             last_user = content;
+            after_tool = false;
         }
     }
-    Ok((input, last_user))
+    Ok((input, last_user, after_tool))
 }
 
 /// The text of a message's content: a string or a list of `text` parts (other part
@@ -345,19 +531,30 @@ struct Reply<'a> {
     input_words: u64,
     thinking: bool,
     n: i64,
+    call: Option<tools::FakeCall>,
 }
 
 impl Reply<'_> {
     fn body(&self, answer: &Answer) -> Value {
-        let finish = match answer.finish {
+        let mut finish = match answer.finish {
             Finish::Length => "length",
             Finish::Stop | Finish::Sequence(_) => "stop",
         };
+        let mut message = json!({"role": "assistant", "content": answer.text, "refusal": null, "annotations": []});
+        if let Some(call) = &self.call {
+            finish = "tool_calls";
+            message["content"] = Value::Null;
+            message["tool_calls"] = json!([{
+                "id": tools::call_id("call_"),
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments.to_string()},
+            }]);
+        }
         let choices: Vec<Value> = (0..self.n)
             .map(|index| {
                 json!({
                     "index": index,
-                    "message": {"role": "assistant", "content": answer.text, "refusal": null, "annotations": []},
+                    "message": message,
                     "logprobs": null,
                     "finish_reason": finish,
                 })

@@ -25,6 +25,19 @@ fn pieces(text: &str) -> impl Iterator<Item = &str> {
     text.split_inclusive(' ')
 }
 
+/// JSON text in two pieces (a real stream splits arguments anywhere, even mid-token).
+fn halves(text: &str) -> Vec<&str> {
+    let mid = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .find(|i| *i >= text.len() / 2)
+        .unwrap_or(text.len());
+    [&text[..mid], &text[mid..]]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 fn sse(data: &Value) -> String {
     format!("data: {data}\n\n")
 }
@@ -59,6 +72,27 @@ pub(crate) fn openai(include_usage: bool) -> Stream {
             let text = choice["message"]["content"].as_str().unwrap_or("");
             for p in pieces(text) {
                 out.push(chunk(index, json!({"content": p}), &Value::Null));
+            }
+            for (i, call) in choice["message"]["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                out.push(chunk(
+                    index,
+                    json!({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                        "function": {"name": call["function"]["name"], "arguments": ""}}]}),
+                    &Value::Null,
+                ));
+                let args = call["function"]["arguments"].as_str().unwrap_or("");
+                for piece in halves(args) {
+                    out.push(chunk(
+                        index,
+                        json!({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}),
+                        &Value::Null,
+                    ));
+                }
             }
             out.push(chunk(index, json!({}), &choice["finish_reason"]));
         }
@@ -101,7 +135,19 @@ pub(crate) fn anthropic() -> Stream {
                     &json!({"type": "content_block_delta", "index": index, "delta": d}),
                 )
             };
-            if block["type"] == "thinking" {
+            if block["type"] == "tool_use" {
+                let mut start = block.clone();
+                start["input"] = json!({});
+                out.push(event(
+                    "content_block_start",
+                    &json!({"type": "content_block_start", "index": index, "content_block": start}),
+                ));
+                for piece in halves(&block["input"].to_string()) {
+                    out.push(delta(
+                        json!({"type": "input_json_delta", "partial_json": piece}),
+                    ));
+                }
+            } else if block["type"] == "thinking" {
                 let empty = json!({"type": "thinking", "thinking": "", "signature": ""});
                 out.push(event(
                     "content_block_start",
@@ -168,6 +214,9 @@ pub(crate) fn gemini(alt_sse: bool) -> Stream {
         for part in parts.iter().filter(|p| p["thought"] == true) {
             chunks.push(chunk(json!([part]), false));
         }
+        for part in parts.iter().filter(|p| p.get("functionCall").is_some()) {
+            chunks.push(chunk(json!([part]), false));
+        }
         let text = parts
             .iter()
             .filter(|p| p["thought"] != true)
@@ -226,6 +275,10 @@ pub(crate) fn ollama() -> Stream {
         }
         for p in pieces(o["message"]["content"].as_str().unwrap_or("")) {
             out.push(line(json!({"role": "assistant", "content": p})));
+        }
+        if o["message"]["tool_calls"].is_array() {
+            out.push(line(json!({"role": "assistant", "content": "",
+                "tool_calls": o["message"]["tool_calls"]})));
         }
         let mut last = o.clone();
         last["message"] = json!({"role": "assistant", "content": ""});

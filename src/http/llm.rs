@@ -4,6 +4,8 @@
 //! Status codes tell the truth (200, 4xx for bad requests, 502/503/504 for upstream
 //! trouble) while the body keeps the original's `success` and `error` keys.
 
+use std::sync::Arc;
+
 use actix_web::{web, HttpResponse};
 use bkvy_actors::{
     AttemptError, Millis, Plan, RequestCompleted, Route, RouteTarget, RoutingMethod, Tier,
@@ -17,7 +19,7 @@ use super::AppState;
 use crate::clients::Clients;
 use crate::gateway::{self, Failure, FailureKind, Job, Success};
 use crate::streaming;
-use crate::types::{ChatMessage, ChatOptions};
+use crate::types::{ChatMessage, ChatOptions, Tooling};
 use crate::types::{FinishReason, Usage};
 
 /// Shortest accepted `timeout_seconds`: one millisecond, the deadline's resolution.
@@ -321,6 +323,8 @@ pub struct Prepared {
     pub max_wait_seconds: Option<f64>,
     /// Lowers the hard deadline.
     pub timeout_seconds: Option<f64>,
+    /// Tools and answer format (OpenAI surface only).
+    pub tooling: Arc<Tooling>,
 }
 
 /// Records the routing target of a valid request in its event.
@@ -379,6 +383,7 @@ pub async fn plan(
     let job = Job {
         messages: p.messages.clone(),
         options: p.options.clone(),
+        tooling: p.tooling.clone(),
         deadline,
     };
     Ok((plan, job))
@@ -441,6 +446,7 @@ async fn run(
         options: req.options.unwrap_or_default(),
         max_wait_seconds: req.max_wait_seconds,
         timeout_seconds: req.timeout_seconds,
+        tooling: Arc::default(),
     };
     let (plan, job) = match plan(state, &prepared, &mut call.event).await {
         Ok(p) => p,
@@ -566,6 +572,13 @@ impl streaming::ChunkFormat for LlmChunks {
 
     fn delta(&mut self, text: &str) -> String {
         streaming::sse(&json!({"type": "delta", "content": text}))
+    }
+
+    fn tool_call(&mut self, piece: &crate::providers::stream::ToolCallDelta) -> String {
+        streaming::sse(&json!({
+            "type": "tool_call", "index": piece.index, "id": piece.id,
+            "name": piece.name, "arguments": piece.arguments,
+        }))
     }
 
     fn done(&mut self, finish: FinishReason, usage: &Usage, cost_usd: f64) -> String {

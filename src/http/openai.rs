@@ -20,8 +20,13 @@ use super::llm::{self, record_target, Call, Prepared, Reply};
 use super::AppState;
 use crate::clients::Clients;
 use crate::gateway::{self, Success};
+use crate::providers::stream::ToolCallDelta;
+use crate::providers::tool_call_json as call_json;
 use crate::streaming::{self, ChunkFormat};
-use crate::types::{ChatMessage, ChatOptions, FinishReason, Role, Usage};
+use crate::types::{
+    ChatMessage, ChatOptions, FinishReason, ResponseFormat, Role, ToolCall, ToolChoice, ToolDef,
+    Tooling, Usage,
+};
 
 /// A message content part.
 #[derive(Debug, Deserialize)]
@@ -100,6 +105,8 @@ struct OaiRequest {
     #[serde(default)]
     tool_choice: Option<Value>,
     #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    #[serde(default)]
     response_format: Option<Value>,
     #[serde(default)]
     logprobs: Option<bool>,
@@ -112,7 +119,7 @@ struct OaiRequest {
     #[serde(default)]
     disable_thinking: Option<bool>,
     /// Other OpenAI parameters are accepted and ignored when harmless (seed, penalties,
-    /// metadata, store, service_tier, parallel_tool_calls, …).
+    /// metadata, store, service_tier, …).
     #[serde(flatten)]
     #[allow(dead_code)]
     rest: serde_json::Map<String, Value>,
@@ -127,7 +134,6 @@ const IGNORED: &[&str] = &[
     "metadata",
     "store",
     "service_tier",
-    "parallel_tool_calls",
     "logit_bias",
     "top_logprobs",
     "safety_identifier",
@@ -222,33 +228,28 @@ fn target_of(model: &str) -> Result<RouteTarget, OaiError> {
 }
 
 fn messages_of(raw: Vec<OaiMessage>) -> Result<Vec<ChatMessage>, OaiError> {
-    let mut out = Vec::with_capacity(raw.len());
-    for m in raw {
+    let mut out: Vec<ChatMessage> = Vec::with_capacity(raw.len());
+    for (i, m) in raw.into_iter().enumerate() {
         let role = match m.role.as_str() {
             "system" | "developer" => Role::System,
             "user" => Role::User,
             "assistant" => Role::Assistant,
-            "tool" | "function" => {
+            "tool" => Role::Tool,
+            "function" => {
                 return Err(OaiError::invalid(
                     "messages",
-                    "tool messages are not supported by this gateway",
+                    format!("messages[{i}]: role \"function\" is deprecated and not supported; answer tool calls with role \"tool\""),
                 ))
             }
             other => {
                 return Err(OaiError::invalid(
                     "messages",
                     format!(
-                        "invalid role {other:?}: expected system, developer, user or assistant"
+                        "messages[{i}]: invalid role {other:?}: expected system, developer, user, assistant or tool"
                     ),
                 ))
             }
         };
-        if m.tool_calls.is_some() || m.tool_call_id.is_some() {
-            return Err(OaiError::invalid(
-                "messages",
-                "tool calls in messages are not supported by this gateway",
-            ));
-        }
         let content = match m.content {
             None => String::new(),
             Some(Content::Text(t)) => t,
@@ -260,7 +261,7 @@ fn messages_of(raw: Vec<OaiMessage>) -> Result<Vec<ChatMessage>, OaiError> {
                         Part::Other => {
                             return Err(OaiError::invalid(
                                 "messages",
-                                "only text content parts are supported",
+                                format!("messages[{i}]: only text content parts are supported"),
                             ))
                         }
                     }
@@ -268,12 +269,226 @@ fn messages_of(raw: Vec<OaiMessage>) -> Result<Vec<ChatMessage>, OaiError> {
                 text
             }
         };
-        out.push(ChatMessage { role, content });
+        let mut message = ChatMessage::new(role, content);
+        match (role, m.tool_calls, m.tool_call_id) {
+            (Role::Assistant, calls, None) => {
+                message.tool_calls = tool_calls_of(i, calls)?;
+            }
+            (Role::Tool, None, Some(Value::String(id))) if !id.is_empty() => {
+                let answered = out
+                    .iter()
+                    .rev()
+                    .take_while(|p| p.role != Role::User)
+                    .any(|p| p.tool_calls.iter().any(|c| c.id == id));
+                if !answered {
+                    return Err(OaiError::invalid(
+                        "messages",
+                        format!("messages[{i}]: a tool message must answer a tool call of a preceding assistant message; no call has id {id:?}"),
+                    ));
+                }
+                message.tool_call_id = Some(id);
+            }
+            (Role::Tool, _, _) => {
+                return Err(OaiError::invalid(
+                    "messages",
+                    format!("messages[{i}]: a tool message needs a non-empty string tool_call_id and no tool_calls"),
+                ))
+            }
+            (_, Some(_), _) | (_, _, Some(_)) => {
+                return Err(OaiError::invalid(
+                    "messages",
+                    format!("messages[{i}]: only assistant messages carry tool_calls, and only tool messages a tool_call_id"),
+                ))
+            }
+            (_, None, None) => {}
+        }
+        out.push(message);
     }
     if out.is_empty() {
         return Err(OaiError::invalid("messages", "messages must not be empty"));
     }
     Ok(out)
+}
+
+/// An assistant message's `tool_calls`: `[{"id", "type": "function", "function":
+/// {"name", "arguments"}}]`.
+fn tool_calls_of(i: usize, raw: Option<Value>) -> Result<Vec<ToolCall>, OaiError> {
+    let bad =
+        |what: &str| OaiError::invalid("messages", format!("messages[{i}].tool_calls: {what}"));
+    let list = match raw {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(bad("expected an array")),
+    };
+    list.into_iter()
+        .enumerate()
+        .map(|(j, c)| {
+            let id = c.get("id").and_then(Value::as_str).filter(|s| !s.is_empty());
+            let kind = c.get("type").and_then(Value::as_str).unwrap_or("function");
+            let function = c.get("function");
+            let name = function
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty());
+            let arguments = match function.and_then(|f| f.get("arguments")) {
+                Some(Value::String(a)) => Some(a.clone()),
+                None | Some(Value::Null) => Some("{}".to_owned()),
+                Some(_) => None,
+            };
+            match (id, kind, name, arguments) {
+                (Some(id), "function", Some(name), Some(arguments)) => Ok(ToolCall {
+                    id: id.to_owned(),
+                    name: name.to_owned(),
+                    arguments,
+                }),
+                _ => Err(bad(&format!(
+                    "call {j} needs an id, type \"function\" and a function with a name and string arguments"
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// Whether a function or schema name has the form OpenAI accepts (the other APIs accept it too).
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// `tools`: function tools only.
+fn tools_of(raw: Option<Value>) -> Result<Vec<ToolDef>, OaiError> {
+    let bad = |m: String| OaiError::invalid("tools", m);
+    let list = match raw {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(bad("tools must be an array".into())),
+    };
+    let mut out: Vec<ToolDef> = Vec::with_capacity(list.len());
+    for (i, t) in list.into_iter().enumerate() {
+        if t.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(bad(format!(
+                "tools[{i}]: only tools of type \"function\" are supported"
+            )));
+        }
+        let Some(f) = t.get("function").and_then(Value::as_object) else {
+            return Err(bad(format!("tools[{i}]: missing the function object")));
+        };
+        let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+        if !valid_name(name) {
+            return Err(bad(format!(
+                "tools[{i}].function.name must be 1 to 64 letters, digits, underscores or dashes"
+            )));
+        }
+        if out.iter().any(|d| d.name == name) {
+            return Err(bad(format!("tools[{i}]: duplicate function name {name:?}")));
+        }
+        let description = match f.get("description") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(d)) => Some(d.clone()),
+            Some(_) => {
+                return Err(bad(format!(
+                    "tools[{i}].function.description must be a string"
+                )))
+            }
+        };
+        let parameters = match f.get("parameters") {
+            None | Some(Value::Null) => None,
+            Some(p @ Value::Object(_)) => Some(p.clone()),
+            Some(_) => {
+                return Err(bad(format!(
+                    "tools[{i}].function.parameters must be a JSON Schema object"
+                )))
+            }
+        };
+        let strict = match f.get("strict") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => return Err(bad(format!("tools[{i}].function.strict must be a boolean"))),
+        };
+        out.push(ToolDef {
+            name: name.to_owned(),
+            description,
+            parameters,
+            strict,
+        });
+    }
+    Ok(out)
+}
+
+/// `tool_choice`: `auto`, `none`, `required` or a named function among `tools`.
+fn tool_choice_of(raw: Option<Value>, tools: &[ToolDef]) -> Result<Option<ToolChoice>, OaiError> {
+    let bad = |m: &str| OaiError::invalid("tool_choice", m);
+    let choice = match raw {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            _ => return Err(bad("tool_choice must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}")),
+        },
+        Some(v) => {
+            let name = v
+                .pointer("/function/name")
+                .and_then(Value::as_str)
+                .filter(|_| v.get("type").and_then(Value::as_str) == Some("function"));
+            match name {
+                Some(n) if tools.iter().any(|t| t.name == n) => ToolChoice::Function(n.to_owned()),
+                Some(n) => return Err(bad(&format!("tool_choice names function {n:?}, which is not in tools"))),
+                None => return Err(bad("tool_choice must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}")),
+            }
+        }
+    };
+    if tools.is_empty() && matches!(choice, ToolChoice::Required | ToolChoice::Function(_)) {
+        return Err(bad("tool_choice is only allowed when tools are specified"));
+    }
+    Ok(Some(choice))
+}
+
+/// `response_format`: `text`, `json_object` or `json_schema`.
+fn response_format_of(raw: Option<Value>) -> Result<ResponseFormat, OaiError> {
+    let bad = |m: String| OaiError::invalid("response_format", m);
+    let Some(v) = raw.filter(|v| !v.is_null()) else {
+        return Ok(ResponseFormat::Text);
+    };
+    match v.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(ResponseFormat::Text),
+        Some("json_object") => Ok(ResponseFormat::JsonObject),
+        Some("json_schema") => {
+            let Some(spec) = v.get("json_schema").and_then(Value::as_object) else {
+                return Err(bad(
+                    "json_schema response_format needs a json_schema object".into(),
+                ));
+            };
+            let name = spec.get("name").and_then(Value::as_str).unwrap_or_default();
+            if !valid_name(name) {
+                return Err(bad(
+                    "json_schema.name must be 1 to 64 letters, digits, underscores or dashes"
+                        .into(),
+                ));
+            }
+            let schema = match spec.get("schema") {
+                None | Some(Value::Null) => None,
+                Some(s @ Value::Object(_)) => Some(s.clone()),
+                Some(_) => {
+                    return Err(bad("json_schema.schema must be a JSON Schema object".into()))
+                }
+            };
+            Ok(ResponseFormat::JsonSchema {
+                name: name.to_owned(),
+                description: spec
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                schema,
+                strict: spec.get("strict").and_then(Value::as_bool),
+            })
+        }
+        _ => Err(bad(
+            "response_format type must be \"text\", \"json_object\" or \"json_schema\"".into(),
+        )),
+    }
 }
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
@@ -307,20 +522,14 @@ fn parse(req: &HttpRequest, body: OaiRequest, max_messages: usize) -> Result<Par
     if body.n.is_some_and(|n| n != 1) {
         return Err(OaiError::invalid("n", "only n = 1 is supported"));
     }
-    if body.tools.is_some() || body.tool_choice.is_some() {
-        return Err(OaiError::invalid(
-            "tools",
-            "tool calls are not supported by this gateway",
-        ));
-    }
-    if let Some(f) = &body.response_format {
-        if f.get("type").and_then(Value::as_str) != Some("text") {
-            return Err(OaiError::invalid(
-                "response_format",
-                "only response_format {\"type\": \"text\"} is supported",
-            ));
-        }
-    }
+    let tools = tools_of(body.tools)?;
+    let tool_choice = tool_choice_of(body.tool_choice, &tools)?;
+    let tooling = Tooling {
+        tools,
+        tool_choice,
+        parallel_tool_calls: body.parallel_tool_calls,
+        response_format: response_format_of(body.response_format)?,
+    };
     if body.logprobs == Some(true) {
         return Err(OaiError::invalid("logprobs", "logprobs are not supported"));
     }
@@ -407,6 +616,7 @@ fn parse(req: &HttpRequest, body: OaiRequest, max_messages: usize) -> Result<Par
             options,
             max_wait_seconds: max_wait,
             timeout_seconds: body.timeout_seconds,
+            tooling: std::sync::Arc::new(tooling),
         },
         client_id,
         stream: body.stream.unwrap_or(false),
@@ -443,6 +653,15 @@ fn usage_json(u: &Usage) -> Value {
 
 fn completion(request_id: &str, s: &Success) -> Value {
     let id = s.candidate.id();
+    let calls = &s.response.tool_calls;
+    let mut message = json!({"role": "assistant", "content": s.response.content, "refusal": null});
+    if !calls.is_empty() {
+        if s.response.content.is_empty() {
+            message["content"] = Value::Null;
+        }
+        let list: Vec<Value> = calls.iter().map(call_json).collect();
+        message["tool_calls"] = Value::Array(list);
+    }
     json!({
         "id": format!("chatcmpl-{request_id}"),
         "object": "chat.completion",
@@ -450,7 +669,7 @@ fn completion(request_id: &str, s: &Success) -> Value {
         "model": id.model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": s.response.content, "refusal": null},
+            "message": message,
             "logprobs": null,
             "finish_reason": finish_str(s.response.finish_reason),
         }],
@@ -491,6 +710,20 @@ impl ChunkFormat for OpenAiChunks {
 
     fn delta(&mut self, text: &str) -> String {
         streaming::sse(&self.chunk(json!({"content": text}), Value::Null))
+    }
+
+    fn tool_call(&mut self, piece: &ToolCallDelta) -> String {
+        let mut call = json!({"index": piece.index});
+        if let Some(id) = &piece.id {
+            call["id"] = json!(id);
+            call["type"] = json!("function");
+        }
+        let mut function = json!({"arguments": piece.arguments});
+        if let Some(name) = &piece.name {
+            function["name"] = json!(name);
+        }
+        call["function"] = function;
+        streaming::sse(&self.chunk(json!({"tool_calls": [call]}), Value::Null))
     }
 
     fn done(&mut self, finish: FinishReason, usage: &Usage, _cost_usd: f64) -> String {

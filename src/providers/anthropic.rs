@@ -11,9 +11,15 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{answer, count, split_and_merge, stop_sequences, UpstreamError, UpstreamRequest};
+use super::{
+    answer, count, split_and_merge, split_and_merge_parts, stop_sequences, tools, UpstreamError,
+    UpstreamRequest,
+};
 use crate::config::{Model, Secret};
-use crate::types::{ChatRequest, ChatResponse, FinishReason, Usage};
+use crate::types::{
+    ChatMessage, ChatRequest, ChatResponse, FinishReason, ResponseFormat, Role, ToolCall,
+    ToolChoice, Usage,
+};
 
 /// `max_tokens` when the request does not set one.
 const DEFAULT_MAX_TOKENS: u32 = 4096;
@@ -21,7 +27,28 @@ const DEFAULT_MAX_TOKENS: u32 = 4096;
 const DEFAULT_VERSION: &str = "2023-06-01";
 
 pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> UpstreamRequest {
-    let (system, turns) = split_and_merge(req);
+    let (mut system, messages) = if tools::has_tool_turns(req) {
+        let (system, turns) = split_and_merge_parts(req, api_role, content_blocks);
+        let messages: Vec<Value> = turns
+            .into_iter()
+            .map(|(role, blocks)| json!({"role": role, "content": blocks}))
+            .collect();
+        (system, messages)
+    } else {
+        let (system, turns) = split_and_merge(req);
+        let messages: Vec<Value> = turns
+            .iter()
+            .map(|(role, text)| json!({"role": role.as_str(), "content": text}))
+            .collect();
+        (system, messages)
+    };
+    if req.tooling.response_format == ResponseFormat::JsonObject {
+        let s = system.get_or_insert_with(String::new);
+        if !s.is_empty() {
+            s.push_str("\n\n");
+        }
+        s.push_str(JSON_OBJECT_INSTRUCTION);
+    }
     let mut body = Map::new();
     body.insert("model".into(), json!(model.name));
     let o = &req.options;
@@ -32,11 +59,8 @@ pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> U
     if let Some(system) = system {
         body.insert("system".into(), json!(system));
     }
-    let messages: Vec<Value> = turns
-        .iter()
-        .map(|(role, text)| json!({"role": role.as_str(), "content": text}))
-        .collect();
     body.insert("messages".into(), Value::Array(messages));
+    insert_tooling(&mut body, req);
     if let Some(t) = o.temperature {
         body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
     }
@@ -65,6 +89,94 @@ pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> U
     }
 }
 
+/// Anthropic has no JSON-object mode; the model is told instead (a JSON schema uses the
+/// API's structured output, `output_config.format`).
+const JSON_OBJECT_INSTRUCTION: &str =
+    "Respond with a single valid JSON object only, with no text or code fences around it.";
+
+/// Tool results are user turns.
+fn api_role(role: Role) -> &'static str {
+    match role {
+        Role::Assistant => "assistant",
+        _ => "user",
+    }
+}
+
+/// A message as content blocks: text, `tool_use` for the assistant's calls, and
+/// `tool_result` for a tool message. Empty text blocks are left out (the API refuses them).
+fn content_blocks(m: &ChatMessage) -> Vec<Value> {
+    let mut blocks = Vec::new();
+    if m.role == Role::Tool {
+        let id = tools::safe_id(m.tool_call_id.as_deref().unwrap_or_default());
+        blocks.push(json!({"type": "tool_result", "tool_use_id": id, "content": m.content}));
+        return blocks;
+    }
+    if !m.content.is_empty() || m.tool_calls.is_empty() {
+        blocks.push(json!({"type": "text", "text": m.content}));
+    }
+    for c in &m.tool_calls {
+        blocks.push(json!({
+            "type": "tool_use",
+            "id": tools::safe_id(&c.id),
+            "name": c.name,
+            "input": tools::arguments_object(&c.arguments),
+        }));
+    }
+    blocks
+}
+
+/// `tools` with `input_schema`, `tool_choice` (`auto`, `any`, `tool`, `none`; parallel
+/// calls switched off inside it), and a JSON schema as `output_config.format`.
+fn insert_tooling(body: &mut Map<String, Value>, req: &ChatRequest) {
+    let t = &req.tooling;
+    if tools::tools_offered(req) {
+        let list: Vec<Value> = t
+            .tools
+            .iter()
+            .map(|d| {
+                let schema = d
+                    .parameters
+                    .clone()
+                    .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+                let mut tool = Map::new();
+                tool.insert("name".into(), json!(d.name));
+                if let Some(desc) = &d.description {
+                    tool.insert("description".into(), json!(desc));
+                }
+                tool.insert("input_schema".into(), schema);
+                Value::Object(tool)
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(list));
+        let mut choice = match tools::choice(req) {
+            None => None,
+            Some(ToolChoice::Auto) => Some(json!({"type": "auto"})),
+            Some(ToolChoice::None) => Some(json!({"type": "none"})),
+            Some(ToolChoice::Required) => Some(json!({"type": "any"})),
+            Some(ToolChoice::Function(name)) => Some(json!({"type": "tool", "name": name})),
+        };
+        if t.parallel_tool_calls == Some(false)
+            && choice.as_ref().is_none_or(|c| c["type"] != "none")
+        {
+            let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
+            c["disable_parallel_tool_use"] = json!(true);
+        }
+        if let Some(c) = choice {
+            body.insert("tool_choice".into(), c);
+        }
+    }
+    if let ResponseFormat::JsonSchema {
+        schema: Some(schema),
+        ..
+    } = &t.response_format
+    {
+        body.insert(
+            "output_config".into(),
+            json!({"format": {"type": "json_schema", "schema": schema}}),
+        );
+    }
+}
+
 pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
     let blocks = json
         .get("content")
@@ -77,6 +189,17 @@ pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
         .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
         .filter_map(|b| b.get("text").and_then(Value::as_str))
         .collect();
+    let calls: Vec<ToolCall> = blocks
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
+        .filter_map(|b| {
+            Some(ToolCall {
+                id: b.get("id").and_then(Value::as_str)?.to_owned(),
+                name: b.get("name").and_then(Value::as_str)?.to_owned(),
+                arguments: tools::arguments_text(b.get("input")),
+            })
+        })
+        .collect();
     let raw = json
         .get("stop_reason")
         .and_then(Value::as_str)
@@ -87,7 +210,7 @@ pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
         output_tokens: count(json, "/usage/output_tokens"),
         thinking_tokens: 0,
     };
-    answer(content, usage, finish, raw)
+    answer(content, calls, usage, finish, raw)
 }
 
 /// The normalised `stop_reason` (shared with the streaming parser).

@@ -11,28 +11,37 @@
 use serde_json::{json, Map, Value};
 
 use super::{
-    answer, count, split_and_merge, stop_sequences, thinking_off, UpstreamError, UpstreamRequest,
+    answer, count, split_and_merge, split_and_merge_parts, stop_sequences, thinking_off, tools,
+    UpstreamError, UpstreamRequest,
 };
 use crate::config::{Model, Secret};
-use crate::types::{ChatRequest, ChatResponse, FinishReason, Role, Usage};
+use crate::types::{
+    ChatMessage, ChatRequest, ChatResponse, FinishReason, ResponseFormat, Role, ToolCall,
+    ToolChoice, Usage,
+};
 
 /// The smallest thinking budget Gemini Pro models accept.
 const PRO_MIN_THINKING_BUDGET: u32 = 128;
 
 pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> UpstreamRequest {
-    let (system, turns) = split_and_merge(req);
+    let (system, contents) = if tools::has_tool_turns(req) {
+        let needs_signature = model.name.to_ascii_lowercase().contains("gemini-3");
+        let (system, turns) =
+            split_and_merge_parts(req, api_role, |m| parts_of(m, req, needs_signature));
+        let contents: Vec<Value> = turns
+            .into_iter()
+            .map(|(role, parts)| json!({"role": role, "parts": parts}))
+            .collect();
+        (system, contents)
+    } else {
+        let (system, turns) = split_and_merge(req);
+        let contents: Vec<Value> = turns
+            .iter()
+            .map(|(role, text)| json!({"role": api_role(*role), "parts": [{"text": text}]}))
+            .collect();
+        (system, contents)
+    };
     let mut body = Map::new();
-    let contents: Vec<Value> = turns
-        .iter()
-        .map(|(role, text)| {
-            let role = if *role == Role::Assistant {
-                "model"
-            } else {
-                "user"
-            };
-            json!({"role": role, "parts": [{"text": text}]})
-        })
-        .collect();
     body.insert("contents".into(), Value::Array(contents));
     if let Some(system) = system {
         body.insert(
@@ -65,9 +74,22 @@ pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> U
         };
         config.insert("thinkingConfig".into(), json!({"thinkingBudget": budget}));
     }
+    match &req.tooling.response_format {
+        ResponseFormat::Text => {}
+        ResponseFormat::JsonObject => {
+            config.insert("responseMimeType".into(), json!("application/json"));
+        }
+        ResponseFormat::JsonSchema { schema, .. } => {
+            config.insert("responseMimeType".into(), json!("application/json"));
+            if let Some(schema) = schema {
+                config.insert("responseJsonSchema".into(), schema.clone());
+            }
+        }
+    }
     if !config.is_empty() {
         body.insert("generationConfig".into(), Value::Object(config));
     }
+    insert_tools(&mut body, req);
     let mut headers = Vec::new();
     if let Some(k) = key {
         headers.push(("x-goog-api-key", k.expose().to_string()));
@@ -78,6 +100,114 @@ pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> U
         headers,
         body: Value::Object(body),
     }
+}
+
+/// Assistant turns are the `model` role; tool results are `user` turns.
+fn api_role(role: Role) -> &'static str {
+    match role {
+        Role::Assistant => "model",
+        _ => "user",
+    }
+}
+
+/// A message as parts: text, a `functionCall` per tool call (with the thought signature
+/// its id carries; on Gemini 3 a call without one gets the documented placeholder, as
+/// the API refuses unsigned calls in the history), or a `functionResponse`.
+fn parts_of(m: &ChatMessage, req: &ChatRequest, needs_signature: bool) -> Vec<Value> {
+    if m.role == Role::Tool {
+        let name = tools::name_of_call(req, m.tool_call_id.as_deref());
+        return vec![json!({"functionResponse": {
+            "name": name,
+            "response": tools::result_object(&m.content),
+        }})];
+    }
+    let mut parts = Vec::new();
+    if !m.content.is_empty() || m.tool_calls.is_empty() {
+        parts.push(json!({"text": m.content}));
+    }
+    for (i, c) in m.tool_calls.iter().enumerate() {
+        let mut part = json!({"functionCall": {
+            "name": c.name,
+            "args": tools::arguments_object(&c.arguments),
+        }});
+        match tools::signature_of(&c.id) {
+            Some(sig) => part["thoughtSignature"] = json!(sig),
+            None if needs_signature && i == 0 => {
+                part["thoughtSignature"] = json!(SKIP_SIGNATURE);
+            }
+            None => {}
+        }
+        parts.push(part);
+    }
+    parts
+}
+
+/// The value Gemini documents for calls whose thought signature is unknown (history
+/// made by another model).
+const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
+
+/// `tools` as `functionDeclarations` (schemas as `parametersJsonSchema`, which takes
+/// JSON Schema as OpenAI clients write it) and `toolConfig.functionCallingConfig`.
+fn insert_tools(body: &mut Map<String, Value>, req: &ChatRequest) {
+    if !tools::tools_offered(req) {
+        return;
+    }
+    let declarations: Vec<Value> = req
+        .tooling
+        .tools
+        .iter()
+        .map(|d| {
+            let mut f = Map::new();
+            f.insert("name".into(), json!(d.name));
+            if let Some(desc) = &d.description {
+                f.insert("description".into(), json!(desc));
+            }
+            if let Some(p) = &d.parameters {
+                f.insert("parametersJsonSchema".into(), p.clone());
+            }
+            Value::Object(f)
+        })
+        .collect();
+    body.insert(
+        "tools".into(),
+        json!([{ "functionDeclarations": declarations }]),
+    );
+    let config = match tools::choice(req) {
+        None => return,
+        Some(ToolChoice::Auto) => json!({"mode": "AUTO"}),
+        Some(ToolChoice::None) => json!({"mode": "NONE"}),
+        Some(ToolChoice::Required) => json!({"mode": "ANY"}),
+        Some(ToolChoice::Function(name)) => {
+            json!({"mode": "ANY", "allowedFunctionNames": [name]})
+        }
+    };
+    body.insert(
+        "toolConfig".into(),
+        json!({ "functionCallingConfig": config }),
+    );
+}
+
+/// The tool calls among a candidate's parts, ids carrying any thought signature.
+pub(super) fn calls_of(parts: &[Value]) -> Vec<ToolCall> {
+    parts
+        .iter()
+        .filter_map(|p| {
+            let call = p.get("functionCall")?;
+            let name = call.get("name").and_then(Value::as_str)?;
+            let id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .map(tools::safe_id)
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(tools::new_call_id);
+            let signature = p.get("thoughtSignature").and_then(Value::as_str);
+            Some(ToolCall {
+                id: tools::id_with_signature(&id, signature),
+                name: name.to_owned(),
+                arguments: tools::arguments_text(call.get("args")),
+            })
+        })
+        .collect()
 }
 
 /// The URL without any `key=` query parameter (other parameters are kept in order).
@@ -116,6 +246,7 @@ pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
         return match block {
             Some(reason) => answer(
                 String::new(),
+                Vec::new(),
                 usage,
                 FinishReason::ContentFilter,
                 Some(reason.into()),
@@ -125,23 +256,23 @@ pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
             }),
         };
     };
-    let content: String = candidate
+    let parts = candidate
         .pointer("/content/parts")
         .and_then(Value::as_array)
-        .map(|parts| {
-            parts
-                .iter()
-                .filter(|p| p.get("thought").and_then(Value::as_bool) != Some(true))
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect()
-        })
+        .map(Vec::as_slice)
         .unwrap_or_default();
+    let content: String = parts
+        .iter()
+        .filter(|p| p.get("thought").and_then(Value::as_bool) != Some(true))
+        .filter_map(|p| p.get("text").and_then(Value::as_str))
+        .collect();
+    let calls = calls_of(parts);
     let raw = candidate
         .get("finishReason")
         .and_then(Value::as_str)
         .map(str::to_string);
     let finish = finish_reason(raw.as_deref());
-    answer(content, usage, finish, raw)
+    answer(content, calls, usage, finish, raw)
 }
 
 /// The normalised `finishReason` (shared with the streaming parser).

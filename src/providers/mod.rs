@@ -16,6 +16,7 @@ mod openai;
 pub mod probe;
 pub mod retry_after;
 pub mod stream;
+mod tools;
 
 use std::fmt;
 use std::time::SystemTime;
@@ -24,9 +25,10 @@ use serde_json::Value;
 
 pub use call::call;
 pub use error::UpstreamError;
+pub use openai::call_json as tool_call_json;
 
 use crate::config::{Model, Provider, ProviderKind, Secret};
-use crate::types::{ChatRequest, ChatResponse, FinishReason, Role, Usage};
+use crate::types::{ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage};
 
 /// A fully built upstream call. `Debug` never prints header values (they hold the key),
 /// the URL's query, or the body's contents (they hold the user's prompt).
@@ -166,6 +168,33 @@ fn split_and_merge(req: &ChatRequest) -> (Option<String>, Vec<(Role, String)>) {
     (system, turns)
 }
 
+/// The system messages joined as in [`split_and_merge`], and the other messages as
+/// `(api role, parts)` with consecutive same-role turns merged by appending their parts:
+/// the structured form APIs need once tool calls and results are in the conversation
+/// (a tool result is a user turn for Anthropic and Gemini).
+fn split_and_merge_parts(
+    req: &ChatRequest,
+    role_of: impl Fn(Role) -> &'static str,
+    parts_of: impl Fn(&ChatMessage) -> Vec<Value>,
+) -> (Option<String>, Vec<(&'static str, Vec<Value>)>) {
+    let mut system: Vec<&str> = Vec::new();
+    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    for m in &req.messages {
+        if m.role == Role::System {
+            system.push(&m.content);
+            continue;
+        }
+        let role = role_of(m.role);
+        let parts = parts_of(m);
+        match turns.last_mut() {
+            Some((last, existing)) if *last == role => existing.extend(parts),
+            _ => turns.push((role, parts)),
+        }
+    }
+    let system = (!system.is_empty()).then(|| system.join("\n\n"));
+    (system, turns)
+}
+
 /// A non-negative integer at a JSON pointer; 0 when missing (never estimated).
 fn count(v: &Value, pointer: &str) -> u64 {
     v.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
@@ -175,12 +204,16 @@ fn count(v: &Value, pointer: &str) -> u64 {
 ///
 /// Empty content is a valid answer when the model hit the token limit, was stopped by a
 /// content filter, or asked for a tool; otherwise it is a malformed response (retryable).
+/// An answer with tool calls finishes with `tool_calls` whatever natural end the API
+/// reported (Gemini and Ollama say `STOP`/`stop`, OpenAI `stop` for a forced call).
 fn answer(
     content: String,
+    tool_calls: Vec<ToolCall>,
     usage: Usage,
     finish_reason: FinishReason,
     raw_finish_reason: Option<String>,
 ) -> Result<ChatResponse, UpstreamError> {
+    let finish_reason = with_tool_calls(finish_reason, !tool_calls.is_empty());
     if content.is_empty() && !empty_is_explained(finish_reason) {
         return Err(UpstreamError::Malformed {
             message: format!(
@@ -194,7 +227,16 @@ fn answer(
         usage,
         finish_reason,
         raw_finish_reason,
+        tool_calls,
     })
+}
+
+/// The finish reason of an answer that does (or does not) carry tool calls.
+pub(super) fn with_tool_calls(finish_reason: FinishReason, has_calls: bool) -> FinishReason {
+    match finish_reason {
+        FinishReason::Stop | FinishReason::Other if has_calls => FinishReason::ToolCalls,
+        other => other,
+    }
 }
 
 /// Whether this finish reason explains an answer without text (token limit, content

@@ -7,9 +7,11 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{answer, count, stop_sequences, thinking_off, UpstreamError, UpstreamRequest};
+use super::{answer, count, stop_sequences, thinking_off, tools, UpstreamError, UpstreamRequest};
 use crate::config::{Model, Secret};
-use crate::types::{ChatRequest, ChatResponse, FinishReason, Usage};
+use crate::types::{
+    ChatMessage, ChatRequest, ChatResponse, FinishReason, ResponseFormat, Role, ToolChoice, Usage,
+};
 
 /// The key value that means "no key" in providers.json.
 const NO_KEY: &str = "none_required";
@@ -17,13 +19,10 @@ const NO_KEY: &str = "none_required";
 pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> UpstreamRequest {
     let mut body = Map::new();
     body.insert("model".into(), json!(model.name));
-    let messages: Vec<Value> = req
-        .messages
-        .iter()
-        .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
-        .collect();
+    let messages: Vec<Value> = req.messages.iter().map(|m| message(m, req)).collect();
     body.insert("messages".into(), Value::Array(messages));
     body.insert("stream".into(), json!(false));
+    insert_tooling(&mut body, req);
     let o = &req.options;
     let mut options = Map::new();
     if let Some(n) = o.max_tokens {
@@ -53,6 +52,65 @@ pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> U
     super::bearer_post(model, key, body)
 }
 
+/// One message; tool calls carry their arguments as objects, tool results the name of
+/// the function they answer (`tool_name`).
+fn message(m: &ChatMessage, req: &ChatRequest) -> Value {
+    match m.role {
+        Role::Tool => json!({
+            "role": "tool",
+            "content": m.content,
+            "tool_name": tools::name_of_call(req, m.tool_call_id.as_deref()),
+        }),
+        Role::Assistant if !m.tool_calls.is_empty() => {
+            let calls: Vec<Value> = m
+                .tool_calls
+                .iter()
+                .map(|c| {
+                    json!({"function": {"name": c.name, "arguments": tools::arguments_object(&c.arguments)}})
+                })
+                .collect();
+            json!({"role": "assistant", "content": m.content, "tool_calls": calls})
+        }
+        role => json!({"role": role.as_str(), "content": m.content}),
+    }
+}
+
+/// `tools` in OpenAI's shape and `format` (`"json"` or the schema). Ollama cannot force a
+/// tool: `tool_choice: none` sends no tools, any other choice sends them all.
+fn insert_tooling(body: &mut Map<String, Value>, req: &ChatRequest) {
+    let t = &req.tooling;
+    if tools::tools_offered(req) && tools::choice(req) != Some(&ToolChoice::None) {
+        let list: Vec<Value> = t
+            .tools
+            .iter()
+            .map(|d| {
+                let mut f = Map::new();
+                f.insert("name".into(), json!(d.name));
+                if let Some(desc) = &d.description {
+                    f.insert("description".into(), json!(desc));
+                }
+                if let Some(p) = &d.parameters {
+                    f.insert("parameters".into(), p.clone());
+                }
+                json!({"type": "function", "function": f})
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(list));
+    }
+    match &t.response_format {
+        ResponseFormat::Text => {}
+        ResponseFormat::JsonObject | ResponseFormat::JsonSchema { schema: None, .. } => {
+            body.insert("format".into(), json!("json"));
+        }
+        ResponseFormat::JsonSchema {
+            schema: Some(schema),
+            ..
+        } => {
+            body.insert("format".into(), schema.clone());
+        }
+    }
+}
+
 pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
     let content = json
         .pointer("/message/content")
@@ -67,7 +125,8 @@ pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
         .map(str::to_string);
     let done = json.get("done").and_then(Value::as_bool) == Some(true);
     let finish = finish_reason(raw.as_deref(), done);
-    answer(content, usage(json), finish, raw)
+    let calls = tools::calls_from_openai(json.pointer("/message/tool_calls"));
+    answer(content, calls, usage(json), finish, raw)
 }
 
 /// The normalised `done_reason` (shared with the streaming parser).

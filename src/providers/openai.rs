@@ -8,9 +8,12 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{answer, count, stop_sequences, thinking_off, UpstreamError, UpstreamRequest};
+use super::{answer, count, stop_sequences, thinking_off, tools, UpstreamError, UpstreamRequest};
 use crate::config::{Model, ProviderKind, Secret};
-use crate::types::{ChatRequest, ChatResponse, FinishReason, Usage};
+use crate::types::{
+    ChatMessage, ChatRequest, ChatResponse, FinishReason, ResponseFormat, Role, ToolCall,
+    ToolChoice, Usage,
+};
 
 pub(super) fn build(
     kind: ProviderKind,
@@ -21,12 +24,9 @@ pub(super) fn build(
     let is_openai = kind == ProviderKind::Openai;
     let mut body = Map::new();
     body.insert("model".into(), json!(model.name));
-    let messages: Vec<Value> = req
-        .messages
-        .iter()
-        .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
-        .collect();
+    let messages: Vec<Value> = req.messages.iter().map(message).collect();
     body.insert("messages".into(), Value::Array(messages));
+    insert_tooling(&mut body, req);
     let o = &req.options;
     if let Some(n) = o.max_tokens {
         let field = if is_openai {
@@ -68,6 +68,86 @@ pub(super) fn build(
     super::bearer_post(model, key, body)
 }
 
+/// One message in the Chat Completions shape, tool calls and results included.
+fn message(m: &ChatMessage) -> Value {
+    match m.role {
+        Role::Tool => json!({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content}),
+        Role::Assistant if !m.tool_calls.is_empty() => {
+            let calls: Vec<Value> = m.tool_calls.iter().map(call_json).collect();
+            let content = if m.content.is_empty() {
+                Value::Null
+            } else {
+                json!(m.content)
+            };
+            json!({"role": "assistant", "content": content, "tool_calls": calls})
+        }
+        role => json!({"role": role.as_str(), "content": m.content}),
+    }
+}
+
+/// A tool call as OpenAI sends and takes it.
+pub fn call_json(c: &ToolCall) -> Value {
+    json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}})
+}
+
+/// `tools`, `tool_choice`, `parallel_tool_calls` and `response_format`, passed through
+/// in OpenAI's own shape (OpenAI-compatible servers take the same fields).
+fn insert_tooling(body: &mut Map<String, Value>, req: &ChatRequest) {
+    let t = &req.tooling;
+    if !t.tools.is_empty() {
+        let tools: Vec<Value> = t
+            .tools
+            .iter()
+            .map(|d| json!({"type": "function", "function": d}))
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+        if let Some(choice) = &t.tool_choice {
+            body.insert("tool_choice".into(), choice_json(choice));
+        }
+        if let Some(p) = t.parallel_tool_calls {
+            body.insert("parallel_tool_calls".into(), json!(p));
+        }
+    }
+    match &t.response_format {
+        ResponseFormat::Text => {}
+        ResponseFormat::JsonObject => {
+            body.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        ResponseFormat::JsonSchema {
+            name,
+            description,
+            schema,
+            strict,
+        } => {
+            let mut spec = Map::new();
+            spec.insert("name".into(), json!(name));
+            if let Some(d) = description {
+                spec.insert("description".into(), json!(d));
+            }
+            if let Some(s) = schema {
+                spec.insert("schema".into(), s.clone());
+            }
+            if let Some(s) = strict {
+                spec.insert("strict".into(), json!(s));
+            }
+            body.insert(
+                "response_format".into(),
+                json!({"type": "json_schema", "json_schema": spec}),
+            );
+        }
+    }
+}
+
+/// `tool_choice` in OpenAI's shape.
+pub(crate) fn choice_json(choice: &ToolChoice) -> Value {
+    match choice {
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Required => json!("required"),
+        ToolChoice::Function(name) => json!({"type": "function", "function": {"name": name}}),
+    }
+}
+
 pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
     let choice = json
         .pointer("/choices/0")
@@ -92,15 +172,9 @@ pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
         .get("finish_reason")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let mut finish = finish_reason(raw.as_deref());
-    let has_tool_call = message
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .is_some_and(|calls| !calls.is_empty());
-    if has_tool_call && finish == FinishReason::Other {
-        finish = FinishReason::ToolCalls;
-    }
-    answer(content, usage(json), finish, raw)
+    let finish = finish_reason(raw.as_deref());
+    let calls = tools::calls_from_openai(message.get("tool_calls"));
+    answer(content, calls, usage(json), finish, raw)
 }
 
 /// The normalised `finish_reason` (shared with the streaming parser).

@@ -48,12 +48,10 @@ pub fn model_list_request(
     key: Option<&Secret>,
 ) -> UpstreamRequest {
     let dummy = ChatRequest {
-        messages: vec![ChatMessage {
-            role: Role::User,
-            content: String::new(),
-        }],
+        messages: vec![ChatMessage::new(Role::User, String::new())],
         options: ChatOptions::default(),
         disable_thinking: false,
+        tooling: Default::default(),
     };
     let mut req = build_request(provider, model, key, &dummy);
     req.url = model_list_url(provider.kind, &req.url);

@@ -32,10 +32,7 @@ pub(crate) fn model(name: &str, endpoint: &str, supports_thinking: bool) -> Mode
 }
 
 pub(crate) fn msg(role: Role, content: &str) -> ChatMessage {
-    ChatMessage {
-        role,
-        content: content.to_string(),
-    }
+    ChatMessage::new(role, content)
 }
 
 /// One user message, no options, thinking left on.
@@ -44,6 +41,7 @@ pub(crate) fn simple() -> ChatRequest {
         messages: vec![msg(Role::User, "Hi")],
         options: ChatOptions::default(),
         disable_thinking: false,
+        tooling: Default::default(),
     }
 }
 
@@ -63,6 +61,7 @@ pub(crate) fn with_messages(messages: Vec<ChatMessage>) -> ChatRequest {
         messages,
         options: ChatOptions::default(),
         disable_thinking: false,
+        tooling: Default::default(),
     }
 }
 

@@ -1,10 +1,12 @@
 """Drives bkvy with the official `openai` Python package, the way applications do.
 
 Usage: python openai_client.py BASE_URL
-Checks a plain completion, a streamed one, a refused tool call and an unknown model, each
-through the SDK's own types and exceptions. Exits non-zero on the first failed check.
+Checks a plain completion, a streamed one, tool calls (plain and streamed, on every
+provider kind), JSON mode, a refused tool definition and an unknown model, each through
+the SDK's own types and exceptions. Exits non-zero on the first failed check.
 """
 
+import json
 import sys
 
 import openai
@@ -51,14 +53,76 @@ def main(base_url: str) -> None:
     assert finish == "stop", finish
     assert usage is not None and usage.total_tokens > 0, usage
 
-    # A tool call: refused with OpenAI's 400 shape, raised as the SDK's BadRequestError.
+    # Tool calls, on every provider kind: the model asks for the tool, the client runs it
+    # and sends the result back (the assistant message from the SDK object, as apps do),
+    # and the model answers with the result.
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                           "required": ["city"]},
+        },
+    }
+    for model in ["openai/gpt-4o-mini", "anthropic/claude-haiku", "gemini/gemini-2.5-flash",
+                  "ollama/llama3.2:3b", "vllm/qwen3"]:
+        messages = [{"role": "user", "content": "Paris"}]
+        first = client.chat.completions.create(model=model, messages=messages, tools=[weather])
+        choice = first.choices[0]
+        assert choice.finish_reason == "tool_calls", (model, first)
+        call = choice.message.tool_calls[0]
+        assert call.type == "function" and call.function.name == "get_weather", (model, call)
+        assert json.loads(call.function.arguments) == {"city": "Paris"}, (model, call)
+        assert call.id, (model, call)
+        messages.append(choice.message)
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": "22 C and sunny"})
+        second = client.chat.completions.create(model=model, messages=messages, tools=[weather])
+        assert second.choices[0].finish_reason == "stop", (model, second)
+        assert second.choices[0].message.content.endswith("22 C and sunny"), (model, second)
+
+    # A streamed tool call, assembled from the SDK's chunk deltas.
+    calls = {}
+    finish = None
+    for chunk in client.chat.completions.create(
+            model="anthropic/claude-haiku", messages=[{"role": "user", "content": "Oslo"}],
+            tools=[weather], tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            stream=True):
+        for choice in chunk.choices:
+            for d in choice.delta.tool_calls or []:
+                entry = calls.setdefault(d.index, {"id": None, "name": "", "arguments": ""})
+                if d.id:
+                    entry["id"] = d.id
+                if d.function and d.function.name:
+                    entry["name"] += d.function.name
+                if d.function and d.function.arguments:
+                    entry["arguments"] += d.function.arguments
+            if choice.finish_reason:
+                finish = choice.finish_reason
+    assert finish == "tool_calls", finish
+    assert list(calls) == [0] and calls[0]["name"] == "get_weather" and calls[0]["id"], calls
+    assert json.loads(calls[0]["arguments"]) == {"city": "Oslo"}, calls
+
+    # JSON mode and a JSON schema.
+    resp = client.chat.completions.create(
+        model="gemini/gemini-2.5-flash", messages=[{"role": "user", "content": "as json"}],
+        response_format={"type": "json_object"})
+    assert isinstance(json.loads(resp.choices[0].message.content), dict), resp
+    resp = client.chat.completions.create(
+        model="anthropic/claude-haiku", messages=[{"role": "user", "content": "as json"}],
+        response_format={"type": "json_schema", "json_schema": {
+            "name": "answer", "schema": {"type": "object", "properties": {"ok": {"type": "boolean"}},
+                                         "required": ["ok"], "additionalProperties": False}}})
+    assert json.loads(resp.choices[0].message.content) == {"ok": True}, resp
+
+    # A bad tool definition: OpenAI's 400 shape, raised as the SDK's BadRequestError.
     try:
         client.chat.completions.create(
             model="low",
             messages=[{"role": "user", "content": "weather?"}],
-            tools=[{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+            tools=[{"type": "function", "function": {"name": "no spaces allowed"}}],
         )
-        raise AssertionError("tools were accepted")
+        raise AssertionError("an invalid tool name was accepted")
     except openai.BadRequestError as e:
         assert e.status_code == 400
         assert e.body["param"] == "tools", e.body

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::super::anthropic::{finish_reason, input_tokens};
 use super::super::count;
 use super::sse::Frame;
-use super::{json_of, push_text, Parse, StreamEvent};
+use super::{json_of, push_text, Parse, StreamEvent, ToolCallDelta};
 use crate::providers::{error::safe_text, UpstreamError};
 use crate::types::Usage;
 
@@ -20,6 +20,9 @@ pub(super) struct Anthropic {
     input: u64,
     output: u64,
     stop: Option<String>,
+    /// The content block index of each `tool_use` block, in order (its position is the
+    /// call's index).
+    tool_blocks: Vec<u64>,
 }
 
 impl Parse for Anthropic {
@@ -36,13 +39,47 @@ impl Parse for Anthropic {
                 self.input = input_tokens(message);
                 self.output = count(message, "/usage/output_tokens");
             }
+            "content_block_start" => {
+                let block = json.get("content_block").unwrap_or(&Value::Null);
+                if block.get("type").and_then(Value::as_str) == Some("tool_use") {
+                    let at = json.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    self.tool_blocks.push(at);
+                    let text = |f: &str| block.get(f).and_then(Value::as_str).unwrap_or("");
+                    // The input arrives in `input_json_delta`s; a non-empty start input
+                    // (not sent by the API today) is kept rather than lost.
+                    let input = block
+                        .get("input")
+                        .filter(|i| i.as_object().is_some_and(|o| !o.is_empty()))
+                        .map(Value::to_string)
+                        .unwrap_or_default();
+                    out.push(StreamEvent::ToolCall(ToolCallDelta {
+                        index: (self.tool_blocks.len() - 1) as u32,
+                        id: Some(text("id").to_owned()),
+                        name: Some(text("name").to_owned()),
+                        arguments: input,
+                    }));
+                }
+            }
             "content_block_delta" => {
                 let delta = json.get("delta").unwrap_or(&Value::Null);
                 let field = |f: &str| delta.get(f).and_then(Value::as_str);
                 match delta.get("type").and_then(Value::as_str) {
                     Some("text_delta") => push_text(out, field("text"), false),
                     Some("thinking_delta") => push_text(out, field("thinking"), true),
-                    _ => {} // signature, tool input and citation deltas
+                    Some("input_json_delta") => {
+                        let at = json.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        let piece = field("partial_json").unwrap_or("");
+                        let call = self.tool_blocks.iter().position(|b| *b == at);
+                        if let (Some(i), false) = (call, piece.is_empty()) {
+                            out.push(StreamEvent::ToolCall(ToolCallDelta {
+                                index: i as u32,
+                                id: None,
+                                name: None,
+                                arguments: piece.to_owned(),
+                            }));
+                        }
+                    }
+                    _ => {} // signature and citation deltas
                 }
             }
             "message_delta" => {

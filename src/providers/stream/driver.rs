@@ -38,7 +38,7 @@ impl Core {
             }
             ProviderKind::Anthropic => (Framing::Sse, Box::<anthropic::Anthropic>::default()),
             ProviderKind::Gemini => (Framing::Sse, Box::<gemini::Gemini>::default()),
-            ProviderKind::Ollama => (Framing::Ndjson, Box::new(ollama::Ollama)),
+            ProviderKind::Ollama => (Framing::Ndjson, Box::new(ollama::Ollama::default())),
         };
         Self {
             decoder: Decoder::new(framing, max_event_bytes),
@@ -121,7 +121,7 @@ impl Core {
         }
         match &event {
             StreamEvent::Delta(t) | StreamEvent::ThinkingDelta(t) if t.is_empty() => return,
-            StreamEvent::Delta(_) => self.text_seen = true,
+            StreamEvent::Delta(_) | StreamEvent::ToolCall(_) => self.text_seen = true,
             StreamEvent::ThinkingDelta(_) => {}
             StreamEvent::Done {
                 finish_reason,

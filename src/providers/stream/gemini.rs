@@ -9,9 +9,10 @@
 
 use serde_json::Value;
 
-use super::super::gemini::{finish_reason, usage};
+use super::super::gemini::{calls_of, finish_reason, usage};
+use super::super::with_tool_calls;
 use super::sse::Frame;
-use super::{error_event, json_of, push_text, Parse, StreamEvent};
+use super::{error_event, json_of, push_text, Parse, StreamEvent, ToolCallDelta};
 use crate::providers::UpstreamError;
 use crate::types::{FinishReason, Usage};
 
@@ -20,6 +21,8 @@ pub(super) struct Gemini {
     finish: Option<String>,
     blocked: bool,
     usage: Usage,
+    /// Tool calls seen so far (each arrives whole, in one part).
+    calls: u32,
 }
 
 impl Parse for Gemini {
@@ -47,6 +50,15 @@ impl Parse for Gemini {
         for part in parts.into_iter().flatten() {
             let thought = part.get("thought").and_then(Value::as_bool) == Some(true);
             push_text(out, part.get("text").and_then(Value::as_str), thought);
+            for call in calls_of(std::slice::from_ref(part)) {
+                out.push(StreamEvent::ToolCall(ToolCallDelta {
+                    index: self.calls,
+                    id: Some(call.id),
+                    name: Some(call.name),
+                    arguments: call.arguments,
+                }));
+                self.calls += 1;
+            }
         }
         if let Some(raw) = candidate.get("finishReason").and_then(Value::as_str) {
             self.finish = Some(raw.to_string());
@@ -61,7 +73,7 @@ impl Parse for Gemini {
         let finish = if self.blocked {
             FinishReason::ContentFilter
         } else {
-            finish_reason(Some(&raw))
+            with_tool_calls(finish_reason(Some(&raw)), self.calls > 0)
         };
         Ok(StreamEvent::Done {
             finish_reason: finish,

@@ -33,6 +33,8 @@ pub type UpstreamStream = LocalBoxStream<'static, Result<StreamEvent, UpstreamEr
 pub enum StreamEvent {
     /// Generated text (may be empty for keep-alives; never emit empty deltas upward).
     Delta(String),
+    /// A piece of a tool call.
+    ToolCall(ToolCallDelta),
     /// Thinking text, where the API streams it separately (Anthropic thinking_delta, Gemini thought parts, Ollama message.thinking); bkvy does not forward it to clients but counts it.
     ThinkingDelta(String),
     /// The end: finish reason (normalised as in the non-streaming parser, raw kept) and usage as reported (zeros where the API did not report).
@@ -44,6 +46,21 @@ pub enum StreamEvent {
         /// Token counts as reported (zeros where the API did not report them).
         usage: Usage,
     },
+}
+
+/// A piece of a streamed tool call, in OpenAI's terms. The first piece of a call carries
+/// its `id` and `name` (bkvy makes up an id where the API gives none); later pieces only
+/// add argument text. Indexes count the answer's calls from 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCallDelta {
+    /// Which call of the answer.
+    pub index: u32,
+    /// The call's id (first piece only).
+    pub id: Option<String>,
+    /// The function's name (first piece only).
+    pub name: Option<String>,
+    /// More of the arguments' JSON text.
+    pub arguments: String,
 }
 
 /// Builds the streaming variant of the provider request: same as `build_request` plus the API's stream switch:

@@ -7,12 +7,17 @@
 use serde_json::Value;
 
 use super::super::ollama::{finish_reason, usage};
+use super::super::with_tool_calls;
 use super::sse::Frame;
-use super::{error_event, json_of, push_text, Parse, StreamEvent};
+use super::{error_event, json_of, push_text, Parse, StreamEvent, ToolCallDelta};
+use crate::providers::tools;
 use crate::providers::UpstreamError;
 
-#[derive(Debug)]
-pub(super) struct Ollama;
+#[derive(Debug, Default)]
+pub(super) struct Ollama {
+    /// Tool calls seen so far (each arrives whole).
+    calls: u32,
+}
 
 impl Parse for Ollama {
     fn frame(&mut self, frame: Frame, out: &mut Vec<StreamEvent>) -> Result<(), UpstreamError> {
@@ -23,10 +28,19 @@ impl Parse for Ollama {
         let field = |f: &str| json.pointer(f).and_then(Value::as_str);
         push_text(out, field("/message/thinking"), true);
         push_text(out, field("/message/content"), false);
+        for call in tools::calls_from_openai(json.pointer("/message/tool_calls")) {
+            out.push(StreamEvent::ToolCall(ToolCallDelta {
+                index: self.calls,
+                id: Some(call.id),
+                name: Some(call.name),
+                arguments: call.arguments,
+            }));
+            self.calls += 1;
+        }
         if json.get("done").and_then(Value::as_bool) == Some(true) {
             let raw = field("/done_reason").map(str::to_string);
             out.push(StreamEvent::Done {
-                finish_reason: finish_reason(raw.as_deref(), true),
+                finish_reason: with_tool_calls(finish_reason(raw.as_deref(), true), self.calls > 0),
                 raw_finish_reason: raw,
                 usage: usage(&json),
             });

@@ -11,15 +11,18 @@ use serde_json::Value;
 
 use super::super::openai::{finish_reason, usage};
 use super::sse::Frame;
-use super::{error_event, json_of, push_text, Parse, StreamEvent};
+use super::{error_event, json_of, push_text, Parse, StreamEvent, ToolCallDelta};
+use crate::providers::tools;
 use crate::providers::UpstreamError;
-use crate::types::{FinishReason, Usage};
+use crate::types::Usage;
 
 #[derive(Debug, Default)]
 pub(super) struct OpenAi {
     finish: Option<String>,
     usage: Option<Usage>,
     tool_call: bool,
+    /// The upstream indexes of the calls seen so far, in order.
+    calls: Vec<u64>,
 }
 
 impl OpenAi {
@@ -29,15 +32,55 @@ impl OpenAi {
                 message: "stream ended without a finish reason".into(),
             });
         };
-        let mut finish = finish_reason(Some(&raw));
-        if self.tool_call && finish == FinishReason::Other {
-            finish = FinishReason::ToolCalls;
-        }
+        let finish = super::super::with_tool_calls(finish_reason(Some(&raw)), self.tool_call);
         Ok(StreamEvent::Done {
             finish_reason: finish,
             raw_finish_reason: Some(raw),
             usage: self.usage.unwrap_or_default(),
         })
+    }
+}
+
+impl OpenAi {
+    /// One entry of a delta's `tool_calls`, as a normalised piece.
+    fn call_piece(&mut self, pos: usize, call: &Value, out: &mut Vec<StreamEvent>) {
+        let upstream_index = call
+            .get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(pos as u64);
+        let function = call.get("function");
+        let field = |f: &str| function.and_then(|x| x.get(f));
+        let arguments = match field("arguments") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+        };
+        let (index, first) = match self.calls.iter().position(|i| *i == upstream_index) {
+            Some(i) => (i, false),
+            None => {
+                self.calls.push(upstream_index);
+                (self.calls.len() - 1, true)
+            }
+        };
+        let (id, name) = if first {
+            let id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map_or_else(tools::new_call_id, str::to_owned);
+            let name = field("name").and_then(Value::as_str).map(str::to_owned);
+            (Some(id), Some(name.unwrap_or_default()))
+        } else {
+            (None, None)
+        };
+        if first || !arguments.is_empty() {
+            out.push(StreamEvent::ToolCall(ToolCallDelta {
+                index: index as u32,
+                id,
+                name,
+                arguments,
+            }));
+        }
     }
 }
 
@@ -60,12 +103,12 @@ impl Parse for OpenAi {
             let text = |field: &str| delta.and_then(|d| d.get(field)).and_then(Value::as_str);
             push_text(out, text("reasoning_content").or(text("reasoning")), true);
             push_text(out, text("content"), false);
-            if delta
+            let calls = delta
                 .and_then(|d| d.get("tool_calls"))
-                .and_then(Value::as_array)
-                .is_some_and(|calls| !calls.is_empty())
-            {
+                .and_then(Value::as_array);
+            for (pos, call) in calls.into_iter().flatten().enumerate() {
                 self.tool_call = true;
+                self.call_piece(pos, call, out);
             }
             if let Some(raw) = choice.get("finish_reason").and_then(Value::as_str) {
                 self.finish = Some(raw.to_string());

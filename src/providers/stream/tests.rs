@@ -158,18 +158,44 @@ fn openai_reasoning_and_tool_calls() {
             r#"{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"f","arguments":""}}]}"#,
             "null",
         ),
+        oa_chunk(
+            r#"{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":"}}]}"#,
+            "null",
+        ),
+        oa_chunk(
+            r#"{"tool_calls":[{"index":0,"function":{"arguments":"1}"}},{"index":3,"function":{"name":"g","arguments":"{}"}}]}"#,
+            "null",
+        ),
         oa_chunk("{}", "\"weird\""),
         "data: [DONE]\n\n".into(),
     ]
     .concat();
     let items = run(ProviderKind::Openai, &[body.as_bytes()]);
-    assert_eq!(
-        items,
-        [
-            thinking("hmm"),
-            done(FinishReason::ToolCalls, "weird", (0, 0, 0))
-        ]
-    );
+    let piece = |index, id: Option<&str>, name: Option<&str>, args: &str| {
+        Ok(StreamEvent::ToolCall(ToolCallDelta {
+            index,
+            id: id.map(str::to_owned),
+            name: name.map(str::to_owned),
+            arguments: args.to_owned(),
+        }))
+    };
+    assert_eq!(items.len(), 6);
+    assert_eq!(items[0], thinking("hmm"));
+    assert_eq!(items[1], piece(0, Some("c1"), Some("f"), ""));
+    assert_eq!(items[2], piece(0, None, None, "{\"a\":"));
+    assert_eq!(items[3], piece(0, None, None, "1}"));
+    // A call without an id gets one; upstream index 3 is the answer's second call.
+    match &items[4] {
+        Ok(StreamEvent::ToolCall(d)) => {
+            assert_eq!(
+                (d.index, d.name.as_deref(), d.arguments.as_str()),
+                (1, Some("g"), "{}")
+            );
+            assert!(d.id.as_deref().is_some_and(|id| id.starts_with("call_")));
+        }
+        other => panic!("expected a tool call piece, got {other:?}"),
+    }
+    assert_eq!(items[5], done(FinishReason::ToolCalls, "weird", (0, 0, 0)));
 }
 
 fn an_event(name: &str, data: &str) -> String {
