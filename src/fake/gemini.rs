@@ -206,7 +206,7 @@ impl Reply<'_> {
                 let mut part = json!({"functionCall": {"name": call.name, "args": call.arguments}});
                 if self.model.to_ascii_lowercase().contains("gemini-3") {
                     // Real signatures are base64 with `+`, `/` and padding.
-                    part["thoughtSignature"] = json!("CiQB+fake/signature==");
+                    part["thoughtSignature"] = json!("CiQB+fake/signat+w==");
                 }
                 parts.push(part);
             }

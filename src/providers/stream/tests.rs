@@ -426,3 +426,95 @@ fn stream_requests() {
         format!("{base}:streamGenerateContent?alt=sse")
     );
 }
+
+fn piece(index: u32, id: Option<&str>, name: Option<&str>, args: &str) -> Item {
+    Ok(StreamEvent::ToolCall(ToolCallDelta {
+        index,
+        id: id.map(str::to_owned),
+        name: name.map(str::to_owned),
+        arguments: args.to_owned(),
+    }))
+}
+
+#[test]
+fn anthropic_tool_use_blocks_become_tool_call_pieces() {
+    let body = [
+        an_event(
+            "message_start",
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":5,"output_tokens":1}}}"#,
+        ),
+        an_event(
+            "content_block_start",
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        ),
+        an_event(
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Let me check."}}"#,
+        ),
+        an_event(
+            "content_block_start",
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{}}}"#,
+        ),
+        an_event(
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\""}}"#,
+        ),
+        an_event(
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":": 1}"}}"#,
+        ),
+        an_event(
+            "message_delta",
+            r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}"#,
+        ),
+        an_event("message_stop", r#"{"type":"message_stop"}"#),
+    ]
+    .concat();
+    let items = run(ProviderKind::Anthropic, &[body.as_bytes()]);
+    assert_eq!(
+        items,
+        [
+            delta("Let me check."),
+            piece(0, Some("toolu_1"), Some("f"), ""),
+            piece(0, None, None, "{\"a\""),
+            piece(0, None, None, ": 1}"),
+            done(FinishReason::ToolCalls, "tool_use", (5, 9, 0)),
+        ]
+    );
+}
+
+#[test]
+fn gemini_and_ollama_calls_arrive_whole_and_finish_as_tool_calls() {
+    let part = r#"[{"functionCall":{"name":"f","args":{"a":1}},"thoughtSignature":"AB+/"}]"#;
+    let body = gm_chunk(part, true);
+    let items = run(ProviderKind::Gemini, &[body.as_bytes()]);
+    assert_eq!(items.len(), 2, "{items:?}");
+    match &items[0] {
+        Ok(StreamEvent::ToolCall(d)) => {
+            assert_eq!((d.index, d.name.as_deref()), (0, Some("f")));
+            assert_eq!(d.arguments, r#"{"a":1}"#);
+            assert!(d.id.as_deref().is_some_and(|id| id.ends_with("__ts_AB-_")));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        items[1],
+        Ok(StreamEvent::Done {
+            finish_reason: FinishReason::ToolCalls,
+            ..
+        })
+    ));
+
+    let lines = concat!(
+        r#"{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"a":1}}}]},"done":false}"#,
+        "\n",
+        r#"{"message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","prompt_eval_count":3,"eval_count":4}"#,
+        "\n"
+    );
+    let items = run(ProviderKind::Ollama, &[lines.as_bytes()]);
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(
+        matches!(&items[0], Ok(StreamEvent::ToolCall(d)) if d.arguments == r#"{"a":1}"# && d.id.is_some())
+    );
+    assert_eq!(items[1], done(FinishReason::ToolCalls, "stop", (3, 4, 0)));
+}
