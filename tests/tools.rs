@@ -52,8 +52,7 @@ async fn stream(url: &str, body: &Value) -> (u16, Vec<String>) {
 }
 
 #[actix_web::test]
-async fn a_tool_call_round_trip_works_on_every_provider_and_reaches_each_api_in_its_own_shape(
-) {
+async fn a_tool_call_round_trip_works_on_every_provider_and_reaches_each_api_in_its_own_shape() {
     let h = start();
     let url = format!("{}/v1/chat/completions", h.url);
     for model in MODELS {
@@ -87,13 +86,19 @@ async fn a_tool_call_round_trip_works_on_every_provider_and_reaches_each_api_in_
     let last = |m: &str| received(&h, m).last().unwrap().body.clone();
     let o = last("gpt-4o-mini");
     assert_eq!(o["tools"][0], weather());
-    assert_eq!(o["messages"][1]["tool_calls"][0]["function"]["name"], "get_weather");
+    assert_eq!(
+        o["messages"][1]["tool_calls"][0]["function"]["name"],
+        "get_weather"
+    );
     assert_eq!(o["messages"][2]["role"], "tool");
     let a = last("claude-haiku");
     assert_eq!(a["tools"][0]["name"], "get_weather");
     assert_eq!(a["tools"][0]["input_schema"]["required"], json!(["city"]));
     assert_eq!(a["messages"][1]["content"][0]["type"], "tool_use");
-    assert_eq!(a["messages"][1]["content"][0]["input"], json!({"city": "Paris"}));
+    assert_eq!(
+        a["messages"][1]["content"][0]["input"],
+        json!({"city": "Paris"})
+    );
     assert_eq!(a["messages"][2]["role"], "user");
     assert_eq!(a["messages"][2]["content"][0]["type"], "tool_result");
     assert_eq!(
@@ -148,7 +153,11 @@ async fn streamed_tool_calls_arrive_as_openai_tool_call_deltas_on_every_provider
                 continue;
             };
             assert_ne!(choice["finish_reason"], "error", "{model}: {c}");
-            for d in choice["delta"]["tool_calls"].as_array().into_iter().flatten() {
+            for d in choice["delta"]["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 assert_eq!(d["index"], 0, "{model}: one call");
                 if first_piece {
                     assert!(d["id"].is_string(), "{model}: the first piece has the id");
@@ -198,8 +207,7 @@ async fn gemini_3_thought_signatures_ride_in_the_call_id_and_go_back_unchanged()
     assert_eq!(s, 200, "{second}");
     let sent = received(&h, "gemini-3-pro").last().unwrap().body.clone();
     assert_eq!(
-        sent["contents"][1]["parts"][0]["thoughtSignature"],
-        "CiQB+fake/signat+w==",
+        sent["contents"][1]["parts"][0]["thoughtSignature"], "CiQB+fake/signat+w==",
         "the signature goes back exactly as Gemini sent it"
     );
 
@@ -227,7 +235,11 @@ async fn tool_choice_reaches_each_api_and_none_gets_text() {
     let forced = json!({"tool_choice": {"type": "function", "function": {"name": "get_weather"}},
         "parallel_tool_calls": false});
     let msgs = json!([{"role": "user", "content": "Lima"}]);
-    for model in ["openai/gpt-4o-mini", "anthropic/claude-haiku", "gemini/gemini-2.5-flash"] {
+    for model in [
+        "openai/gpt-4o-mini",
+        "anthropic/claude-haiku",
+        "gemini/gemini-2.5-flash",
+    ] {
         let (s, b) = post(&url, &ask_with_tools(model, msgs.clone(), forced.clone())).await;
         assert_eq!(s, 200, "{model}: {b}");
         assert_eq!(b["choices"][0]["finish_reason"], "tool_calls", "{model}");
@@ -274,7 +286,8 @@ async fn json_mode_and_json_schemas_reach_every_provider() {
         let (s, b) = post(&url, &body).await;
         assert_eq!(s, 200, "{model}: {b}");
         let text = b["choices"][0]["message"]["content"].as_str().unwrap();
-        let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{model}: {e}: {text}"));
+        let v: Value =
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("{model}: {e}: {text}"));
         assert!(v.is_object(), "{model}");
 
         let body = json!({"model": model, "messages": [{"role": "user", "content": "x"}],
@@ -305,18 +318,32 @@ async fn a_request_with_tools_fails_over_like_any_other() {
     let h = start();
     let url = format!("{}/v1/chat/completions", h.url);
     // `low` goes to gemini-2.5-flash first; it fails, the next low model answers.
-    h.fake.script("gemini-2.5-flash", [Fault::status(500), Fault::status(500)]);
-    let body = ask_with_tools("low", json!([{"role": "user", "content": "Kyiv"}]), json!({}));
+    h.fake
+        .script("gemini-2.5-flash", [Fault::status(500), Fault::status(500)]);
+    let body = ask_with_tools(
+        "low",
+        json!([{"role": "user", "content": "Kyiv"}]),
+        json!({}),
+    );
     let mut res = client().post(&url).send_json(&body).await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
-    let model = res.headers().get("x-bkvy-model").unwrap().to_str().unwrap().to_owned();
+    let model = res
+        .headers()
+        .get("x-bkvy-model")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(model, "gemini-2.5-flash");
     let b: Value = res.json().await.unwrap();
     assert_eq!(b["choices"][0]["finish_reason"], "tool_calls");
     let args = b["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
         .as_str()
         .unwrap();
-    assert_eq!(serde_json::from_str::<Value>(args).unwrap(), json!({"city": "Kyiv"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(args).unwrap(),
+        json!({"city": "Kyiv"})
+    );
 
     // Streamed: the failure before the first token stays invisible.
     h.fake.script("gemini-2.5-flash", [Fault::status(503)]);

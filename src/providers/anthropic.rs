@@ -134,16 +134,9 @@ fn insert_tooling(body: &mut Map<String, Value>, req: &ChatRequest) {
             .tools
             .iter()
             .map(|d| {
-                let schema = d
-                    .parameters
-                    .clone()
-                    .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-                let mut tool = Map::new();
-                tool.insert("name".into(), json!(d.name));
-                if let Some(desc) = &d.description {
-                    tool.insert("description".into(), json!(desc));
-                }
-                tool.insert("input_schema".into(), schema);
+                let mut tool = tools::declaration(d, "input_schema");
+                tool.entry("input_schema")
+                    .or_insert_with(|| json!({"type": "object", "properties": {}}));
                 Value::Object(tool)
             })
             .collect();

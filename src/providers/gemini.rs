@@ -156,17 +156,7 @@ fn insert_tools(body: &mut Map<String, Value>, req: &ChatRequest) {
         .tooling
         .tools
         .iter()
-        .map(|d| {
-            let mut f = Map::new();
-            f.insert("name".into(), json!(d.name));
-            if let Some(desc) = &d.description {
-                f.insert("description".into(), json!(desc));
-            }
-            if let Some(p) = &d.parameters {
-                f.insert("parametersJsonSchema".into(), p.clone());
-            }
-            Value::Object(f)
-        })
+        .map(|d| Value::Object(tools::declaration(d, "parametersJsonSchema")))
         .collect();
     body.insert(
         "tools".into(),

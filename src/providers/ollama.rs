@@ -83,17 +83,7 @@ fn insert_tooling(body: &mut Map<String, Value>, req: &ChatRequest) {
         let list: Vec<Value> = t
             .tools
             .iter()
-            .map(|d| {
-                let mut f = Map::new();
-                f.insert("name".into(), json!(d.name));
-                if let Some(desc) = &d.description {
-                    f.insert("description".into(), json!(desc));
-                }
-                if let Some(p) = &d.parameters {
-                    f.insert("parameters".into(), p.clone());
-                }
-                json!({"type": "function", "function": f})
-            })
+            .map(|d| json!({"type": "function", "function": tools::declaration(d, "parameters")}))
             .collect();
         body.insert("tools".into(), Value::Array(list));
     }

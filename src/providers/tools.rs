@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::types::{ChatRequest, Role, ToolCall, ToolChoice};
+use crate::types::{ChatRequest, Role, ToolCall, ToolChoice, ToolDef};
 
 /// Separates the call id proper from an encoded Gemini thought signature.
 const SIGNATURE_MARK: &str = "__ts_";
@@ -76,6 +76,20 @@ pub(super) fn tools_offered(req: &ChatRequest) -> bool {
 /// The forced choice, if any.
 pub(super) fn choice(req: &ChatRequest) -> Option<&ToolChoice> {
     req.tooling.tool_choice.as_ref()
+}
+
+/// A function declaration: `name`, `description` when given, and the argument schema
+/// under the API's own field name (when there is one).
+pub(super) fn declaration(d: &ToolDef, schema_field: &str) -> Map<String, Value> {
+    let mut f = Map::new();
+    f.insert("name".into(), Value::String(d.name.clone()));
+    if let Some(desc) = &d.description {
+        f.insert("description".into(), Value::String(desc.clone()));
+    }
+    if let Some(p) = &d.parameters {
+        f.insert(schema_field.into(), p.clone());
+    }
+    f
 }
 
 /// An id limited to `[A-Za-z0-9_-]` (Anthropic's pattern for tool use ids); other

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::super::gemini::{calls_of, finish_reason, usage};
 use super::super::with_tool_calls;
 use super::sse::Frame;
-use super::{error_event, json_of, push_text, Parse, StreamEvent, ToolCallDelta};
+use super::{error_event, json_of, push_text, push_whole_calls, Parse, StreamEvent};
 use crate::providers::UpstreamError;
 use crate::types::{FinishReason, Usage};
 
@@ -50,15 +50,7 @@ impl Parse for Gemini {
         for part in parts.into_iter().flatten() {
             let thought = part.get("thought").and_then(Value::as_bool) == Some(true);
             push_text(out, part.get("text").and_then(Value::as_str), thought);
-            for call in calls_of(std::slice::from_ref(part)) {
-                out.push(StreamEvent::ToolCall(ToolCallDelta {
-                    index: self.calls,
-                    id: Some(call.id),
-                    name: Some(call.name),
-                    arguments: call.arguments,
-                }));
-                self.calls += 1;
-            }
+            push_whole_calls(out, &mut self.calls, calls_of(std::slice::from_ref(part)));
         }
         if let Some(raw) = candidate.get("finishReason").and_then(Value::as_str) {
             self.finish = Some(raw.to_string());

@@ -195,6 +195,24 @@ fn error_event(json: &Value) -> UpstreamError {
     }
 }
 
+/// Appends tool calls that arrive whole (Gemini, Ollama) as one piece each, numbering
+/// them on from `seen`.
+fn push_whole_calls(
+    out: &mut Vec<StreamEvent>,
+    seen: &mut u32,
+    calls: Vec<crate::types::ToolCall>,
+) {
+    for call in calls {
+        out.push(StreamEvent::ToolCall(ToolCallDelta {
+            index: *seen,
+            id: Some(call.id),
+            name: Some(call.name),
+            arguments: call.arguments,
+        }));
+        *seen += 1;
+    }
+}
+
 /// Appends a delta, skipping empty ones (keep-alives, role-only chunks).
 fn push_text(out: &mut Vec<StreamEvent>, text: Option<&str>, thinking: bool) {
     match text {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::super::ollama::{finish_reason, usage};
 use super::super::with_tool_calls;
 use super::sse::Frame;
-use super::{error_event, json_of, push_text, Parse, StreamEvent, ToolCallDelta};
+use super::{error_event, json_of, push_text, push_whole_calls, Parse, StreamEvent};
 use crate::providers::tools;
 use crate::providers::UpstreamError;
 
@@ -28,15 +28,8 @@ impl Parse for Ollama {
         let field = |f: &str| json.pointer(f).and_then(Value::as_str);
         push_text(out, field("/message/thinking"), true);
         push_text(out, field("/message/content"), false);
-        for call in tools::calls_from_openai(json.pointer("/message/tool_calls")) {
-            out.push(StreamEvent::ToolCall(ToolCallDelta {
-                index: self.calls,
-                id: Some(call.id),
-                name: Some(call.name),
-                arguments: call.arguments,
-            }));
-            self.calls += 1;
-        }
+        let calls = tools::calls_from_openai(json.pointer("/message/tool_calls"));
+        push_whole_calls(out, &mut self.calls, calls);
         if json.get("done").and_then(Value::as_bool) == Some(true) {
             let raw = field("/done_reason").map(str::to_string);
             out.push(StreamEvent::Done {
