@@ -83,6 +83,13 @@ pub fn parse_response(
     body: &[u8],
 ) -> Result<ChatResponse, UpstreamError> {
     if (200..300).contains(&status) {
+        let fast = match kind {
+            ProviderKind::Openai | ProviderKind::OpenaiCompatible => openai::parse_bytes(body),
+            _ => None,
+        };
+        if let Some(parsed) = fast {
+            return parsed;
+        }
         let json: Value = serde_json::from_slice(body).map_err(|e| UpstreamError::Malformed {
             message: format!("response body is not JSON: {e}"),
         })?;

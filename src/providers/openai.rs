@@ -148,6 +148,77 @@ pub(crate) fn choice_json(choice: &ToolChoice) -> Value {
     }
 }
 
+/// The fields of an answer bkvy reads, borrowed from the body where possible: reading
+/// them without building a `Value` tree is most of the cost of a small answer. Anything
+/// unusual (no choices or message, a field of another type, duplicate keys) makes this
+/// fail, and [`parse`] then reports it exactly as before.
+#[derive(serde::Deserialize)]
+struct Typed<'a> {
+    #[serde(borrow)]
+    choices: Vec<TypedChoice<'a>>,
+    #[serde(default)]
+    usage: Option<TypedUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct TypedChoice<'a> {
+    #[serde(borrow)]
+    message: Option<TypedMessage<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct TypedMessage<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct TypedUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens_details: Option<TypedDetails>,
+}
+
+#[derive(serde::Deserialize)]
+struct TypedDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+/// The answer read straight from the body, or `None` when it needs [`parse`] (see
+/// [`Typed`]); both give the same result for every body the typed reading accepts.
+pub(super) fn parse_bytes(body: &[u8]) -> Option<Result<ChatResponse, UpstreamError>> {
+    let typed: Typed<'_> = serde_json::from_slice(body).ok()?;
+    let choice = typed.choices.into_iter().next()?;
+    let message = choice.message?;
+    let raw = choice.finish_reason.map(std::borrow::Cow::into_owned);
+    let finish = finish_reason(raw.as_deref());
+    let calls = tools::calls_from_openai(message.tool_calls.as_ref());
+    let usage = typed.usage.map_or_else(Usage::default, |u| {
+        let reasoning = u
+            .completion_tokens_details
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0);
+        Usage {
+            input_tokens: u.prompt_tokens.unwrap_or(0),
+            output_tokens: u.completion_tokens.unwrap_or(0).saturating_sub(reasoning),
+            thinking_tokens: reasoning,
+        }
+    });
+    let content = message
+        .content
+        .map(std::borrow::Cow::into_owned)
+        .unwrap_or_default();
+    Some(answer(content, calls, usage, finish, raw))
+}
+
 pub(super) fn parse(json: &Value) -> Result<ChatResponse, UpstreamError> {
     let choice = json
         .pointer("/choices/0")
@@ -435,5 +506,103 @@ mod tests {
             "bad_request"
         );
         assert_eq!(err(302, "").kind(), "bad_request");
+    }
+}
+
+#[cfg(test)]
+mod typed_tests {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    /// The typed reading, when it accepts a body, says what the `Value` reading says.
+    fn agree(body: &[u8]) {
+        if let Some(fast) = super::parse_bytes(body) {
+            let json: Value = serde_json::from_slice(body).unwrap();
+            let slow = super::parse(&json);
+            // Made-up tool call ids differ; everything else must match.
+            let strip = |r: Result<crate::types::ChatResponse, super::UpstreamError>| {
+                r.map(|mut a| {
+                    for c in &mut a.tool_calls {
+                        c.id.clear();
+                    }
+                    a
+                })
+                .map_err(|e| e.to_string())
+            };
+            assert_eq!(
+                strip(fast),
+                strip(slow),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    fn any_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (0u64..1_000).prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "[a-z\"\\\\ ]{0,8}".prop_map(Value::from),
+            Just(json!([])),
+            Just(json!({})),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn typed_and_tree_readings_agree(
+            content in any_value(),
+            finish in any_value(),
+            prompt in any_value(),
+            completion in any_value(),
+            reasoning in any_value(),
+            with_message in any::<bool>(),
+            with_usage in any::<bool>(),
+            calls in prop_oneof![Just(Value::Null), Just(json!([{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}])), Just(json!("x"))],
+        ) {
+            let mut choice = json!({"index": 0, "finish_reason": finish});
+            if with_message {
+                choice["message"] = json!({"role": "assistant", "content": content, "tool_calls": calls});
+            }
+            let mut body = json!({"id": "x", "choices": [choice]});
+            if with_usage {
+                body["usage"] = json!({"prompt_tokens": prompt, "completion_tokens": completion,
+                    "completion_tokens_details": {"reasoning_tokens": reasoning}});
+            }
+            agree(body.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn odd_bodies_agree_or_fall_back() {
+        for body in [
+            r#"{"choices":[]}"#,
+            r#"{"choices":[{"message":null,"finish_reason":"stop"}]}"#,
+            r#"{"choices":[{"message":{"content":"a","content":"b"},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[{"message":{"content":"caf\u00e9 \"q\""},"finish_reason":"stop"}],"usage":null}"#,
+            r#"[1,2]"#,
+            r#"not json"#,
+        ] {
+            agree(body.as_bytes());
+        }
+        let answer = super::parse_bytes(
+            br#"{"choices":[{"message":{"content":"caf\u00e9"},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":9,"completion_tokens_details":{"reasoning_tokens":4}}}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(answer.content, "café");
+        assert_eq!(
+            (
+                answer.usage.input_tokens,
+                answer.usage.output_tokens,
+                answer.usage.thinking_tokens
+            ),
+            (3, 5, 4)
+        );
     }
 }
