@@ -510,8 +510,9 @@ if streams:
     print("without [DONE], with an error event, unparsable or timed out. Detail of the stream phase:\n")
     print("| target (streams/s) | path | achieved (streams/s) | TTFT p50 ms | TTFT p99 ms | total p50 ms | total p99 ms "
           "| chunks/stream | chunks/s | tokens/s | errors (non-2xx / conn / no [DONE] / error event) "
-          "| ΔTTFT p50 µs | ΔTTFT p99 µs | Δtotal p50 µs | Δtotal p99 µs | start lag p99 ms | CPU µs/stream |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| ΔTTFT p50 µs | ΔTTFT p99 µs | Δtotal p50 µs | Δtotal p99 µs | start lag p50 / p99 ms "
+          "| TTFT from send p50 / p99 ms | Δ from send p50 / p99 µs | CPU µs/stream |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in streams:
         s = r["stream"]; e = s.get("errors", {}); t = s["total_ms"]; f = s["ttft_ms"]
         d = direct.get(("stream", r["target"])) if r["name"] != "direct" else None
@@ -525,7 +526,10 @@ if streams:
               + (f" (+{e.get('malformed', 0)} malformed, {e.get('timeout', 0)} timeouts)" if e.get('malformed') or e.get('timeout') else "")
               + f" | {dms(f['p50'], ds and ds['ttft_ms']['p50'])} | {dms(f['p99'], ds and ds['ttft_ms']['p99'])} "
               f"| {dms(t['p50'], ds and ds['total_ms']['p50'])} | {dms(t['p99'], ds and ds['total_ms']['p99'])} "
-              f"| {fm(s['lag_ms']['p99'])} | {cpu} |")
+              f"| {fm(s['lag_ms']['p50'])} / {fm(s['lag_ms']['p99'])} "
+              f"| {fm(s['ttft_from_send_ms']['p50'])} / {fm(s['ttft_from_send_ms']['p99'])} "
+              f"| {dms(s['ttft_from_send_ms']['p50'], ds and ds['ttft_from_send_ms']['p50'])} / "
+              f"{dms(s['ttft_from_send_ms']['p99'], ds and ds['ttft_from_send_ms']['p99'])} | {cpu} |")
     models = {f"{r['name']}/{r['target']}": r["stream"].get("models", {}) for r in streams}
     print("\nModel named by the first content chunk:", json.dumps(models))
     for r in streams:

@@ -28,6 +28,9 @@ pub struct StreamResult {
     pub lag: Duration,
     /// From the scheduled start to the first content event.
     pub ttft: Option<Duration>,
+    /// From the moment the request was handed to the client to the first content event
+    /// (`ttft` minus `lag`): without the generator's own wake-up delay.
+    pub ttft_from_send: Option<Duration>,
     /// From the scheduled start to `[DONE]` (or to the end of the body without it).
     pub total: Duration,
     /// When the stream finished (for the achieved rate).
@@ -70,6 +73,7 @@ pub async fn one_stream(
     StreamResult {
         lag,
         ttft,
+        ttft_from_send: ttft.map(|t| t.saturating_sub(lag)),
         total: done_at.unwrap_or(finished).duration_since(scheduled),
         finished,
         state,

@@ -10,7 +10,8 @@
 //! in the percentiles instead of quietly lowering the offered rate. The timer has
 //! millisecond resolution, so each stream may start up to ~1 ms after its scheduled
 //! instant; that lag is reported (`lag_ms`), is the same for the direct and the bkvy run,
-//! and cancels out of their difference. `--rate 0` is a closed-loop saturation run
+//! and cancels out of their difference. On a busy machine the lag is the generator's own
+//! wake-up delay, so `ttft_from_send_ms` (TTFT minus lag) is reported as well. `--rate 0` is a closed-loop saturation run
 //! instead: every connection sends its next stream as soon as the previous one ended.
 //!
 //! A stream counts as a success only with a 2xx status, `data: [DONE]` and no error
@@ -269,6 +270,7 @@ fn summarise(args: &Args, url: &str, started: Instant, results: &[StreamResult])
         "ok": ok.len(),
         "achieved_rate": per_s(results.len() as f64),
         "ttft_ms": spread(ok.iter().filter_map(|r| r.ttft).collect()),
+        "ttft_from_send_ms": spread(ok.iter().filter_map(|r| r.ttft_from_send).collect()),
         "total_ms": spread(ok.iter().map(|r| r.total).collect()),
         "lag_ms": spread(results.iter().map(|r| r.lag).collect()),
         "chunks": chunks,
