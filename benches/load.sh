@@ -3,8 +3,8 @@
 #
 #   bash benches/load.sh
 #
-# bkvy runs pinned to one core (WORKERS=1, taskset BKVY_CORE); oha and the fake upstream
-# share the other core (LOAD_CORE). For every rate the fake is called directly (same
+# bkvy runs pinned to one core (WORKERS=1, taskset BKVY_CORE); the load generator (oha, or
+# stream_load) and the fake upstream share the other core (LOAD_CORE). For every rate the fake is called directly (same
 # OpenAI request path, Bearer key) and then through bkvy, so the two rows of a rate come
 # from the same minute of the same run. Then: a saturation run (no rate limit) of each,
 # the same bkvy runs with statistics logging switched on, and a run where one provider's
@@ -30,7 +30,7 @@
 #   only the stream phase:  RUN_BASE=0 RUN_STATS=0 RUN_FAILOVER=0 RUN_NOLOG=0 RUN_NGINX=0 bash benches/load.sh
 #   RESULTS_DIR=<tmp>/results    where raw oha JSON and the table are kept
 #   PORT_BASE=18400              ports PORT_BASE .. PORT_BASE+4 must be free
-#   SKIP_BUILD=1                 use the existing target/release/bkvy
+#   SKIP_BUILD=1                 use the existing target/release/bkvy (and stream_load)
 #   PROFILE=1                    record bkvy with `perf` during its base saturation run
 set -euo pipefail
 
