@@ -3,12 +3,14 @@
 #
 #   bash benches/load.sh
 #
-# bkvy runs pinned to one core (WORKERS=1, taskset BKVY_CORE); oha and the fake upstream
-# share the other core (LOAD_CORE). For every rate the fake is called directly (same
+# bkvy runs pinned to one core (WORKERS=1, taskset BKVY_CORE); the load generator (oha, or
+# stream_load) and the fake upstream share the other core (LOAD_CORE). For every rate the fake is called directly (same
 # OpenAI request path, Bearer key) and then through bkvy, so the two rows of a rate come
 # from the same minute of the same run. Then: a saturation run (no rate limit) of each,
 # the same bkvy runs with statistics logging switched on, and a run where one provider's
-# models fail 20 % of calls with 500. See docs/PERFORMANCE.md for the method and results.
+# models fail 20 % of calls with 500. The stream phase does the same for streaming
+# completions with benches/stream_load (an open-loop generator that times the first token,
+# which oha cannot). See docs/PERFORMANCE.md for the method and results.
 #
 # Everything is configurable through the environment:
 #   RATES="500 1000 2000 5000"   fixed request rates (requests/s)
@@ -19,10 +21,16 @@
 #   BKVY_CORE=0 LOAD_CORE=1      CPU pinning
 #   BKVY_ROUTE=intelligence      or "direct" (POST /llm/direct to the same model)
 #   BKVY_LOG_LEVEL=info          bkvy's LOG_LEVEL (info = one access-log line per request)
+#   RUN_BASE=1                   the base phase (direct vs bkvy at RATES, then saturation)
 #   RUN_STATS=1 RUN_FAILOVER=1 RUN_NOLOG=1 RUN_NGINX=1   optional phases (0 = skip)
+#   RUN_STREAM=1                 the stream phase: "stream": true on /v1/chat/completions,
+#                                direct vs bkvy (model "low"), time to first token and chunks
+#   STREAM_RATE=1000             its fixed rates (streams/s; a list like RATES), then saturation
+#   STREAM_WORDS=32              content chunks per streamed answer (one word each)
+#   only the stream phase:  RUN_BASE=0 RUN_STATS=0 RUN_FAILOVER=0 RUN_NOLOG=0 RUN_NGINX=0 bash benches/load.sh
 #   RESULTS_DIR=<tmp>/results    where raw oha JSON and the table are kept
 #   PORT_BASE=18400              ports PORT_BASE .. PORT_BASE+4 must be free
-#   SKIP_BUILD=1                 use the existing target/release/bkvy
+#   SKIP_BUILD=1                 use the existing target/release/bkvy (and stream_load)
 #   PROFILE=1                    record bkvy with `perf` during its base saturation run
 set -euo pipefail
 
@@ -36,6 +44,7 @@ BKVY_CORE=${BKVY_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
 BKVY_ROUTE=${BKVY_ROUTE:-intelligence}
 BKVY_LOG_LEVEL=${BKVY_LOG_LEVEL:-info}
+RUN_BASE=${RUN_BASE:-1}
 RUN_STATS=${RUN_STATS:-1}
 RUN_FAILOVER=${RUN_FAILOVER:-1}
 RUN_NOLOG=${RUN_NOLOG:-1}
@@ -43,6 +52,9 @@ RUN_NGINX=${RUN_NGINX:-1}
 PORT_BASE=${PORT_BASE:-18400}
 SKIP_BUILD=${SKIP_BUILD:-0}
 PROFILE=${PROFILE:-0}
+RUN_STREAM=${RUN_STREAM:-1}
+STREAM_RATE=${STREAM_RATE:-1000}
+STREAM_WORDS=${STREAM_WORDS:-32}
 
 BKVY_PORT=$PORT_BASE
 FAKE_PORT=$((PORT_BASE + 1))
@@ -73,32 +85,51 @@ log() { printf '[load] %s\n' "$*" >&2; }
 # ---------------------------------------------------------------- tools and binary
 command -v python3 >/dev/null || { log "python3 is required"; exit 1; }
 command -v taskset >/dev/null || { log "taskset (util-linux) is required"; exit 1; }
-if ! command -v oha >/dev/null; then
-    if [ -x "$HOME/.cargo/bin/oha" ]; then
-        export PATH="$HOME/.cargo/bin:$PATH"
-    else
-        log "installing oha (cargo install oha --locked)"
-        cargo install oha --locked
-        export PATH="$HOME/.cargo/bin:$PATH"
+# oha drives every phase but the stream phase (which uses benches/stream_load).
+NEED_OHA=0
+for v in "$RUN_BASE" "$RUN_STATS" "$RUN_FAILOVER" "$RUN_NOLOG" "$RUN_NGINX"; do
+    if [ "$v" = 1 ]; then NEED_OHA=1; fi
+done
+OHA_JSON=()
+OHA_EXTRA=()
+if [ "$NEED_OHA" = 1 ]; then
+    if ! command -v oha >/dev/null; then
+        if [ -x "$HOME/.cargo/bin/oha" ]; then
+            export PATH="$HOME/.cargo/bin:$PATH"
+        else
+            log "installing oha (cargo install oha --locked)"
+            cargo install oha --locked
+            export PATH="$HOME/.cargo/bin:$PATH"
+        fi
     fi
-fi
-# Newer oha spells JSON output --output-format json; older ones -j/--json.
-if oha --help 2>/dev/null | grep -q -- '--output-format'; then
-    OHA_JSON=(--output-format json)
-else
-    OHA_JSON=(--json)
-fi
-OHA_EXTRA=(--no-tui)
-if oha --help 2>/dev/null | grep -q -- '--wait-ongoing-requests-after-deadline'; then
-    OHA_EXTRA+=(--wait-ongoing-requests-after-deadline)
+    # Newer oha spells JSON output --output-format json; older ones -j/--json.
+    if oha --help 2>/dev/null | grep -q -- '--output-format'; then
+        OHA_JSON=(--output-format json)
+    else
+        OHA_JSON=(--json)
+    fi
+    OHA_EXTRA=(--no-tui)
+    if oha --help 2>/dev/null | grep -q -- '--wait-ongoing-requests-after-deadline'; then
+        OHA_EXTRA+=(--wait-ongoing-requests-after-deadline)
+    fi
 fi
 
 if [ "$SKIP_BUILD" != 1 ]; then
     log "building the release binary"
     (cd "$ROOT" && cargo build --release --bin bkvy)
+    if [ "$RUN_STREAM" = 1 ]; then
+        log "building the streaming load generator (bench target stream_load)"
+        (cd "$ROOT" && cargo build --release --bench stream_load)
+    fi
 fi
 BIN="$ROOT/target/release/bkvy"
 [ -x "$BIN" ] || { log "missing $BIN"; exit 1; }
+if [ "$RUN_STREAM" = 1 ]; then
+    # A bench target's executable carries a hash in its name; take the newest one.
+    STREAM_LOAD=$(find "$ROOT/target/release/deps" -maxdepth 1 -type f -name 'stream_load-*' -perm -u+x \
+        -printf '%T@ %p\n' 2>/dev/null | sort -rn | awk 'NR == 1 {print $2}')
+    [ -n "$STREAM_LOAD" ] || { log "missing target/release/deps/stream_load-*; build it with cargo build --release --bench stream_load"; exit 1; }
+fi
 
 # ---------------------------------------------------------------- config: 3 providers x 2 keys x 5 models
 # The cheapest low-tier model is OpenAI's, so /llm/intelligence (low) calls the same fake
@@ -155,6 +186,16 @@ else
         "$PROMPT" >"$WORK/bkvy.json"
 fi
 DIRECT_URL="http://127.0.0.1:$FAKE_PORT/v1/chat/completions"
+# Streaming: the fake answers "[gpt-4o-mini] <prompt>" one word per chunk, so a prompt of
+# STREAM_WORDS - 1 words gives STREAM_WORDS content chunks. Both sides speak OpenAI's
+# format; "low" routes to gpt-4o-mini on the same fake path as the direct run.
+STREAM_PROMPT=$(python3 -c "import sys; print(' '.join(f'word{i}' for i in range(1, int(sys.argv[1]))))" "$STREAM_WORDS")
+STREAM_MAX=$((STREAM_WORDS + 100))
+printf '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"%s"}],"max_completion_tokens":%d,"stream":true}' \
+    "$STREAM_PROMPT" "$STREAM_MAX" >"$WORK/stream-direct.json"
+printf '{"model":"low","messages":[{"role":"user","content":"%s"}],"max_completion_tokens":%d,"stream":true}' \
+    "$STREAM_PROMPT" "$STREAM_MAX" >"$WORK/stream-bkvy.json"
+STREAM_BKVY_URL="http://127.0.0.1:$BKVY_PORT/v1/chat/completions"
 BKVY_URL="http://127.0.0.1:$BKVY_PORT$BKVY_PATH"
 
 # ---------------------------------------------------------------- processes
@@ -252,24 +293,51 @@ via_bkvy() { run "$1" "$2" bkvy "$3" "$4" "$BKVY_URL" "$WORK/bkvy.json"; }
 warm() { taskset -c "$LOAD_CORE" oha "${OHA_EXTRA[@]}" "${OHA_JSON[@]}" -z "$WARMUP" -c "$CONNS" -q 1000 -m POST \
     -H "Content-Type: application/json" -D "$WORK/bkvy.json" "$BKVY_URL" >/dev/null 2>&1 || true; }
 
+# run_stream TARGET PATHNAME RATE DURATION URL BODY [generator args...]: one streaming run
+# with benches/stream_load (RATE 0 = closed-loop saturation over CONNS connections).
+run_stream() {
+    local target=$1 name=$2 rate=$3 dur=$4 url=$5 body=$6
+    shift 6
+    local out="$RESULTS_DIR/stream-$name-$target.json"
+    local pid=$BKVY_PID t0=0 t1=0
+    if [ "$name" = bkvy ]; then reset_peak "$pid"; t0=$(cpu_ns "$pid"); fi
+    taskset -c "$LOAD_CORE" "$STREAM_LOAD" --url "$url" --body-file "$body" --rate "$rate" --duration "$dur" \
+        -c "$CONNS" "$@" >"$out" 2>"$out.err" || log "stream_load failed for stream $name $target"
+    local cpu_s="" hwm="" rss=""
+    if [ "$name" = bkvy ]; then
+        t1=$(cpu_ns "$pid")
+        cpu_s=$(python3 -c "print(($t1 - $t0) / 1e9)")
+        hwm=$(status_kb "$pid" VmHWM)
+        rss=$(status_kb "$pid" VmRSS)
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' stream "$target" "$name" "$out" "${cpu_s:--}" "${hwm:--}" "${rss:--}" >>"$RESULTS"
+    log "  stream    $name $target: $(tail -n 1 "$out.err")"
+}
+stream_direct() { run_stream "$1" direct "$2" "$3" "$DIRECT_URL" "$WORK/stream-direct.json" -H "Authorization: Bearer bench-key-1"; }
+stream_bkvy() { run_stream "$1" bkvy "$2" "$3" "$STREAM_BKVY_URL" "$WORK/stream-bkvy.json" -H "Authorization: Bearer bench"; }
+stream_warm() { taskset -c "$LOAD_CORE" "$STREAM_LOAD" --url "$STREAM_BKVY_URL" --body-file "$WORK/stream-bkvy.json" \
+    --rate 1000 --duration "$WARMUP" -c "$CONNS" -H "Authorization: Bearer bench" >/dev/null 2>&1 || true; }
+
 scrape() { curl -s "http://127.0.0.1:$BKVY_PORT/metrics" >"$RESULTS_DIR/$1.metrics" || true; }
 
 # ---------------------------------------------------------------- phases
 log "work dir $WORK; bkvy on core $BKVY_CORE, oha + fake on core $LOAD_CORE; $CONNS connections"
 start_fake
 start_bkvy "$WORK/config"
-log "phase base: direct vs bkvy, interleaved per rate"
-for r in $RATES; do
+if [ "$RUN_BASE" = 1 ]; then
+    log "phase base: direct vs bkvy, interleaved per rate"
+    for r in $RATES; do
+        start_fake
+        warm
+        direct base "$r" "$r" "$DURATION"
+        via_bkvy base "$r" "$r" "$DURATION"
+    done
     start_fake
     warm
-    direct base "$r" "$r" "$DURATION"
-    via_bkvy base "$r" "$r" "$DURATION"
-done
-start_fake
-warm
-direct base sat 0 "$SAT_DURATION"
-via_bkvy base sat 0 "$SAT_DURATION"
-if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
+    direct base sat 0 "$SAT_DURATION"
+    via_bkvy base sat 0 "$SAT_DURATION"
+fi
+if [ "$RUN_BASE" = 1 ] && [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
     # An extra saturation run under perf (not in the table: sampling slows bkvy down).
     # Software clock: hardware counters are often missing in VMs. Without frame pointers
     # the call chains are partial; the self-time ranking by symbol is what to read.
@@ -285,7 +353,25 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
         | grep -v '^$' | grep -v '^#' | grep '%' | awk '{$1=$1; print}' | sed 's/ - -$//' | head -60 >"$RESULTS_DIR/perf-top.txt" || true
     log "perf profile (self time by symbol): $RESULTS_DIR/perf-top.txt"
 fi
-scrape base
+if [ "$RUN_BASE" = 1 ]; then scrape base; fi
+
+if [ "$RUN_STREAM" = 1 ]; then
+    log "phase stream: \"stream\": true on /v1/chat/completions, $STREAM_WORDS chunks per answer"
+    # A fresh bkvy, so its /metrics afterwards count the streaming phase only.
+    start_fake
+    start_bkvy "$WORK/config"
+    for r in $STREAM_RATE; do
+        start_fake
+        stream_warm
+        stream_direct "$r" "$r" "$DURATION"
+        stream_bkvy "$r" "$r" "$DURATION"
+    done
+    start_fake
+    stream_warm
+    stream_direct sat 0 "$SAT_DURATION"
+    stream_bkvy sat 0 "$SAT_DURATION"
+    scrape stream
+fi
 
 if [ "$RUN_NOLOG" = 1 ]; then
     log "phase nolog: bkvy with LOG_LEVEL=warn (no access log), saturation only"
@@ -373,11 +459,26 @@ python3 - "$RESULTS" "$RESULTS_DIR" <<'PY' | tee "$RESULTS_DIR/table.md"
 import json, os, re, sys
 results, rdir = sys.argv[1:3]
 rows = []
+streams = []
 for line in open(results):
     phase, target, name, path, cpu, hwm, rss = line.rstrip("\n").split("\t")
     try:
         d = json.load(open(path))
     except Exception:
+        continue
+    if phase == "stream":
+        # benches/stream_load output: the main table's percentiles are time to first token.
+        e = d.get("errors", {})
+        broken = sum(e.get(k, 0) for k in ("no_done", "error_event", "malformed", "timeout"))
+        sec = lambda v: None if v is None else v / 1e3
+        row = dict(phase=phase, target=target, name=name, rps=d.get("achieved_rate") or 0,
+                   p50=sec(d["ttft_ms"]["p50"]), p90=sec(d["ttft_ms"]["p90"]), p99=sec(d["ttft_ms"]["p99"]),
+                   non2xx=e.get("non_2xx", 0), conn=e.get("connect", 0), broken=broken, total=d.get("streams", 0),
+                   cpu=None if cpu == "-" else float(cpu), hwm=None if hwm == "-" else int(hwm) / 1024,
+                   rss=None if rss == "-" else int(rss) / 1024,
+                   errs={m: 1 for m in d.get("connect_error_samples", [])}, stream=d)
+        rows.append(row)
+        streams.append(row)
         continue
     s = d["summary"]; p = d.get("latencyPercentiles", {})
     codes = d.get("statusCodeDistribution", {})
@@ -389,20 +490,54 @@ for line in open(results):
                      conn=conn_errs, total=total, cpu=None if cpu == "-" else float(cpu),
                      hwm=None if hwm == "-" else int(hwm) / 1024, rss=None if rss == "-" else int(rss) / 1024,
                      errs=d.get("errorDistribution", {})))
-direct = {r["target"]: r for r in rows if r["name"] == "direct"}
+# Δ against the direct run of the same target: the stream phase's own, else the base phase's.
+direct = {("stream" if r["phase"] == "stream" else "base", r["target"]): r for r in rows if r["name"] == "direct"}
 ms = lambda v: "-" if v is None else f"{v * 1e3:.3f}"
 def delta_us(a, b):
     return "-" if a is None or b is None else f"{(a - b) * 1e6:+.0f}"
 print("| phase | target (req/s) | path | achieved (req/s) | p50 ms | p90 ms | p99 ms | errors (non-2xx / conn) | Δp50 µs | Δp99 µs | CPU µs/req | peak RSS MB | RSS MB |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
-    d = direct.get(r["target"]) if r["name"] != "direct" else None
+    d = direct.get(("stream" if r["phase"] == "stream" else "base", r["target"])) if r["name"] != "direct" else None
     cpu = "-" if r["cpu"] is None or not r["total"] else f"{r['cpu'] * 1e6 / r['total']:.1f}"
     hwm = "-" if r["hwm"] is None else f"{r['hwm']:.1f}"
     rss = "-" if r["rss"] is None else f"{r['rss']:.1f}"
     print(f"| {r['phase']} | {r['target']} | {r['name']} | {r['rps']:.0f} | {ms(r['p50'])} | {ms(r['p90'])} | {ms(r['p99'])} "
-          f"| {r['non2xx']} / {r['conn']} | {delta_us(r['p50'], d and d['p50'])} | {delta_us(r['p99'], d and d['p99'])} "
+          f"| {r['non2xx']} / {r['conn']}{' + %d broken' % r['broken'] if r.get('broken') else ''} | {delta_us(r['p50'], d and d['p50'])} | {delta_us(r['p99'], d and d['p99'])} "
           f"| {cpu} | {hwm} | {rss} |")
+if streams:
+    print("\nstream rows: p50/p90/p99 are the time to the first content chunk (TTFT); \"broken\" = streams")
+    print("without [DONE], with an error event, unparsable or timed out. Detail of the stream phase:\n")
+    print("| target (streams/s) | path | achieved (streams/s) | TTFT p50 ms | TTFT p99 ms | total p50 ms | total p99 ms "
+          "| chunks/stream | chunks/s | tokens/s | errors (non-2xx / conn / no [DONE] / error event) "
+          "| ΔTTFT p50 µs | ΔTTFT p99 µs | Δtotal p50 µs | Δtotal p99 µs | start lag p50 / p99 ms "
+          "| TTFT from send p50 / p99 ms | Δ from send p50 / p99 µs | CPU µs/stream |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in streams:
+        s = r["stream"]; e = s.get("errors", {}); t = s["total_ms"]; f = s["ttft_ms"]
+        d = direct.get(("stream", r["target"])) if r["name"] != "direct" else None
+        ds = d and d["stream"]
+        dms = lambda a, b: "-" if a is None or b is None else f"{(a - b) * 1e3:+.0f}"
+        fm = lambda v: "-" if v is None else f"{v:.3f}"
+        cpu = "-" if r["cpu"] is None or not r["total"] else f"{r['cpu'] * 1e6 / r['total']:.1f}"
+        print(f"| {r['target']} | {r['name']} | {r['rps']:.0f} | {fm(f['p50'])} | {fm(f['p99'])} | {fm(t['p50'])} | {fm(t['p99'])} "
+              f"| {s.get('chunks_per_stream', 0):.1f} | {s.get('chunks_per_s', 0):.0f} | {s.get('tokens_per_s', 0):.0f} "
+              f"| {e.get('non_2xx', 0)} / {e.get('connect', 0)} / {e.get('no_done', 0)} / {e.get('error_event', 0)}"
+              + (f" (+{e.get('malformed', 0)} malformed, {e.get('timeout', 0)} timeouts)" if e.get('malformed') or e.get('timeout') else "")
+              + f" | {dms(f['p50'], ds and ds['ttft_ms']['p50'])} | {dms(f['p99'], ds and ds['ttft_ms']['p99'])} "
+              f"| {dms(t['p50'], ds and ds['total_ms']['p50'])} | {dms(t['p99'], ds and ds['total_ms']['p99'])} "
+              f"| {fm(s['lag_ms']['p50'])} / {fm(s['lag_ms']['p99'])} "
+              f"| {fm(s['ttft_from_send_ms']['p50'])} / {fm(s['ttft_from_send_ms']['p99'])} "
+              f"| {dms(s['ttft_from_send_ms']['p50'], ds and ds['ttft_from_send_ms']['p50'])} / "
+              f"{dms(s['ttft_from_send_ms']['p99'], ds and ds['ttft_from_send_ms']['p99'])} | {cpu} |")
+    models = {f"{r['name']}/{r['target']}": r["stream"].get("models", {}) for r in streams}
+    print("\nModel named by the first content chunk:", json.dumps(models))
+    for r in streams:
+        d = direct.get(("stream", r["target"]))
+        if r["name"] == "bkvy" and r["target"] != "sat" and d and r["p99"] is not None and d["p99"] is not None:
+            over = (r["p99"] - d["p99"]) * 1e6
+            print(f"Budget, streaming at {r['target']}/s: ΔTTFT p99 {over:+.0f} µs (≤ 1,000 µs): {'pass' if over <= 1000 else 'FAIL'}"
+                  + (f", {r['non2xx'] + r['conn'] + r['broken']} errors" if r['non2xx'] + r['conn'] + r['broken'] else ", 0 errors"))
 errs = {f"{r['phase']}/{r['name']}/{r['target']}": r["errs"] for r in rows if r["errs"]}
 if errs:
     print("\nConnection errors:", json.dumps(errs))
@@ -437,7 +572,7 @@ def upstream_errors(metrics):
             key = f"{labels.get('provider')}/{labels.get('model')} {labels.get('kind')}"
             out[key] = out.get(key, 0) + float(m.group(2))
     return out
-for phase in ("base", "failover"):
+for phase in ("base", "stream", "failover"):
     path = os.path.join(rdir, f"{phase}.metrics")
     if not os.path.exists(path):
         continue
