@@ -98,6 +98,35 @@ async fn every_provider_streams_its_answer_in_pieces() {
 }
 
 #[actix_web::test]
+async fn finished_streams_leave_their_upstream_connection_open_for_the_next_call() {
+    let h = start_stream();
+    for (provider, model) in [
+        ("openai", "gpt-4o"),
+        ("anthropic", "claude-haiku"),
+        ("gemini", "gemini-2.5-pro"),
+        ("ollama", "llama3.2:3b"),
+    ] {
+        for _ in 0..3 {
+            let (status, body, _) = stream_post(
+                &format!("{}/llm/direct", h.url),
+                &direct(provider, model, "one two three"),
+            )
+            .await;
+            assert_eq!(status, 200, "{model}: {body}");
+            // The rest of the body is read off the request's path; give it a moment.
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        let peers: std::collections::HashSet<_> =
+            received(&h, model).iter().map(|r| r.peer).collect();
+        assert_eq!(
+            peers.len(),
+            1,
+            "{model}: one kept-alive connection, got {peers:?}"
+        );
+    }
+}
+
+#[actix_web::test]
 async fn failures_before_the_first_token_fail_over_invisibly() {
     for fault in [
         Fault::status(500),

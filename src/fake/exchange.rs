@@ -162,6 +162,7 @@ pub(crate) async fn serve(
             })
             .collect(),
         query: req.query_string().to_owned(),
+        peer: req.peer_addr(),
         body: json.clone().unwrap_or(Value::Null),
         received_at: SystemTime::now(),
         status: 0,

@@ -99,6 +99,8 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// The raw query string.
     pub query: String,
+    /// The caller's address (tells calls on one kept-alive connection apart from new ones).
+    pub peer: Option<std::net::SocketAddr>,
     /// The body; `Null` when it is not JSON.
     pub body: serde_json::Value,
     /// When it arrived.

@@ -106,6 +106,7 @@ mod tests {
             credential: None,
             headers: Vec::new(),
             query: String::new(),
+            peer: None,
             body: serde_json::Value::Null,
             received_at: std::time::SystemTime::now(),
             status: 0,

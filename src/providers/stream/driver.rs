@@ -151,14 +151,25 @@ pub(super) fn run<S>(
 where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
 {
-    futures::stream::unfold((body, core), move |(mut body, mut core)| async move {
+    futures::stream::unfold((Some(body), core), move |(mut slot, mut core)| async move {
         loop {
             if let Some(item) = core.pop() {
-                return Some((item, (body, core)));
+                if matches!(item, Ok(StreamEvent::Done { .. })) {
+                    // The answer is complete: read what is left of the body (the
+                    // chunked encoding's end) off the request's path, so the
+                    // connection goes back to the pool instead of being closed.
+                    if let Some(body) = slot.take() {
+                        actix_web::rt::spawn(drain(body, idle));
+                    }
+                }
+                return Some((item, (slot, core)));
             }
             if core.closed() {
                 return None;
             }
+            let Some(body) = slot.as_mut() else {
+                return None;
+            };
             match actix_web::rt::time::timeout(idle, body.next()).await {
                 Err(_elapsed) => core.fail(UpstreamError::Timeout),
                 Ok(None) => core.finish(),
@@ -167,6 +178,28 @@ where
             }
         }
     })
+}
+
+/// Most bytes read after an answer's end to let its connection be reused; a body with
+/// more than this after the end marker is not worth keeping the connection for.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// Reads a finished stream's body to its end (bounded in bytes and time), so awc returns
+/// the connection to its pool; dropping a body before its end closes the connection.
+async fn drain<S>(mut body: S, idle: Duration)
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    let read = async {
+        let mut seen = 0;
+        while let Some(Ok(bytes)) = body.next().await {
+            seen += bytes.len();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = actix_web::rt::time::timeout(idle.min(Duration::from_secs(5)), read).await;
 }
 
 /// A failure reading the body after the head arrived.
