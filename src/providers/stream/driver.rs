@@ -167,9 +167,7 @@ where
             if core.closed() {
                 return None;
             }
-            let Some(body) = slot.as_mut() else {
-                return None;
-            };
+            let body = slot.as_mut()?;
             match actix_web::rt::time::timeout(idle, body.next()).await {
                 Err(_elapsed) => core.fail(UpstreamError::Timeout),
                 Ok(None) => core.finish(),
