@@ -684,9 +684,39 @@ struct OpenAiChunks {
     created: u64,
     model: String,
     include_usage: bool,
+    /// The bytes of a content chunk around its text, made once per stream: content
+    /// chunks are nearly all of a stream, and only their text changes.
+    content_frame: Option<(String, &'static str)>,
 }
 
 impl OpenAiChunks {
+    fn new(id: String, created: u64, model: String, include_usage: bool) -> Self {
+        Self {
+            id,
+            created,
+            model,
+            include_usage,
+            content_frame: None,
+        }
+    }
+
+    /// `data: ` + the chunk JSON up to the content string, and what follows it.
+    fn content_frame(&self) -> (String, &'static str) {
+        let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        let head = format!(
+            "data: {{\"id\":{},\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":{},\"system_fingerprint\":null,\"choices\":[{{\"index\":0,\"delta\":{{\"content\":",
+            quoted(&self.id),
+            self.created,
+            quoted(&self.model),
+        );
+        let tail = if self.include_usage {
+            "},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n"
+        } else {
+            "},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
+        };
+        (head, tail)
+    }
+
     fn chunk(&self, delta: Value, finish: Value) -> Value {
         let mut c = json!({
             "id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -709,7 +739,18 @@ impl ChunkFormat for OpenAiChunks {
     }
 
     fn delta(&mut self, text: &str) -> String {
-        streaming::sse(&self.chunk(json!({"content": text}), Value::Null))
+        if self.content_frame.is_none() {
+            self.content_frame = Some(self.content_frame());
+        }
+        let (head, tail) = self
+            .content_frame
+            .as_ref()
+            .map_or(("", ""), |(h, t)| (h.as_str(), *t));
+        let mut out = String::with_capacity(head.len() + text.len() + tail.len() + 8);
+        out.push_str(head);
+        out.push_str(&serde_json::to_string(text).unwrap_or_default());
+        out.push_str(tail);
+        out
     }
 
     fn tool_call(&mut self, piece: &ToolCallDelta) -> String {
@@ -798,12 +839,12 @@ async fn run(
             Ok(answered) => {
                 let include_usage = parsed.include_usage;
                 llm::streaming_reply(answered, plan.decision_reason, call, state, |id| {
-                    Box::new(OpenAiChunks {
-                        id: format!("chatcmpl-{request_id}"),
-                        created: unix_now(),
-                        model: id.model.clone(),
+                    Box::new(OpenAiChunks::new(
+                        format!("chatcmpl-{request_id}"),
+                        unix_now(),
+                        id.model.clone(),
                         include_usage,
-                    })
+                    ))
                 })
             }
             Err(failure) => {
@@ -861,6 +902,22 @@ pub async fn models(state: web::Data<AppState>) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_chunks_are_the_same_json_as_the_general_chunk() {
+        for include_usage in [false, true] {
+            let mut f = OpenAiChunks::new("chatcmpl-\"x\"".into(), 7, "m/é".into(), include_usage);
+            for text in ["plain", "quote \" and \\ and \n and é 🙂", ""] {
+                let fast = f.delta(text);
+                let general = streaming::sse(&f.chunk(json!({"content": text}), Value::Null));
+                let parse = |s: &str| -> Value {
+                    serde_json::from_str(s.strip_prefix("data: ").unwrap().trim_end()).unwrap()
+                };
+                assert_eq!(parse(&fast), parse(&general));
+                assert!(fast.ends_with("\n\n"));
+            }
+        }
+    }
 
     #[test]
     fn model_names_select_the_routing() {

@@ -84,10 +84,73 @@ impl OpenAi {
     }
 }
 
+/// The common chunk: one choice whose delta holds text (and perhaps the role), read
+/// without building a `Value` tree. Any other field with a value makes it refuse, and
+/// the general reading below handles the chunk.
+#[derive(serde::Deserialize)]
+struct PlainChunk<'a> {
+    #[serde(borrow)]
+    choices: [PlainChoice<'a>; 1],
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct PlainChoice<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow)]
+    delta: PlainDelta<'a>,
+    #[serde(default, borrow)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct PlainDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<Value>,
+    #[serde(default)]
+    reasoning_content: Option<Value>,
+    #[serde(default)]
+    reasoning: Option<Value>,
+}
+
+impl OpenAi {
+    /// Handles a plain text chunk (see [`PlainChunk`]); `false` when it is not one.
+    fn plain_content(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> bool {
+        let Ok(chunk) = serde_json::from_str::<PlainChunk<'_>>(data) else {
+            return false;
+        };
+        let [choice] = &chunk.choices;
+        let d = &choice.delta;
+        let plain = chunk.usage.is_none()
+            && chunk.error.is_none()
+            && choice.index.unwrap_or(0) == 0
+            && d.tool_calls.is_none()
+            && d.reasoning_content.is_none()
+            && d.reasoning.is_none();
+        if !plain {
+            return false;
+        }
+        push_text(out, d.content.as_deref(), false);
+        if let Some(raw) = &choice.finish_reason {
+            self.finish = Some(raw.to_string());
+        }
+        true
+    }
+}
+
 impl Parse for OpenAi {
     fn frame(&mut self, frame: Frame, out: &mut Vec<StreamEvent>) -> Result<(), UpstreamError> {
         if frame.data.trim() == "[DONE]" {
             out.push(self.done()?);
+            return Ok(());
+        }
+        if self.plain_content(&frame.data, out) {
             return Ok(());
         }
         let json = json_of(&frame)?;
