@@ -696,7 +696,7 @@ fn success_response(
                 "api_response_time_ms": s.upstream_ms,
                 "total_completion_time_ms": state.clock.now_ms() - started,
                 "cost_usd": s.cost_usd,
-                "alternatives_considered": plan.considered,
+                "alternatives_considered": plan.considered(),
                 "alternatives_tried": s.alternatives_tried,
                 "fallback_attempts": s.attempts.len(),
                 "attempts": s.attempts,
@@ -748,7 +748,7 @@ fn failure_response(
             "response": null,
             "metadata": {
                 "total_completion_time_ms": state.clock.now_ms() - started,
-                "alternatives_considered": plan.map(|p| json!(p.considered)),
+                "alternatives_considered": plan.map(|p| json!(p.considered())),
             },
             "error_code": err.code(),
             "message": err.to_string(),
