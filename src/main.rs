@@ -187,6 +187,7 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
             probes: bkvy::probes::ProbeOptions::from_env(),
             stats: StatsOptions::from_env(),
             dashboard: DashboardOptions::from_env(),
+            access_log: server::access_log_from_env(),
         },
     )?;
     log::info!("bkvy listening on {}", running.url());
@@ -325,6 +326,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             config_dir: None,
             probes: bkvy::probes::ProbeOptions::from_env(),
             dashboard: DashboardOptions::from_env(),
+            access_log: server::access_log_from_env(),
         },
     )?;
     let url = running.url();

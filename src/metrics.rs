@@ -6,7 +6,11 @@
 //! actor mailbox metrics from their meters. Labels are low-cardinality names only:
 //! provider, model, key id, routing method, tier, outcome. Never content, never secrets.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use bkvy_actors::mailbox::WAIT_BUCKETS;
@@ -119,6 +123,29 @@ pub struct Metrics {
     slot_wait: Family<KeyModelLabels, Histogram, fn() -> Histogram>,
     key_model: KeyModelGauges,
     events_dropped: Gauge,
+    /// The series a plain successful answer touches, per label combination (see
+    /// [`Answered`]).
+    answered: RwLock<HashMap<String, Answered>>,
+}
+
+/// Every series a plain (non-streamed) successful answer updates, looked up in the
+/// families once per combination of routing method, tier, provider, model and key and kept:
+/// building eight label sets (≈ 15 owned strings) and hashing each into its family for
+/// every request was a visible share of bkvy's own cost. The handles share their values
+/// with the families, so the exposition is the same.
+#[derive(Clone)]
+struct Answered {
+    requests: Counter,
+    duration: Histogram,
+    upstream: Histogram,
+    cost: FloatCounter,
+    tokens: [Counter; 3],
+    slot_wait: Histogram,
+}
+
+thread_local! {
+    /// The key of the `answered` cache, built without allocating per request.
+    static ANSWERED_KEY: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 struct KeyModelGauges {
@@ -263,11 +290,156 @@ impl Metrics {
             slot_wait,
             key_model,
             events_dropped,
+            answered: RwLock::default(),
         }
+    }
+
+    /// The fast path of [`observe`](Self::observe): a successful, non-streamed answer that
+    /// carries every number. Returns `false` (nothing counted) for anything else.
+    fn observe_answered(&self, e: &RequestCompleted) -> bool {
+        let (
+            true,
+            None,
+            Some(provider),
+            Some(model),
+            Some(key_id),
+            Some(up),
+            Some(cost),
+            Some(q),
+            Some(r),
+            Some(input),
+            Some(output),
+            Some(thinking),
+        ) = (
+            e.success,
+            e.time_to_first_token_ms,
+            &e.provider_used,
+            &e.model_used,
+            &e.api_key_used,
+            e.upstream_us,
+            e.cost_usd,
+            e.queue_wait_ms,
+            e.rate_limit_wait_ms,
+            e.input_tokens,
+            e.output_tokens,
+            e.thinking_tokens,
+        )
+        else {
+            return false;
+        };
+        let method = e.routing_method.as_str();
+        let tier = e.intelligence_level.map(|t| t.as_str()).unwrap_or_default();
+        let m = ANSWERED_KEY.with_borrow_mut(|key| {
+            key.clear();
+            let _ = write!(key, "{method}\0{tier}\0{provider}\0{model}\0{key_id}");
+            let found = self
+                .answered
+                .read()
+                .ok()
+                .and_then(|map| map.get(key.as_str()).cloned());
+            found.unwrap_or_else(|| {
+                let m = self.resolve_answered(method, tier, provider, model, key_id);
+                if let Ok(mut map) = self.answered.write() {
+                    map.insert(key.clone(), m.clone());
+                }
+                m
+            })
+        });
+        m.requests.inc();
+        m.duration.observe(e.total_us as f64 / 1e6);
+        m.upstream.observe(up as f64 / 1e6);
+        self.overhead
+            .observe(e.total_us.saturating_sub(up) as f64 / 1e6);
+        m.cost.inc_by(cost);
+        for (counter, n) in m.tokens.iter().zip([input, output, thinking]) {
+            counter.inc_by(n);
+        }
+        m.slot_wait.observe((q + r).max(0) as f64 / 1000.0);
+        for a in &e.attempt_errors {
+            self.count_attempt_error(a);
+        }
+        true
+    }
+
+    fn resolve_answered(
+        &self,
+        method: &str,
+        tier: &str,
+        provider: &str,
+        model: &str,
+        key_id: &str,
+    ) -> Answered {
+        let labels = ModelLabels {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+        };
+        let kind = |kind: &str| KindLabels {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            kind: kind.to_owned(),
+        };
+        // One statement per lookup: `get_or_create` hands out a read guard of its family,
+        // which must be gone before the next lookup in the same family may insert.
+        let requests = self
+            .requests
+            .get_or_create(&RequestLabels {
+                routing_method: method.to_owned(),
+                intelligence_level: tier.to_owned(),
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+                outcome: "success".to_owned(),
+            })
+            .clone();
+        let duration = self
+            .request_duration
+            .get_or_create(&MethodLabels {
+                routing_method: method.to_owned(),
+                result: "success".to_owned(),
+            })
+            .clone();
+        let upstream = self.upstream_duration.get_or_create(&labels).clone();
+        let cost = self.cost.get_or_create(&labels).clone();
+        let input = self.tokens.get_or_create(&kind("input")).clone();
+        let output = self.tokens.get_or_create(&kind("output")).clone();
+        let thinking = self.tokens.get_or_create(&kind("thinking")).clone();
+        let slot_wait = self
+            .slot_wait
+            .get_or_create(&KeyModelLabels {
+                provider: provider.to_owned(),
+                key_id: key_id.to_owned(),
+                model: model.to_owned(),
+            })
+            .clone();
+        Answered {
+            requests,
+            duration,
+            upstream,
+            cost,
+            tokens: [input, output, thinking],
+            slot_wait,
+        }
+    }
+
+    fn count_attempt_error(&self, a: &bkvy_actors::AttemptError) {
+        let family = if CAPACITY_KINDS.contains(&a.kind.as_str()) {
+            &self.capacity_rejections
+        } else {
+            &self.upstream_errors
+        };
+        family
+            .get_or_create(&KindLabels {
+                provider: a.provider.clone(),
+                model: a.model.clone(),
+                kind: a.kind.clone(),
+            })
+            .inc();
     }
 
     /// Counts one finished request.
     pub fn observe(&self, e: &RequestCompleted) {
+        if self.observe_answered(e) {
+            return;
+        }
         let provider = e.provider_used.clone().unwrap_or_default();
         let model = e.model_used.clone().unwrap_or_default();
         let outcome = if e.success {
@@ -343,18 +515,7 @@ impl Metrics {
                 .observe((q + r).max(0) as f64 / 1000.0);
         }
         for a in &e.attempt_errors {
-            let family = if CAPACITY_KINDS.contains(&a.kind.as_str()) {
-                &self.capacity_rejections
-            } else {
-                &self.upstream_errors
-            };
-            family
-                .get_or_create(&KindLabels {
-                    provider: a.provider.clone(),
-                    model: a.model.clone(),
-                    kind: a.kind.clone(),
-                })
-                .inc();
+            self.count_attempt_error(a);
         }
     }
 

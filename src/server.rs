@@ -60,6 +60,21 @@ pub struct ServerOptions {
     pub probes: crate::probes::ProbeOptions,
     /// The web dashboard (`DASHBOARD_ENABLED`, history from `LOG_DIR`).
     pub dashboard: DashboardOptions,
+    /// One `info` line per HTTP request (`ACCESS_LOG`, on by default).
+    pub access_log: bool,
+}
+
+/// `ACCESS_LOG`: `false` (or `0`, `off`, `no`) switches the per-request access log off;
+/// anything else, or unset, keeps it. Each line is a formatted record and a `write` to
+/// stderr, a few per cent of single-core throughput (see docs/PERFORMANCE.md), which a
+/// deployment that logs requests in front of bkvy may not want to pay twice.
+pub fn access_log_from_env() -> bool {
+    std::env::var("ACCESS_LOG").map_or(true, |v| {
+        !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "false" | "0" | "off" | "no"
+        )
+    })
 }
 
 /// A running gateway.
@@ -281,13 +296,17 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     });
 
     let state_handle = state.clone();
+    let access_log = opts.access_log;
     crate::probes::start(state.clone(), opts.probes);
     let mut server = HttpServer::new(move || {
         let clients = Clients::for_config(&state.live().upstreams.config);
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(clients))
-            .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/health"))
+            .wrap(actix_web::middleware::Condition::new(
+                access_log,
+                actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/health"),
+            ))
             .configure(http::configure)
     })
     .shutdown_timeout(shutdown_timeout)

@@ -202,16 +202,17 @@ async fn metrics_count_a_known_sequence_of_requests() {
         0.0,
         "routing reads published estimates: no message to the router on the request path"
     );
-    // One `Reserve` per attempt: the 429 and its fail-over (2), and per high-tier request
-    // two tries on the unreachable `deadai` model before `gemini-2.5-pro` answers (2 × 3).
+    // Attempts take the permits their key/model actor granted ahead, without a message:
+    // of the 8 attempts (the 429 and its fail-over, and per high-tier request two tries on
+    // the unreachable `deadai` model before `gemini-2.5-pro` answers) only one can need a
+    // `Reserve`: the last try on `deadai`, whose circuit the third failure opened.
     let reserve_wait = histogram_count(
         &m,
         "bkvy_actor_mailbox_wait_seconds",
         &[("actor", "key_model")],
     );
-    assert_eq!(
-        reserve_wait,
-        8,
+    assert!(
+        reserve_wait <= 1,
         "{}",
         text.lines()
             .filter(|l| l.contains("mailbox_wait"))

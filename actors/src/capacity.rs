@@ -6,11 +6,13 @@
 //! is unit-tested without actix.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::circuit::{Blocked, Circuit, CircuitConfig, CircuitState, FailureKind};
 use crate::clock::Millis;
+use crate::fast_grant::FastGrants;
 use crate::rate_window::{Blocker, RateWindow, Wait};
 use crate::waiters::{QueueFull, Waiter, WaiterHandle, WaiterQueue};
 
@@ -19,6 +21,10 @@ const SERVICE_EMA_ALPHA: f64 = 0.2;
 /// Pause after a 429 that names no Retry-After; doubles per consecutive 429, capped.
 const DEFAULT_PAUSE_MS: Millis = 1_000;
 const MAX_DEFAULT_PAUSE_MS: Millis = 60_000;
+
+/// The `lease_id` of a lease taken from the permits granted ahead (no message); its
+/// `Release` carries `granted_at`, which the actor records as the dispatch time.
+pub const FAST_LEASE: u64 = 0;
 
 /// Permission to make one upstream call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -264,6 +270,11 @@ pub struct KeyModelCapacity<T> {
     consecutive_429: u32,
     dispatched_total: u64,
     rate_limited_total: u64,
+    fast: Arc<FastGrants>,
+    /// Permits ever left in `fast`, minus those taken back unused.
+    fast_issued: u64,
+    /// Permits taken whose `Release` has arrived (recorded into the window).
+    fast_reported: u64,
 }
 
 impl<T: WaiterHandle> KeyModelCapacity<T> {
@@ -291,6 +302,81 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             consecutive_429: 0,
             dispatched_total: 0,
             rate_limited_total: 0,
+            fast: Arc::default(),
+            fast_issued: 0,
+            fast_reported: 0,
+        }
+    }
+
+    /// Uses `fast` (shared with the handles) for the permits granted ahead.
+    #[must_use]
+    pub fn with_fast_grants(mut self, fast: Arc<FastGrants>) -> Self {
+        self.fast = fast;
+        self
+    }
+
+    /// The permits granted ahead, for handlers to take.
+    pub fn fast_grants(&self) -> &Arc<FastGrants> {
+        &self.fast
+    }
+
+    /// Permits taken by handlers whose `Release` has not arrived yet: calls that went (or
+    /// are about to go) upstream without the window or `in_flight` knowing. Exact after
+    /// [`revoke_fast`](Self::revoke_fast); otherwise a lower bound that may grow.
+    fn fast_unreported(&self) -> u64 {
+        let taken = self.fast_issued.saturating_sub(self.fast.available());
+        taken.saturating_sub(self.fast_reported)
+    }
+
+    /// Takes back the permits not taken yet, so that [`fast_unreported`] is exact while the
+    /// actor decides (until the next [`grant_ahead`](Self::grant_ahead)).
+    fn revoke_fast(&mut self) {
+        self.fast_issued -= self.fast.revoke();
+    }
+
+    /// How many calls could start at `now` on top of those recorded (ignoring the permits
+    /// granted ahead): RPM, RPD, pause and concurrency room.
+    fn recorded_room(&mut self, now: Millis) -> u64 {
+        let rate = self.window.room(now);
+        match self.max_concurrent {
+            Some(c) => rate.min(u64::from(c.saturating_sub(self.in_flight))),
+            None => rate,
+        }
+    }
+
+    /// Leaves in the shared counter as many permits as calls could start now, after every
+    /// change of state. None while the queue is not empty (waiters go first, in order),
+    /// the circuit is not closed (half-open trials are granted one by one by `admit`),
+    /// or the pair is disabled or draining.
+    ///
+    /// Why the limits hold: let `room` be what the recorded state allows at `now`
+    /// ([`recorded_room`](Self::recorded_room)) and `u` the permits taken but not yet
+    /// reported when the replacement succeeds. The new count is `room - u` (never negative),
+    /// so unreported permits, old and new, never exceed `room`. Recorded dispatches in any
+    /// later 60 s window ending at `t >= now` are a subset of those in the window at
+    /// `now`, because every recorded dispatch is at or before `now` until the next state
+    /// change, which replaces the count again. So recorded + unreported <= recorded +
+    /// `room` <= the limit, for RPM, RPD and concurrency alike. The replacement is a
+    /// compare-and-swap against the value `u` was computed from, so a permit taken in
+    /// between makes it retry with the new `u`.
+    pub fn grant_ahead(&mut self, now: Millis) {
+        let open = self.draining
+            || self.disabled.is_some()
+            || !self.queue.is_empty()
+            || self.circuit.state(now) != CircuitState::Closed;
+        let room = if open { 0 } else { self.recorded_room(now) };
+        let mut available = self.fast.available();
+        loop {
+            let taken = self.fast_issued - available;
+            let unreported = taken.saturating_sub(self.fast_reported);
+            let new = room.saturating_sub(unreported);
+            match self.fast.replace(available, new) {
+                Ok(()) => {
+                    self.fast_issued = taken + new;
+                    return;
+                }
+                Err(seen) => available = seen,
+            }
         }
     }
 
@@ -304,14 +390,24 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         &mut self.circuit
     }
 
-    /// What survives a restart: rate counts, the 429 pause and the circuit.
+    /// What survives a restart: rate counts, the 429 pause and the circuit. Calls granted
+    /// ahead and not yet reported count as dispatched at `now`.
     pub fn snapshot(
         &self,
+        now: Millis,
     ) -> (
         crate::rate_window::RateSnapshot,
         crate::circuit::CircuitSnapshot,
     ) {
-        (self.window.snapshot(), self.circuit.snapshot())
+        let mut rate = self.window.snapshot();
+        let unreported = self.fast_unreported();
+        if unreported > 0 {
+            let at = rate.recent.last().map_or(now, |&last| last.max(now));
+            rate.recent
+                .extend(std::iter::repeat_n(at, unreported as usize));
+            rate.day_count = rate.day_count.saturating_add(unreported as u32);
+        }
+        (rate, self.circuit.snapshot())
     }
 
     /// Restores what [`snapshot`](Self::snapshot) saved. An auth-opened circuit is not
@@ -365,22 +461,28 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     }
 
     fn block(&mut self, now: Millis) -> Block {
-        let wait = self.window.wait(now);
+        let unreported = self.fast_unreported();
+        let wait = self.window.wait_with(now, unreported);
         if wait.ms > 0 {
             return Block::Rate(wait);
         }
         match self.max_concurrent {
-            Some(c) if self.in_flight >= c => Block::Concurrency,
+            Some(c) if u64::from(self.in_flight) + unreported >= u64::from(c) => Block::Concurrency,
             _ => Block::Ready,
         }
     }
 
     /// Milliseconds until a request with `n_ahead` waiters before it could start.
+    ///
+    /// Calls granted ahead and not yet reported count as dispatched at `now` and in flight.
     fn start_wait(&mut self, now: Millis, n_ahead: usize) -> (Millis, &'static str) {
-        let rate = self.window.start_after(now, n_ahead);
+        let unreported = self.fast_unreported();
+        let rate = self
+            .window
+            .start_after(now, n_ahead.saturating_add(unreported as usize));
         let conc = match self.max_concurrent {
             Some(c) => {
-                let busy = self.in_flight as u64 + n_ahead as u64 + 1;
+                let busy = u64::from(self.in_flight) + unreported + n_ahead as u64 + 1;
                 let c = u64::from(c);
                 if busy <= c {
                     0
@@ -409,6 +511,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
 
     /// Decides what to do with a new request whose deadline is `deadline`.
     pub fn admit(&mut self, now: Millis, deadline: Millis) -> Admission {
+        self.revoke_fast();
         if self.draining {
             return Admission::Rejected(Rejection::ShuttingDown);
         }
@@ -472,6 +575,9 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
 
     /// Grants as many waiters as the limits allow, strictly in FIFO order.
     pub fn pump(&mut self, now: Millis) -> Pump<T> {
+        if !self.queue.is_empty() {
+            self.revoke_fast();
+        }
         let expired = self
             .queue
             .sweep(now)
@@ -566,6 +672,31 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             return Vec::new();
         };
         self.in_flight = self.in_flight.saturating_sub(1);
+        self.conclude(now, dispatched_at, trial, lease_id, outcome)
+    }
+
+    /// Ends a lease taken from the permits granted ahead ([`FAST_LEASE`]), granted at
+    /// `granted_at`: records its dispatch (unless it was never sent), then treats the
+    /// outcome like [`release`](Self::release).
+    pub fn release_fast(&mut self, now: Millis, granted_at: Millis, outcome: Outcome) -> Vec<T> {
+        self.fast_reported += 1;
+        if outcome == Outcome::NotSent {
+            return Vec::new();
+        }
+        self.window.record_at(now, granted_at);
+        self.dispatched_total += 1;
+        let seed = self.fast_reported.rotate_left(32) ^ granted_at as u64;
+        self.conclude(now, granted_at, false, seed, outcome)
+    }
+
+    fn conclude(
+        &mut self,
+        now: Millis,
+        dispatched_at: Millis,
+        trial: bool,
+        lease_id: u64,
+        outcome: Outcome,
+    ) -> Vec<T> {
         let jitter = Self::jitter(lease_id, now);
         let mut opened = false;
         let late = match outcome {
@@ -666,7 +797,8 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
 
     /// What a new request would face.
     pub fn estimate(&mut self, now: Millis) -> WaitEstimate {
-        let rate_wait = self.window.wait(now);
+        let unreported = self.fast_unreported();
+        let rate_wait = self.window.wait_with(now, unreported);
         let (start, blocker) = self.start_wait(now, self.queue.len());
         let service_ms = self.service_ms.round() as Millis;
         let unavailable = if self.draining {
@@ -688,7 +820,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             service_ms,
             total_ms: start + service_ms,
             queue_len: self.queue.len(),
-            in_flight: self.in_flight,
+            in_flight: self.in_flight_all(),
             blocker: if start > 0 {
                 blocker
             } else {
@@ -698,17 +830,25 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         }
     }
 
-    /// Live numbers.
+    /// Calls in flight, those granted ahead and not yet reported included.
+    fn in_flight_all(&self) -> u32 {
+        let unreported = u32::try_from(self.fast_unreported()).unwrap_or(u32::MAX);
+        self.in_flight.saturating_add(unreported)
+    }
+
+    /// Live numbers (calls granted ahead and not yet reported count as dispatched now).
     pub fn status(&mut self, now: Millis) -> CapacityStatus {
+        let unreported = self.fast_unreported();
+        let unreported32 = u32::try_from(unreported).unwrap_or(u32::MAX);
         let (rpm_limit, rpd_limit) = self.window.limits();
-        let wait = self.window.wait(now);
+        let wait = self.window.wait_with(now, unreported);
         let (start, _) = self.start_wait(now, self.queue.len());
         let circuit_state = self.circuit.state(now);
         CapacityStatus {
             rpm_limit,
             rpd_limit,
-            requests_this_minute: self.window.minute_used(now),
-            requests_today: self.window.day_used(now),
+            requests_this_minute: self.window.minute_used(now).saturating_add(unreported32),
+            requests_today: self.window.day_used(now).saturating_add(unreported32),
             minute_reset_at: self.window.minute_reset_at(now),
             day_reset_at: self.window.day_reset_at(now),
             paused_until: self.window.paused_until(now),
@@ -717,13 +857,13 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             rate_limit_wait_ms: wait.ms,
             queue_length: self.queue.len(),
             max_queue: self.queue.capacity(),
-            in_flight: self.in_flight,
+            in_flight: self.in_flight_all(),
             max_concurrent: self.max_concurrent,
             oldest_wait_ms: self.queue.oldest_wait(now),
             estimated_queue_wait_ms: start,
             service_ms: self.service_ms.round() as Millis,
             disabled: self.disabled.clone(),
-            dispatched_total: self.dispatched_total,
+            dispatched_total: self.dispatched_total + unreported,
             rate_limited_total: self.rate_limited_total,
             circuit_state: circuit_state.as_str(),
             circuit_open_until: match circuit_state {

@@ -282,3 +282,212 @@ fn a_bad_request_does_not_count_against_the_pair() {
     }
     assert_eq!(c.status(T0 + 10).circuit_state, "closed");
 }
+
+#[test]
+fn permits_granted_ahead_follow_the_room_and_are_recorded_when_reported() {
+    let mut c = cap(3, Some(2));
+    c.grant_ahead(T0);
+    let fast = c.fast_grants().clone();
+    assert_eq!(fast.available(), 2, "concurrency 2 is the smaller room");
+    assert!(fast.try_take());
+    assert_eq!(
+        c.status(T0).in_flight,
+        1,
+        "an unreported permit counts in flight"
+    );
+    // The slow path sees the unreported permit: one more call fits, then the cap.
+    lease(c.admit(T0, T0 + 1_000));
+    assert!(!fast.try_take(), "admit took the unused permits back");
+    c.grant_ahead(T0);
+    assert_eq!(fast.available(), 0);
+    assert_eq!(c.admit(T0, T0 + 120_000), Admission::Enqueue);
+    // The permit's release records its dispatch at the time it was granted.
+    c.release_fast(T0 + 500, T0, Outcome::Success { latency_ms: 500 });
+    let s = c.status(T0 + 500);
+    assert_eq!((s.in_flight, s.requests_this_minute), (1, 2));
+    c.grant_ahead(T0 + 500);
+    assert_eq!(fast.available(), 1, "rpm 3 with 2 recorded");
+    // A permit never sent is given back without a dispatch.
+    assert!(fast.try_take());
+    c.release_fast(T0 + 600, T0 + 600, Outcome::NotSent);
+    c.grant_ahead(T0 + 600);
+    assert_eq!(fast.available(), 1);
+    assert_eq!(c.status(T0 + 600).requests_this_minute, 2);
+}
+
+#[test]
+fn no_permit_while_waiters_queue_or_the_circuit_is_not_closed() {
+    let mut c = cap(1, None);
+    lease(c.admit(T0, T0 + 200_000));
+    assert_eq!(c.admit(T0, T0 + 200_000), Admission::Enqueue);
+    c.enqueue(T0, T0 + 200_000, h(1)).unwrap();
+    c.grant_ahead(T0 + 60_000);
+    assert_eq!(c.fast_grants().available(), 0, "the waiter goes first");
+    assert_eq!(c.pump(T0 + 60_000).granted.len(), 1);
+
+    let mut c = cap(100, None);
+    for _ in 0..CircuitConfig::default().consecutive_failures {
+        let l = lease(c.admit(T0, T0 + 1_000));
+        c.release(
+            T0,
+            l.lease_id,
+            Outcome::Failed {
+                latency_ms: 1,
+                kind: Some(FailureKind::Server),
+            },
+        );
+    }
+    c.grant_ahead(T0);
+    assert_eq!(c.fast_grants().available(), 0, "open");
+    c.grant_ahead(T0 + 3_600_000);
+    assert_eq!(
+        c.fast_grants().available(),
+        0,
+        "half-open: trials go through admit"
+    );
+}
+
+#[test]
+fn a_snapshot_counts_unreported_permits_as_dispatched_now() {
+    let mut c = cap(10, None);
+    c.grant_ahead(T0);
+    assert!(c.fast_grants().try_take());
+    assert!(c.fast_grants().try_take());
+    let (rate, _) = c.snapshot(T0 + 10);
+    assert_eq!(rate.recent, vec![T0 + 10, T0 + 10]);
+    assert_eq!(rate.day_count, 2);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Take,
+    GrantAhead,
+    ReportFast(usize, u8),
+    Admit(i64),
+    ReleaseSlow(usize, u8),
+    Pump,
+    Step(i64),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => Just(Op::Take),
+        3 => Just(Op::GrantAhead),
+        3 => (any::<usize>(), 0u8..5).prop_map(|(i, o)| Op::ReportFast(i, o)),
+        2 => (0i64..90_000).prop_map(Op::Admit),
+        2 => (any::<usize>(), 0u8..5).prop_map(|(i, o)| Op::ReleaseSlow(i, o)),
+        1 => Just(Op::Pump),
+        2 => (0i64..20_000).prop_map(Op::Step),
+    ]
+}
+
+fn outcome(o: u8) -> Outcome {
+    match o {
+        0 | 1 => Outcome::Success { latency_ms: 10 },
+        2 => Outcome::RateLimited {
+            retry_after_ms: Some(3_000),
+        },
+        3 => Outcome::NotSent,
+        _ => Outcome::Failed {
+            latency_ms: 10,
+            kind: Some(FailureKind::Server),
+        },
+    }
+}
+
+proptest::proptest! {
+    /// Permits taken by handlers at any moment, recomputed by the actor at any moment,
+    /// reported in any order, mixed with calls the actor grants itself (at once or from
+    /// the queue): no half-open 60 s interval ever holds more than `rpm` calls, no day
+    /// more than `rpd`, and never more than `max_concurrent` are in flight.
+    #[test]
+    fn permits_granted_ahead_never_exceed_the_limits(
+        rpm in 1u32..6,
+        rpd in 1u32..25,
+        conc in proptest::option::of(1u32..4),
+        ops in proptest::collection::vec(op(), 1..300),
+    ) {
+        let mut c: KeyModelCapacity<H> = KeyModelCapacity::new(
+            RateWindow::new(rpm, rpd, Tz::UTC, T0),
+            CircuitConfig::default(),
+            conc,
+            5,
+            100,
+        );
+        let fast = c.fast_grants().clone();
+        let mut now = T0;
+        // Calls that went upstream: (dispatch time, still in flight).
+        let mut sent: Vec<Millis> = Vec::new();
+        let mut fast_out: Vec<Millis> = Vec::new();
+        let mut slow_out: Vec<Lease> = Vec::new();
+        let mut next_waiter = 0;
+        for op in ops {
+            match op {
+                Op::Take => {
+                    if fast.try_take() {
+                        fast_out.push(now);
+                        sent.push(now);
+                    }
+                }
+                Op::GrantAhead => c.grant_ahead(now),
+                Op::ReportFast(i, o) => {
+                    if !fast_out.is_empty() {
+                        let at = fast_out.remove(i % fast_out.len());
+                        let o = outcome(o);
+                        if o == Outcome::NotSent {
+                            let p = sent.iter().position(|&t| t == at).unwrap();
+                            sent.remove(p);
+                        }
+                        c.release_fast(now, at, o);
+                    }
+                }
+                Op::Admit(wait) => match c.admit(now, now + wait) {
+                    Admission::Granted(l) => {
+                        slow_out.push(l);
+                        sent.push(now);
+                    }
+                    Admission::Enqueue => {
+                        next_waiter += 1;
+                        let _ = c.enqueue(now, now + wait, h(next_waiter));
+                    }
+                    Admission::Rejected(_) => {}
+                },
+                Op::ReleaseSlow(i, o) => {
+                    if !slow_out.is_empty() {
+                        let l = slow_out.remove(i % slow_out.len());
+                        let o = outcome(o);
+                        if o == Outcome::NotSent {
+                            let p = sent.iter().position(|&t| t == l.granted_at).unwrap();
+                            sent.remove(p);
+                        }
+                        c.release(now, l.lease_id, o);
+                    }
+                }
+                Op::Pump => {
+                    for (_, l) in c.pump(now).granted {
+                        slow_out.push(l);
+                        sent.push(now);
+                    }
+                }
+                Op::Step(ms) => now += ms,
+            }
+            for &start in &sent {
+                let in_window = sent
+                    .iter()
+                    .filter(|&&t| t >= start && t < start + crate::rate_window::WINDOW_MS)
+                    .count();
+                proptest::prop_assert!(in_window <= rpm as usize, "rpm exceeded: {sent:?}");
+            }
+            let day = |t: Millis| (t - T0).div_euclid(86_400_000);
+            let today = sent.iter().filter(|&&t| day(t) == day(now)).count();
+            proptest::prop_assert!(today <= rpd as usize, "rpd exceeded");
+            if let Some(conc) = conc {
+                proptest::prop_assert!(
+                    fast_out.len() + slow_out.len() <= conc as usize,
+                    "concurrency exceeded"
+                );
+            }
+        }
+    }
+}

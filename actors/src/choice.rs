@@ -5,6 +5,7 @@
 //! request's deadline (disabled, queue full, paused or limited past it, or whose actor did
 //! not answer) are left out and reported with the reason.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use serde::Serialize;
@@ -43,8 +44,9 @@ pub struct NotChosen {
     pub index: usize,
     /// Position in the fallback order (1 = first fallback), `None` if left out.
     pub fallback_rank: Option<usize>,
-    /// Stable reason label.
-    pub reason: String,
+    /// Stable reason label (a constant, except for left-out candidates whose reason names
+    /// the rejection).
+    pub reason: Cow<'static, str>,
     /// For left-out candidates: ms until they could start, if known.
     pub available_in_ms: Option<Millis>,
 }
@@ -81,11 +83,11 @@ pub fn choose(
     let mut not_chosen = Vec::new();
     for (i, c) in candidates.iter().enumerate() {
         let left_out = match &c.estimate {
-            None => Some(("actor_unavailable".to_owned(), None)),
+            None => Some((Cow::Borrowed("actor_unavailable"), None)),
             Some(e) => match &e.unavailable {
-                Some(r) => Some((format!("unavailable: {r}"), r.available_in_ms())),
+                Some(r) => Some((Cow::Owned(format!("unavailable: {r}")), r.available_in_ms())),
                 None if start_ms(e) > remaining_ms => Some((
-                    format!("would_miss_deadline ({})", e.blocker),
+                    Cow::Owned(format!("would_miss_deadline ({})", e.blocker)),
                     Some(start_ms(e)),
                 )),
                 None => None,
@@ -178,7 +180,7 @@ pub fn choose(
             not_chosen.push(NotChosen {
                 index: i,
                 fallback_rank: Some(rank),
-                reason: reason.to_owned(),
+                reason: Cow::Borrowed(reason),
                 available_in_ms: None,
             });
         }
@@ -228,7 +230,7 @@ mod tests {
         let c = choose(Rule::Intelligence, &cs, 10_000, 120_000);
         assert_eq!(c.decision_reason, "cheapest_within_estimate");
         assert_eq!(c.order, vec![2, 0, 1]);
-        let reasons: Vec<_> = c.not_chosen.iter().map(|n| n.reason.as_str()).collect();
+        let reasons: Vec<_> = c.not_chosen.iter().map(|n| n.reason.as_ref()).collect();
         assert_eq!(reasons, vec!["higher_cost", "exceeds_max_wait"]);
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 
-use crate::capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate};
+use crate::capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate, FAST_LEASE};
 use crate::clock::Millis;
 use crate::key_model::{
     CancelWait, Disable, GetStatus, GetWaitTime, KeyModelActor, KeyModelSpec, Nudge, Release,
@@ -76,11 +76,28 @@ impl KeyModelHandle {
 
     /// Asks for a slot and waits for it in the FIFO until `deadline` (Unix ms, measured by
     /// `now`). The returned guard must be released with the call's outcome.
+    ///
+    /// When the actor has granted capacity ahead (see `fast_grant`), the slot is taken
+    /// without a message; otherwise `Reserve` asks the actor.
     pub async fn acquire(
         &self,
         deadline: Millis,
         now: impl Fn() -> Millis,
     ) -> Result<LeaseGuard, Rejection> {
+        if self.published.fast_grants().try_take() {
+            return Ok(LeaseGuard {
+                handle: self.clone(),
+                lease: Lease {
+                    lease_id: FAST_LEASE,
+                    granted_at: now(),
+                    queue_wait_ms: 0,
+                    rate_limit_wait_ms: 0,
+                    trial: false,
+                },
+                sent: false,
+                released: false,
+            });
+        }
         let remaining = |now: Millis| Duration::from_millis((deadline - now).max(0) as u64);
         self.meter.sent();
         let reply = self
@@ -182,9 +199,13 @@ impl KeyModelHandle {
         self.addr.do_send(Nudge);
     }
 
-    fn release(&self, lease_id: u64, outcome: Outcome) {
+    fn release(&self, lease: &Lease, outcome: Outcome) {
         self.meter.sent();
-        self.addr.do_send(Release { lease_id, outcome });
+        self.addr.do_send(Release {
+            lease_id: lease.lease_id,
+            granted_at: lease.granted_at,
+            outcome,
+        });
     }
 }
 
@@ -237,7 +258,7 @@ impl LeaseGuard {
     /// Releases the slot with the call's outcome.
     pub fn finish(mut self, outcome: Outcome) {
         self.released = true;
-        self.handle.release(self.lease.lease_id, outcome);
+        self.handle.release(&self.lease, outcome);
     }
 }
 
@@ -249,7 +270,7 @@ impl Drop for LeaseGuard {
             } else {
                 Outcome::NotSent
             };
-            self.handle.release(self.lease.lease_id, outcome);
+            self.handle.release(&self.lease, outcome);
         }
     }
 }

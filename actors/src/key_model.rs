@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::capacity::{
     Admission, CapacityStatus, KeyModelCapacity, Lease, Outcome, Rejection, WaitEstimate,
+    FAST_LEASE,
 };
 use crate::circuit::CircuitConfig;
 use crate::clock::{Millis, SharedClock};
@@ -94,8 +95,11 @@ pub struct CancelWait {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Release {
-    /// From the [`Lease`].
+    /// From the [`Lease`]; [`FAST_LEASE`] for a permit granted ahead.
     pub lease_id: u64,
+    /// From the [`Lease`]: when the call was allowed to go (recorded as the dispatch time
+    /// of a permit granted ahead).
+    pub granted_at: Millis,
     /// How the call ended.
     pub outcome: Outcome,
 }
@@ -185,7 +189,8 @@ impl KeyModelActor {
             spec.max_concurrent,
             spec.max_queue,
             spec.avg_response_time_ms,
-        );
+        )
+        .with_fast_grants(published.fast_grants().clone());
         if let Some(snap) = restore {
             capacity.restore(&snap.rate, &snap.circuit, now);
         }
@@ -201,18 +206,21 @@ impl KeyModelActor {
         }
     }
 
-    /// Makes the current estimate readable without a message (see `published`).
+    /// Makes the current estimate readable without a message (see `published`) and
+    /// leaves the permits for calls that may start now (see `fast_grant`).
     fn publish(&mut self) {
         let now = self.clock.now_ms();
+        self.capacity.grant_ahead(now);
         let e = self.capacity.estimate(now);
         self.published.publish(now, &e);
     }
 
     fn snapshot(&self) -> PairSnapshot {
-        let (rate, circuit) = self.capacity.snapshot();
+        let now = self.clock.now_ms();
+        let (rate, circuit) = self.capacity.snapshot(now);
         PairSnapshot {
             id: self.spec.id.clone(),
-            saved_at: self.clock.now_ms(),
+            saved_at: now,
             rate,
             circuit,
         }
@@ -393,7 +401,11 @@ impl Handler<Release> for KeyModelActor {
     fn handle(&mut self, msg: Release, ctx: &mut Self::Context) {
         let _m = self.meter.handling();
         let now = self.clock.now_ms();
-        let late = self.capacity.release(now, msg.lease_id, msg.outcome);
+        let late = if msg.lease_id == FAST_LEASE {
+            self.capacity.release_fast(now, msg.granted_at, msg.outcome)
+        } else {
+            self.capacity.release(now, msg.lease_id, msg.outcome)
+        };
         if !late.is_empty() {
             // Each of these can no longer be served in time here: say why, with when.
             let why = self.capacity.estimate(now).unavailable.unwrap_or_else(|| {

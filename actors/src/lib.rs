@@ -19,6 +19,7 @@ pub mod circuit;
 pub mod clock;
 pub mod dashboard;
 pub mod events;
+pub mod fast_grant;
 pub mod handle;
 pub mod ids;
 pub mod key_model;

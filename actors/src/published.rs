@@ -8,9 +8,11 @@
 //! advisory anyway — reserving a slot re-checks.
 
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
 
 use crate::capacity::{Rejection, WaitEstimate};
 use crate::clock::Millis;
+use crate::fast_grant::FastGrants;
 
 const BLOCKERS: [&str; 5] = ["none", "rpm", "rpd", "paused", "concurrency"];
 
@@ -26,6 +28,7 @@ pub struct Published {
     unavailable: AtomicU8,
     available_at: AtomicI64,
     capacity: AtomicU64,
+    fast: Arc<FastGrants>,
 }
 
 fn blocker_code(b: &str) -> u8 {
@@ -33,6 +36,11 @@ fn blocker_code(b: &str) -> u8 {
 }
 
 impl Published {
+    /// The permits the actor grants ahead (see `fast_grant`).
+    pub fn fast_grants(&self) -> &Arc<FastGrants> {
+        &self.fast
+    }
+
     /// Records `e`, computed at `now`.
     pub fn publish(&self, now: Millis, e: &WaitEstimate) {
         self.next_free_at.store(now + e.rate_limit_wait_ms, Relaxed);

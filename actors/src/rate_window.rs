@@ -152,6 +152,67 @@ impl RateWindow {
         wait
     }
 
+    /// Like [`wait`](Self::wait), with `extra` more dispatches counted at `now` (calls
+    /// granted ahead that the window has not recorded yet; they went at `now` or earlier,
+    /// so counting them at `now` can only make the wait longer).
+    pub fn wait_with(&mut self, now: Millis, extra: u64) -> Wait {
+        let mut wait = self.wait(now);
+        if extra == 0 {
+            return wait;
+        }
+        let mut consider = |ms: Millis, blocker: Blocker| {
+            if ms > wait.ms {
+                wait = Wait { ms, blocker };
+            }
+        };
+        if u64::from(self.day_count) + extra >= u64::from(self.rpd) {
+            consider(self.day_end - now, Blocker::Rpd);
+        }
+        let len = self.recent.len() as u64;
+        let total = len + extra;
+        let rpm = u64::from(self.rpm);
+        if total >= rpm {
+            let idx = total - rpm;
+            let oldest_that_matters = if idx < len {
+                self.recent[idx as usize]
+            } else {
+                now
+            };
+            consider(oldest_that_matters + WINDOW_MS - now, Blocker::Rpm);
+        }
+        wait
+    }
+
+    /// How many calls could be dispatched at `now`, one after the other, before RPM, RPD
+    /// or a pause holds the next one back.
+    pub fn room(&mut self, now: Millis) -> u64 {
+        self.roll(now);
+        if self.paused_until > now {
+            return 0;
+        }
+        let rpm = u64::from(self.rpm).saturating_sub(self.recent.len() as u64);
+        let rpd = u64::from(self.rpd).saturating_sub(u64::from(self.day_count));
+        rpm.min(rpd)
+    }
+
+    /// Counts a dispatch that went at `at` (at most `now`; a call granted ahead and
+    /// reported when it ended), keeping the window in time order.
+    pub fn record_at(&mut self, now: Millis, at: Millis) {
+        self.roll(now);
+        let at = at.min(now);
+        if at + WINDOW_MS > now {
+            let pos = self
+                .recent
+                .iter()
+                .rposition(|&t| t <= at)
+                .map_or(0, |p| p + 1);
+            self.recent.insert(pos, at);
+        }
+        if at >= self.day_start && at < self.day_end {
+            self.day_count = self.day_count.saturating_add(1);
+        }
+    }
+
     /// Counts a dispatch at `now`. Callers check [`wait`](Self::wait) first.
     pub fn record(&mut self, now: Millis) {
         self.roll(now);
@@ -324,6 +385,24 @@ mod tests {
         assert_eq!(wait.ms, 58_000);
         assert_eq!(w.wait(T0 + 60_000).ms, 0);
         assert_eq!(w.minute_used(T0 + 60_000), 1);
+    }
+
+    #[test]
+    fn a_late_reported_dispatch_is_recorded_in_time_order() {
+        let mut w = RateWindow::new(3, 100, Tz::UTC, T0);
+        w.record(T0 + 2_000);
+        w.record_at(T0 + 3_000, T0 + 1_000);
+        w.record_at(T0 + 3_000, T0 - 61_000);
+        assert_eq!(w.snapshot().recent, vec![T0 + 1_000, T0 + 2_000]);
+        assert_eq!(w.day_used(T0 + 3_000), 2, "yesterday's call is not today's");
+        assert_eq!(w.room(T0 + 3_000), 1);
+        // One more granted ahead and not recorded: the window is full until the oldest
+        // call leaves it.
+        let wait = w.wait_with(T0 + 3_000, 1);
+        assert_eq!((wait.ms, wait.blocker), (58_000, Blocker::Rpm));
+        assert_eq!(w.wait_with(T0 + 3_000, 4).ms, 60_000);
+        w.pause_until(T0 + 5_000);
+        assert_eq!(w.room(T0 + 3_000), 0);
     }
 
     #[test]

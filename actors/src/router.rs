@@ -13,7 +13,7 @@ use actix::prelude::*;
 use serde::Serialize;
 
 use crate::capacity::WaitEstimate;
-use crate::choice::{choose, CandidateView, Rule};
+use crate::choice::{choose, CandidateView, NotChosen, Rule};
 use crate::clock::{Millis, SharedClock};
 use crate::handle::KeyModelHandle;
 use crate::ids::{KeyModelId, RoutingMethod, Tier};
@@ -152,8 +152,43 @@ pub struct Plan {
     pub decision_reason: &'static str,
     /// Attempt order, the chosen candidate first.
     pub ordered: Vec<Planned>,
-    /// Every other candidate with its reason.
-    pub considered: Vec<Considered>,
+    /// The candidates as listed for the choice, with what it saw of each.
+    listed: Vec<Ranked>,
+    views: Vec<CandidateView>,
+    /// Every other candidate with its reason (indices into `listed`).
+    not_chosen: Vec<NotChosen>,
+}
+
+impl Plan {
+    /// Every candidate but the chosen one, with why it was not chosen. Built on demand
+    /// (debug answers, failures): most requests never show it.
+    pub fn considered(&self) -> Vec<Considered> {
+        considered(&self.listed, &self.views, &self.not_chosen)
+    }
+}
+
+fn considered(
+    list: &[Ranked],
+    views: &[CandidateView],
+    not_chosen: &[NotChosen],
+) -> Vec<Considered> {
+    not_chosen
+        .iter()
+        .map(|n| {
+            let c = &list[n.index].0;
+            let id = c.id();
+            Considered {
+                provider: id.provider.clone(),
+                model: id.model.clone(),
+                api_key: id.key_id.clone(),
+                estimated_total_time_ms: views[n.index].estimate.as_ref().map(|e| e.total_ms),
+                cost_per_1k_tokens: c.cost_per_1k,
+                reason_not_chosen: n.reason.clone().into_owned(),
+                fallback_rank: n.fallback_rank,
+                available_in_ms: n.available_in_ms,
+            }
+        })
+        .collect()
 }
 
 /// Why a request cannot be routed.
@@ -373,29 +408,15 @@ impl RoutingTable {
             })
             .collect();
         let choice = choose(rule, &views, msg.max_wait_ms, remaining);
-        let considered: Vec<Considered> = choice
-            .not_chosen
-            .iter()
-            .map(|n| {
-                let c = &list[n.index].0;
-                let id = c.id();
-                Considered {
-                    provider: id.provider.clone(),
-                    model: id.model.clone(),
-                    api_key: id.key_id.clone(),
-                    estimated_total_time_ms: views[n.index].estimate.as_ref().map(|e| e.total_ms),
-                    cost_per_1k_tokens: c.cost_per_1k,
-                    reason_not_chosen: n.reason.clone(),
-                    fallback_rank: n.fallback_rank,
-                    available_in_ms: n.available_in_ms,
-                }
-            })
-            .collect();
         if choice.order.is_empty() {
-            let retry_after_ms = considered.iter().filter_map(|c| c.available_in_ms).min();
+            let retry_after_ms = choice
+                .not_chosen
+                .iter()
+                .filter_map(|n| n.available_in_ms)
+                .min();
             return Err(RouteError::AllUnavailable {
                 count: list.len(),
-                considered,
+                considered: considered(&list, &views, &choice.not_chosen),
                 retry_after_ms,
             });
         }
@@ -413,7 +434,9 @@ impl RoutingTable {
             method: msg.target.method(),
             decision_reason: choice.decision_reason,
             ordered,
-            considered,
+            listed: list,
+            views,
+            not_chosen: choice.not_chosen,
         })
     }
 }

@@ -222,8 +222,8 @@ async fn router_orders_by_rule_and_reports_what_it_left_out() {
     assert_eq!(order, vec!["a_k2_cheap", "a_k1_dear"]);
     assert_eq!(plan.decision_reason, "cheapest_within_estimate");
     let left_out = plan
-        .considered
-        .iter()
+        .considered()
+        .into_iter()
         .find(|c| c.api_key == "k1" && c.model == "cheap")
         .unwrap();
     assert!(left_out

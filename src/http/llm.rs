@@ -10,7 +10,7 @@ use actix_web::{web, HttpResponse};
 use bkvy_actors::{
     AttemptError, Millis, Plan, RequestCompleted, Route, RouteTarget, RoutingMethod, Tier,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::body::{parse_json, read_limited, Object};
@@ -652,14 +652,40 @@ fn failure_error(f: &Failure) -> ApiError {
     }
 }
 
-fn usage_json(s: &Success) -> Value {
-    let u = &s.response.usage;
-    json!({
-        "input_tokens": u.input_tokens,
-        "output_tokens": u.output_tokens,
-        "thinking_tokens": u.thinking_tokens,
-        "total_tokens": u.total(),
-    })
+/// `usage` in an answer.
+#[derive(Serialize)]
+struct UsageBody {
+    input_tokens: u64,
+    output_tokens: u64,
+    thinking_tokens: u64,
+    total_tokens: u64,
+}
+
+impl UsageBody {
+    fn of(s: &Success) -> Self {
+        let u = &s.response.usage;
+        Self {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            thinking_tokens: u.thinking_tokens,
+            total_tokens: u.total(),
+        }
+    }
+}
+
+/// The usual (non-debug) success answer, serialised straight from borrowed fields: the
+/// same bytes as the `json!` tree it replaces, without building and dropping that tree
+/// for every request.
+#[derive(Serialize)]
+struct PlainSuccess<'a> {
+    success: bool,
+    request_id: &'a str,
+    model_used: &'a str,
+    content: &'a str,
+    usage: UsageBody,
+    finish_reason: &'a str,
+    truncated: bool,
+    error: Option<()>,
 }
 
 fn success_response(
@@ -673,8 +699,14 @@ fn success_response(
     let id = s.candidate.id();
     let finish = s.response.finish_reason.as_str();
     let truncated = s.response.finish_reason == crate::types::FinishReason::Length;
-    let body = if debug {
-        json!({
+    let mut res = HttpResponse::Ok();
+    res.insert_header(("x-bkvy-request-id", request_id))
+        .insert_header(("x-bkvy-provider", id.provider.as_str()))
+        .insert_header(("x-bkvy-model", id.model.as_str()))
+        .insert_header(("x-bkvy-decision", plan.decision_reason))
+        .insert_header(("x-bkvy-cost-usd", format!("{:.8}", s.cost_usd)));
+    if debug {
+        res.json(json!({
             "success": true,
             "request_id": request_id,
             "provider_used": id.provider,
@@ -684,7 +716,7 @@ fn success_response(
             "decision_reason": plan.decision_reason,
             "response": {
                 "content": s.response.content,
-                "usage": usage_json(s),
+                "usage": UsageBody::of(s),
                 "finish_reason": finish,
                 "raw_finish_reason": s.response.raw_finish_reason,
                 "truncated": truncated,
@@ -696,7 +728,7 @@ fn success_response(
                 "api_response_time_ms": s.upstream_ms,
                 "total_completion_time_ms": state.clock.now_ms() - started,
                 "cost_usd": s.cost_usd,
-                "alternatives_considered": plan.considered,
+                "alternatives_considered": plan.considered(),
                 "alternatives_tried": s.alternatives_tried,
                 "fallback_attempts": s.attempts.len(),
                 "attempts": s.attempts,
@@ -705,26 +737,19 @@ fn success_response(
             "message": null,
             "retry_suggestion": null,
             "evaluated_combinations": null,
-        })
+        }))
     } else {
-        json!({
-            "success": true,
-            "request_id": request_id,
-            "model_used": id.model,
-            "content": s.response.content,
-            "usage": usage_json(s),
-            "finish_reason": finish,
-            "truncated": truncated,
-            "error": null,
+        res.json(PlainSuccess {
+            success: true,
+            request_id,
+            model_used: &id.model,
+            content: &s.response.content,
+            usage: UsageBody::of(s),
+            finish_reason: finish,
+            truncated,
+            error: None,
         })
-    };
-    HttpResponse::Ok()
-        .insert_header(("x-bkvy-request-id", request_id))
-        .insert_header(("x-bkvy-provider", id.provider.as_str()))
-        .insert_header(("x-bkvy-model", id.model.as_str()))
-        .insert_header(("x-bkvy-decision", plan.decision_reason))
-        .insert_header(("x-bkvy-cost-usd", format!("{:.8}", s.cost_usd)))
-        .json(body)
+    }
 }
 
 fn failure_response(
@@ -748,7 +773,7 @@ fn failure_response(
             "response": null,
             "metadata": {
                 "total_completion_time_ms": state.clock.now_ms() - started,
-                "alternatives_considered": plan.map(|p| json!(p.considered)),
+                "alternatives_considered": plan.map(|p| json!(p.considered())),
             },
             "error_code": err.code(),
             "message": err.to_string(),

@@ -248,6 +248,7 @@ pub fn start_gateway_full(
             config_dir,
             probes,
             dashboard,
+            access_log: true,
         },
     )
     .unwrap();
