@@ -49,16 +49,19 @@ fn direct(provider: &str, model: &str, text: &str) -> Value {
            "messages": [{"role": "user", "content": text}]})
 }
 
+/// One streaming model per provider kind of the test config.
+const STREAMERS: [(&str, &str); 5] = [
+    ("openai", "gpt-4o"),
+    ("anthropic", "claude-haiku"),
+    ("gemini", "gemini-2.5-pro"),
+    ("ollama", "llama3.2:3b"),
+    ("vllm", "qwen3"),
+];
+
 #[actix_web::test]
 async fn every_provider_streams_its_answer_in_pieces() {
     let h = start_stream();
-    for (provider, model) in [
-        ("openai", "gpt-4o"),
-        ("anthropic", "claude-haiku"),
-        ("gemini", "gemini-2.5-pro"),
-        ("ollama", "llama3.2:3b"),
-        ("vllm", "qwen3"),
-    ] {
+    for (provider, model) in STREAMERS {
         let (status, body, headers) = stream_post(
             &format!("{}/llm/direct", h.url),
             &direct(provider, model, "tell me a short story please"),
@@ -100,12 +103,7 @@ async fn every_provider_streams_its_answer_in_pieces() {
 #[actix_web::test]
 async fn finished_streams_leave_their_upstream_connection_open_for_the_next_call() {
     let h = start_stream();
-    for (provider, model) in [
-        ("openai", "gpt-4o"),
-        ("anthropic", "claude-haiku"),
-        ("gemini", "gemini-2.5-pro"),
-        ("ollama", "llama3.2:3b"),
-    ] {
+    for (provider, model) in STREAMERS {
         for _ in 0..3 {
             let (status, body, _) = stream_post(
                 &format!("{}/llm/direct", h.url),
