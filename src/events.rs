@@ -5,18 +5,37 @@
 //! not fit is counted as dropped rather than slowing or failing the request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use actix::Recipient;
 use bkvy_actors::{MailboxMeter, RequestCompleted};
 
 use crate::metrics::Metrics;
 
+/// How long an event may wait in the batch before it is delivered.
+const EVENT_FLUSH: Duration = Duration::from_millis(20);
+/// A batch this long is delivered at once.
+const EVENT_BATCH: usize = 256;
+
 /// The subscribers of completion events: the metrics (updated in place) and the actors.
+///
+/// Events reach the actors in batches: delivering each one at once woke the actors'
+/// thread once per request. The first event of a batch starts a [`EVENT_FLUSH`] timer on
+/// the handler's own thread; a full batch, a statistics or dashboard read ([`flush`])
+/// and shutdown deliver what is pending at once, so a read always sees every request
+/// answered before it.
+///
+/// [`flush`]: CompletionSinks::flush
 pub struct CompletionSinks {
     metrics: Arc<Metrics>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     recipients: Vec<(Recipient<RequestCompleted>, MailboxMeter)>,
     dropped: AtomicU64,
+    pending: Mutex<Vec<RequestCompleted>>,
 }
 
 impl CompletionSinks {
@@ -28,21 +47,64 @@ impl CompletionSinks {
     ) -> Self {
         Self {
             metrics,
-            recipients,
-            dropped: AtomicU64::new(0),
+            inner: Arc::new(Inner {
+                recipients,
+                dropped: AtomicU64::new(0),
+                pending: Mutex::new(Vec::new()),
+            }),
         }
     }
 
-    /// Counts the event in the metrics and offers it to every subscriber without waiting.
+    /// Counts the event in the metrics and queues it for every subscriber, never waiting.
     pub fn emit(&self, event: RequestCompleted) {
         self.metrics.observe(&event);
+        if self.inner.recipients.is_empty() {
+            return;
+        }
+        let queued = {
+            let mut p = self
+                .inner
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            p.push(event);
+            p.len()
+        };
+        if queued >= EVENT_BATCH {
+            self.inner.deliver();
+        } else if queued == 1 {
+            let inner = self.inner.clone();
+            actix_web::rt::spawn(async move {
+                actix_web::rt::time::sleep(EVENT_FLUSH).await;
+                inner.deliver();
+            });
+        }
+    }
+
+    /// Delivers every pending event now (before a statistics read, and at shutdown).
+    pub fn flush(&self) {
+        self.inner.deliver();
+    }
+
+    /// Events that could not be delivered.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Inner {
+    fn deliver(&self) {
+        let batch =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
         let Some((last, rest)) = self.recipients.split_last() else {
             return;
         };
-        for r in rest {
-            self.offer(r, event.clone());
+        for event in batch {
+            for r in rest {
+                self.offer(r, event.clone());
+            }
+            self.offer(last, event);
         }
-        self.offer(last, event);
     }
 
     fn offer(
@@ -58,10 +120,5 @@ impl CompletionSinks {
                 log::warn!("{n} completion events dropped: a consumer's mailbox is full");
             }
         }
-    }
-
-    /// Events that could not be delivered.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
     }
 }

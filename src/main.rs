@@ -231,6 +231,7 @@ async fn run_until_shutdown(running: Running) -> std::io::Result<()> {
     });
     let served = running.server.await;
     shutdown(&running.state_handle.live().table, running.state.as_ref()).await;
+    running.state_handle.sinks.flush();
     let flush = running.stats.send(bkvy_actors::stats::Flush);
     match actix_web::rt::time::timeout(STATS_FLUSH_TIMEOUT, flush).await {
         Ok(Ok(Ok(()))) => {}

@@ -90,6 +90,10 @@ async fn metrics_count_a_known_sequence_of_requests() {
     )
     .await;
     assert_eq!(s, 404);
+    // Completion events reach the statistics actor in batches; a statistics read delivers
+    // the pending ones and answers after the actor has handled them.
+    let (s, _) = get(&format!("{}/statistics/summary", h.url)).await;
+    assert_eq!(s, 200);
 
     let mut res = client()
         .get(format!("{}/metrics", h.url))

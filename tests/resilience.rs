@@ -297,6 +297,7 @@ async fn shutdown_lets_in_flight_requests_finish_answers_queued_ones_and_keeps_e
     assert_eq!(status, 200, "in-flight request completed: {b}");
     stopping.await.unwrap();
 
+    h.state_handle.sinks.flush();
     let flushed = h.stats.send(bkvy_actors::stats::Flush).await.unwrap();
     assert!(flushed.is_ok());
     let csv = std::fs::read_to_string(dir.join("transactions.csv")).unwrap();

@@ -40,6 +40,7 @@ fn invalid_request(i: usize) -> Value {
 }
 
 async fn flush(h: &Harness) {
+    h.state_handle.sinks.flush();
     h.stats.send(Flush).await.unwrap().unwrap();
 }
 

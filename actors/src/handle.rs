@@ -14,6 +14,7 @@ use crate::key_model::{
     CancelWait, Disable, GetStatus, GetWaitTime, KeyModelActor, KeyModelSpec, Nudge, Release,
     Reserve, ReserveReply, Reset,
 };
+use crate::key_model::{FlushLater, RELEASE_BATCH};
 use crate::mailbox::MailboxMeter;
 use crate::published::Published;
 
@@ -200,6 +201,23 @@ impl KeyModelHandle {
     }
 
     fn release(&self, lease: &Lease, outcome: Outcome) {
+        // A successful call on a permit granted ahead, while nobody waits: nothing the
+        // actor must act on now, so it joins a batch the actor takes in shortly (see
+        // `FlushLater`) instead of waking the actor thread once per request. Failures,
+        // queued pairs and slow-path leases are reported at once.
+        let batchable = lease.lease_id == FAST_LEASE
+            && matches!(outcome, Outcome::Success { .. })
+            && self.published.queued() == 0;
+        if batchable {
+            let n = self.published.batch_release(lease.granted_at, outcome);
+            if n == 1 || n == RELEASE_BATCH {
+                self.meter.sent();
+                self.addr.do_send(FlushLater {
+                    now: n == RELEASE_BATCH,
+                });
+            }
+            return;
+        }
         self.meter.sent();
         self.addr.do_send(Release {
             lease_id: lease.lease_id,

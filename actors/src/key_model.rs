@@ -104,6 +104,21 @@ pub struct Release {
     pub outcome: Outcome,
 }
 
+/// Command: take in the batched releases of successful calls, `now` or after
+/// [`RELEASE_FLUSH`] (the first release of a batch asks for the latter, a full batch for
+/// the former).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FlushLater {
+    /// At once rather than after [`RELEASE_FLUSH`].
+    pub now: bool,
+}
+
+/// How long a batch of successful releases may wait before the actor takes it in.
+pub const RELEASE_FLUSH: Duration = Duration::from_millis(20);
+/// A batch this long is taken in at once.
+pub const RELEASE_BATCH: usize = 256;
+
 /// Command: take the pair out of rotation (authentication failed).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -165,6 +180,8 @@ pub struct KeyModelActor {
     store: Option<StateStore>,
     dirty: bool,
     published: Arc<Published>,
+    /// A batch flush is scheduled (see [`FlushLater`]).
+    flush_armed: bool,
 }
 
 /// How often changed state is handed to the state store.
@@ -203,6 +220,7 @@ impl KeyModelActor {
             store,
             dirty: false,
             published,
+            flush_armed: false,
         }
     }
 
@@ -278,6 +296,62 @@ impl KeyModelActor {
     }
 }
 
+impl KeyModelActor {
+    /// Takes in the batched releases (see [`FlushLater`]); `true` if there were any.
+    /// Every handler that decides or reports on capacity calls this first, so a batch
+    /// never makes an answer stale.
+    fn absorb_batched(&mut self) -> bool {
+        let batch = self.published.take_batched();
+        if batch.is_empty() {
+            return false;
+        }
+        let now = self.clock.now_ms();
+        for (granted_at, outcome) in batch {
+            let late = self.capacity.release_fast(now, granted_at, outcome);
+            self.refuse_late(now, late);
+        }
+        true
+    }
+
+    /// Answers waiters that can no longer be served in time, saying why.
+    fn refuse_late(&mut self, now: Millis, late: Vec<GrantSender>) {
+        if late.is_empty() {
+            return;
+        }
+        let why = self.capacity.estimate(now).unavailable.unwrap_or_else(|| {
+            let paused = self.capacity.window_mut().paused_until(now).unwrap_or(now);
+            Rejection::WouldMissDeadline {
+                available_in_ms: paused - now,
+                blocker: "paused",
+            }
+        });
+        for tx in late {
+            let _ = tx.send(Err(why.clone()));
+        }
+    }
+}
+
+impl Handler<FlushLater> for KeyModelActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FlushLater, ctx: &mut Self::Context) {
+        let _m = self.meter.handling();
+        if msg.now {
+            if self.absorb_batched() {
+                self.pump(ctx);
+            }
+        } else if !self.flush_armed {
+            self.flush_armed = true;
+            ctx.run_later(RELEASE_FLUSH, |act, ctx| {
+                act.flush_armed = false;
+                if act.absorb_batched() {
+                    act.pump(ctx);
+                }
+            });
+        }
+    }
+}
+
 impl Actor for KeyModelActor {
     type Context = Context<Self>;
 
@@ -326,6 +400,7 @@ impl Handler<Drain> for KeyModelActor {
 
     fn handle(&mut self, _: Drain, _: &mut Self::Context) {
         let _m = self.meter.handling();
+        self.absorb_batched();
         for tx in self.capacity.drain() {
             let _ = tx.send(Err(Rejection::ShuttingDown));
         }
@@ -336,8 +411,11 @@ impl Handler<Drain> for KeyModelActor {
 impl Handler<GetSnapshot> for KeyModelActor {
     type Result = MessageResult<GetSnapshot>;
 
-    fn handle(&mut self, _: GetSnapshot, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: GetSnapshot, ctx: &mut Self::Context) -> Self::Result {
         let _m = self.meter.handling();
+        if self.absorb_batched() {
+            self.pump(ctx);
+        }
         MessageResult(self.snapshot())
     }
 }
@@ -345,9 +423,12 @@ impl Handler<GetSnapshot> for KeyModelActor {
 impl Handler<GetWaitTime> for KeyModelActor {
     type Result = MessageResult<GetWaitTime>;
 
-    fn handle(&mut self, msg: GetWaitTime, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: GetWaitTime, ctx: &mut Self::Context) -> Self::Result {
         self.meter.waited(msg.sent_at);
         let _m = self.meter.handling();
+        if self.absorb_batched() {
+            self.pump(ctx);
+        }
         MessageResult(self.capacity.estimate(self.clock.now_ms()))
     }
 }
@@ -358,6 +439,7 @@ impl Handler<Reserve> for KeyModelActor {
     fn handle(&mut self, msg: Reserve, ctx: &mut Self::Context) -> Self::Result {
         self.meter.waited(msg.sent_at);
         let _m = self.meter.handling();
+        self.absorb_batched();
         let now = self.clock.now_ms();
         let reply = match self.capacity.admit(now, msg.deadline) {
             Admission::Granted(lease) => {
@@ -401,24 +483,13 @@ impl Handler<Release> for KeyModelActor {
     fn handle(&mut self, msg: Release, ctx: &mut Self::Context) {
         let _m = self.meter.handling();
         let now = self.clock.now_ms();
+        self.absorb_batched();
         let late = if msg.lease_id == FAST_LEASE {
             self.capacity.release_fast(now, msg.granted_at, msg.outcome)
         } else {
             self.capacity.release(now, msg.lease_id, msg.outcome)
         };
-        if !late.is_empty() {
-            // Each of these can no longer be served in time here: say why, with when.
-            let why = self.capacity.estimate(now).unavailable.unwrap_or_else(|| {
-                let paused = self.capacity.window_mut().paused_until(now).unwrap_or(now);
-                Rejection::WouldMissDeadline {
-                    available_in_ms: paused - now,
-                    blocker: "paused",
-                }
-            });
-            for tx in late {
-                let _ = tx.send(Err(why.clone()));
-            }
-        }
+        self.refuse_late(now, late);
         self.pump(ctx);
     }
 }
@@ -428,6 +499,7 @@ impl Handler<Disable> for KeyModelActor {
 
     fn handle(&mut self, msg: Disable, _: &mut Self::Context) {
         let _m = self.meter.handling();
+        self.absorb_batched();
         log::warn!("{} taken out of rotation: {}", self.spec.id, msg.message);
         self.dirty = true;
         for tx in self.capacity.disable(msg.message.clone()) {
@@ -444,6 +516,7 @@ impl Handler<Reset> for KeyModelActor {
 
     fn handle(&mut self, _: Reset, ctx: &mut Self::Context) {
         let _m = self.meter.handling();
+        self.absorb_batched();
         log::info!("{} reset: back in rotation", self.spec.id);
         self.capacity.reset();
         self.pump(ctx);
@@ -453,8 +526,11 @@ impl Handler<Reset> for KeyModelActor {
 impl Handler<GetStatus> for KeyModelActor {
     type Result = MessageResult<GetStatus>;
 
-    fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: GetStatus, ctx: &mut Self::Context) -> Self::Result {
         let _m = self.meter.handling();
+        if self.absorb_batched() {
+            self.pump(ctx);
+        }
         MessageResult(self.capacity.status(self.clock.now_ms()))
     }
 }

@@ -8,9 +8,9 @@
 //! advisory anyway — reserving a slot re-checks.
 
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::capacity::{Rejection, WaitEstimate};
+use crate::capacity::{Outcome, Rejection, WaitEstimate};
 use crate::clock::Millis;
 use crate::fast_grant::FastGrants;
 
@@ -29,6 +29,9 @@ pub struct Published {
     available_at: AtomicI64,
     capacity: AtomicU64,
     fast: Arc<FastGrants>,
+    /// Successful calls on permits granted ahead whose release the actor has not taken
+    /// in yet (see `KeyModelHandle`): `(granted_at, outcome)`.
+    batched: Mutex<Vec<(Millis, Outcome)>>,
 }
 
 fn blocker_code(b: &str) -> u8 {
@@ -39,6 +42,23 @@ impl Published {
     /// The permits the actor grants ahead (see `fast_grant`).
     pub fn fast_grants(&self) -> &Arc<FastGrants> {
         &self.fast
+    }
+
+    /// Adds a finished call to the batch; returns the batch's length.
+    pub fn batch_release(&self, granted_at: Millis, outcome: Outcome) -> usize {
+        let mut b = self.batched.lock().unwrap_or_else(PoisonError::into_inner);
+        b.push((granted_at, outcome));
+        b.len()
+    }
+
+    /// Takes the batch (actor side).
+    pub(crate) fn take_batched(&self) -> Vec<(Millis, Outcome)> {
+        std::mem::take(&mut *self.batched.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Requests waiting in the pair's FIFO, as last published.
+    pub fn queued(&self) -> u64 {
+        self.queue_len.load(Relaxed)
     }
 
     /// Records `e`, computed at `now`.

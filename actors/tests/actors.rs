@@ -105,6 +105,45 @@ async fn a_dropped_lease_gives_its_slot_back() {
 }
 
 #[actix::test]
+async fn batched_releases_are_taken_in_before_any_answer_about_capacity() {
+    let (_manual, clock) = clock();
+    let h = start_key_models(
+        vec![spec("p", "k", "m", 100, Some(2))],
+        &clock,
+        &MailboxMeter::new(),
+    )
+    .remove(0);
+    let now = move || clock.now_ms();
+    // Let the actor leave its permits, then use them: successes join the batch.
+    let _ = h.status(Duration::from_secs(1)).await.unwrap();
+    for _ in 0..5 {
+        let mut a = h.acquire(T0 + 10_000, &now).await.unwrap();
+        let mut b = h.acquire(T0 + 10_000, &now).await.unwrap();
+        a.mark_sent();
+        b.mark_sent();
+        a.finish(Outcome::Success { latency_ms: 10 });
+        b.finish(Outcome::Success { latency_ms: 10 });
+    }
+    // A status read takes the batch in first: every call counted, none left in flight.
+    let s = h.status(Duration::from_secs(1)).await.unwrap();
+    assert_eq!((s.requests_this_minute, s.in_flight), (10, 0));
+    // The concurrency cap still holds with releases pending in a batch.
+    let mut a = h.acquire(T0 + 10_000, &now).await.unwrap();
+    let mut b = h.acquire(T0 + 10_000, &now).await.unwrap();
+    a.mark_sent();
+    b.mark_sent();
+    let third = tokio::time::timeout(Duration::from_millis(200), h.acquire(T0 + 300, &now)).await;
+    assert!(
+        !matches!(third, Ok(Ok(_))),
+        "a third call while two are in flight"
+    );
+    a.finish(Outcome::Success { latency_ms: 10 });
+    b.finish(Outcome::Success { latency_ms: 10 });
+    let s = h.status(Duration::from_secs(1)).await.unwrap();
+    assert_eq!((s.requests_this_minute, s.in_flight), (12, 0));
+}
+
+#[actix::test]
 async fn a_queued_request_gives_up_at_its_deadline_and_leaves_the_queue() {
     let (_manual, clock) = clock();
     let h = start_key_models(

@@ -213,6 +213,7 @@ fn actor_error(e: actix::MailboxError) -> DashError {
 }
 
 async fn report(state: &AppState, range: TimeRange) -> Result<Report, DashError> {
+    state.sinks.flush();
     dashboard(state)?
         .actor
         .send(GetDashboard { range })
@@ -287,6 +288,7 @@ async fn data(
 }
 
 async fn health(s: web::Data<AppState>) -> Result<HttpResponse, DashError> {
+    s.sinks.flush();
     let st: DashboardStatus = dashboard(&s)?
         .actor
         .send(GetDashboardStatus)

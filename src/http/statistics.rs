@@ -26,6 +26,7 @@ where
     M::Result: Send,
     StatsActor: actix::Handler<M>,
 {
+    state.sinks.flush();
     match state.stats.send(msg).timeout(ACTOR_TIMEOUT).await {
         Ok(r) => Ok(r),
         Err(actix::MailboxError::Timeout) => Err(ApiError::Unavailable {

@@ -112,6 +112,7 @@ impl Harness {
     /// Returns the fake upstream for reuse.
     pub async fn stop(self) -> FakeUpstream {
         bkvy::server::begin_shutdown(&self.table, &self.server).await;
+        self.state_handle.sinks.flush();
         if let Some(store) = &self.state {
             assert!(bkvy::server::persist_all(&self.table, store).await);
         }
