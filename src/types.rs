@@ -139,15 +139,6 @@ pub struct Tooling {
     pub response_format: ResponseFormat,
 }
 
-impl Tooling {
-    /// Whether the request uses tools or a JSON format at all.
-    pub fn is_empty(&self) -> bool {
-        self.tools.is_empty()
-            && self.tool_choice.is_none()
-            && self.response_format == ResponseFormat::Text
-    }
-}
-
 /// Generation options, in bkvy's own names; each adapter maps them to its API's fields.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

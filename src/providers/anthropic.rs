@@ -129,7 +129,7 @@ fn content_blocks(m: &ChatMessage) -> Vec<Value> {
 /// calls switched off inside it), and a JSON schema as `output_config.format`.
 fn insert_tooling(body: &mut Map<String, Value>, req: &ChatRequest) {
     let t = &req.tooling;
-    if tools::tools_offered(req) {
+    if !req.tooling.tools.is_empty() {
         let list: Vec<Value> = t
             .tools
             .iter()
@@ -141,7 +141,7 @@ fn insert_tooling(body: &mut Map<String, Value>, req: &ChatRequest) {
             })
             .collect();
         body.insert("tools".into(), Value::Array(list));
-        let mut choice = match tools::choice(req) {
+        let mut choice = match req.tooling.tool_choice.as_ref() {
             None => None,
             Some(ToolChoice::Auto) => Some(json!({"type": "auto"})),
             Some(ToolChoice::None) => Some(json!({"type": "none"})),

@@ -149,7 +149,7 @@ const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
 /// `tools` as `functionDeclarations` (schemas as `parametersJsonSchema`, which takes
 /// JSON Schema as OpenAI clients write it) and `toolConfig.functionCallingConfig`.
 fn insert_tools(body: &mut Map<String, Value>, req: &ChatRequest) {
-    if !tools::tools_offered(req) {
+    if req.tooling.tools.is_empty() {
         return;
     }
     let declarations: Vec<Value> = req
@@ -162,7 +162,7 @@ fn insert_tools(body: &mut Map<String, Value>, req: &ChatRequest) {
         "tools".into(),
         json!([{ "functionDeclarations": declarations }]),
     );
-    let config = match tools::choice(req) {
+    let config = match req.tooling.tool_choice.as_ref() {
         None => return,
         Some(ToolChoice::Auto) => json!({"mode": "AUTO"}),
         Some(ToolChoice::None) => json!({"mode": "NONE"}),

@@ -79,7 +79,8 @@ fn message(m: &ChatMessage, req: &ChatRequest) -> Value {
 /// tool: `tool_choice: none` sends no tools, any other choice sends them all.
 fn insert_tooling(body: &mut Map<String, Value>, req: &ChatRequest) {
     let t = &req.tooling;
-    if tools::tools_offered(req) && tools::choice(req) != Some(&ToolChoice::None) {
+    if !req.tooling.tools.is_empty() && req.tooling.tool_choice.as_ref() != Some(&ToolChoice::None)
+    {
         let list: Vec<Value> = t
             .tools
             .iter()

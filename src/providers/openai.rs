@@ -8,7 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{answer, count, stop_sequences, thinking_off, tools, UpstreamError, UpstreamRequest};
+use super::{answer, stop_sequences, thinking_off, tools, UpstreamError, UpstreamRequest};
 use crate::config::{Model, ProviderKind, Secret};
 use crate::types::{
     ChatMessage, ChatRequest, ChatResponse, FinishReason, ResponseFormat, Role, ToolCall,
@@ -202,15 +202,8 @@ pub(super) fn parse_bytes(body: &[u8]) -> Option<Result<ChatResponse, UpstreamEr
     let finish = finish_reason(raw.as_deref());
     let calls = tools::calls_from_openai(message.tool_calls.as_ref());
     let usage = typed.usage.map_or_else(Usage::default, |u| {
-        let reasoning = u
-            .completion_tokens_details
-            .and_then(|d| d.reasoning_tokens)
-            .unwrap_or(0);
-        Usage {
-            input_tokens: u.prompt_tokens.unwrap_or(0),
-            output_tokens: u.completion_tokens.unwrap_or(0).saturating_sub(reasoning),
-            thinking_tokens: reasoning,
-        }
+        let reasoning = u.completion_tokens_details.and_then(|d| d.reasoning_tokens);
+        usage_of(u.prompt_tokens, u.completion_tokens, reasoning)
     });
     let content = message
         .content
@@ -261,12 +254,21 @@ pub(super) fn finish_reason(raw: Option<&str>) -> FinishReason {
 
 /// The `usage` object of an answer or of a stream's last chunk.
 pub(super) fn usage(json: &Value) -> Usage {
-    // completion_tokens includes the reasoning tokens; report them separately.
-    let completion = count(json, "/usage/completion_tokens");
-    let reasoning = count(json, "/usage/completion_tokens_details/reasoning_tokens");
+    let get = |p: &str| json.pointer(p).and_then(Value::as_u64);
+    usage_of(
+        get("/usage/prompt_tokens"),
+        get("/usage/completion_tokens"),
+        get("/usage/completion_tokens_details/reasoning_tokens"),
+    )
+}
+
+/// The counts OpenAI reports, missing ones as 0. `completion_tokens` includes the
+/// reasoning tokens; bkvy reports them separately.
+fn usage_of(prompt: Option<u64>, completion: Option<u64>, reasoning: Option<u64>) -> Usage {
+    let reasoning = reasoning.unwrap_or(0);
     Usage {
-        input_tokens: count(json, "/usage/prompt_tokens"),
-        output_tokens: completion.saturating_sub(reasoning),
+        input_tokens: prompt.unwrap_or(0),
+        output_tokens: completion.unwrap_or(0).saturating_sub(reasoning),
         thinking_tokens: reasoning,
     }
 }

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::types::{ChatRequest, Role, ToolCall, ToolChoice, ToolDef};
+use crate::types::{ChatRequest, Role, ToolCall, ToolDef};
 
 /// Separates the call id proper from an encoded Gemini thought signature.
 const SIGNATURE_MARK: &str = "__ts_";
@@ -66,16 +66,6 @@ pub(super) fn has_tool_turns(req: &ChatRequest) -> bool {
     req.messages
         .iter()
         .any(|m| m.role == Role::Tool || !m.tool_calls.is_empty())
-}
-
-/// Whether tools are offered and not switched off by `tool_choice: none`.
-pub(super) fn tools_offered(req: &ChatRequest) -> bool {
-    !req.tooling.tools.is_empty()
-}
-
-/// The forced choice, if any.
-pub(super) fn choice(req: &ChatRequest) -> Option<&ToolChoice> {
-    req.tooling.tool_choice.as_ref()
 }
 
 /// A function declaration: `name`, `description` when given, and the argument schema
