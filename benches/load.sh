@@ -253,6 +253,26 @@ status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 # Resets VmHWM to the current RSS so each run reports its own peak (Linux >= 4.0).
 reset_peak() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
 
+# measure_begin NAME: before a run through bkvy, reset its peak RSS and note its CPU time.
+measure_begin() {
+    M_T0=0
+    if [ "$1" = bkvy ]; then reset_peak "$BKVY_PID"; M_T0=$(cpu_ns "$BKVY_PID"); fi
+}
+
+# measure_end PHASE TARGET NAME OUT: one results row; for bkvy with its CPU time since
+# measure_begin, peak RSS and RSS.
+measure_end() {
+    local cpu_s="" hwm="" rss=""
+    if [ "$3" = bkvy ]; then
+        local t1
+        t1=$(cpu_ns "$BKVY_PID")
+        cpu_s=$(python3 -c "print(($t1 - $M_T0) / 1e9)")
+        hwm=$(status_kb "$BKVY_PID" VmHWM)
+        rss=$(status_kb "$BKVY_PID" VmRSS)
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${cpu_s:--}" "${hwm:--}" "${rss:--}" >>"$RESULTS"
+}
+
 # ---------------------------------------------------------------- one measured run
 # run PHASE TARGET PATHNAME RATE DURATION URL BODY [oha args...]
 # RATE 0 = saturation. Appends one line to $RESULTS.
@@ -263,17 +283,9 @@ run() {
     local args=("${OHA_EXTRA[@]}" "${OHA_JSON[@]}" -z "$dur" -c "$CONNS" -m POST
         -H "Content-Type: application/json" -D "$body" "$@")
     if [ "$rate" != 0 ]; then args+=(-q "$rate" --latency-correction); fi
-    local pid=$BKVY_PID t0=0 t1=0
-    if [ "$name" = bkvy ]; then reset_peak "$pid"; t0=$(cpu_ns "$pid"); fi
+    measure_begin "$name"
     taskset -c "$LOAD_CORE" oha "${args[@]}" "$url" >"$out" 2>"$out.err" || log "oha failed for $phase $name $target"
-    local cpu_s="" hwm="" rss=""
-    if [ "$name" = bkvy ]; then
-        t1=$(cpu_ns "$pid")
-        cpu_s=$(python3 -c "print(($t1 - $t0) / 1e9)")
-        hwm=$(status_kb "$pid" VmHWM)
-        rss=$(status_kb "$pid" VmRSS)
-    fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$phase" "$target" "$name" "$out" "${cpu_s:--}" "${hwm:--}" "${rss:--}" >>"$RESULTS"
+    measure_end "$phase" "$target" "$name" "$out"
     python3 - "$out" "$name" "$phase" "$target" <<'PY' >&2
 import json, sys
 path, name, phase, target = sys.argv[1:5]
@@ -299,18 +311,10 @@ run_stream() {
     local target=$1 name=$2 rate=$3 dur=$4 url=$5 body=$6
     shift 6
     local out="$RESULTS_DIR/stream-$name-$target.json"
-    local pid=$BKVY_PID t0=0 t1=0
-    if [ "$name" = bkvy ]; then reset_peak "$pid"; t0=$(cpu_ns "$pid"); fi
+    measure_begin "$name"
     taskset -c "$LOAD_CORE" "$STREAM_LOAD" --url "$url" --body-file "$body" --rate "$rate" --duration "$dur" \
         -c "$CONNS" "$@" >"$out" 2>"$out.err" || log "stream_load failed for stream $name $target"
-    local cpu_s="" hwm="" rss=""
-    if [ "$name" = bkvy ]; then
-        t1=$(cpu_ns "$pid")
-        cpu_s=$(python3 -c "print(($t1 - $t0) / 1e9)")
-        hwm=$(status_kb "$pid" VmHWM)
-        rss=$(status_kb "$pid" VmRSS)
-    fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' stream "$target" "$name" "$out" "${cpu_s:--}" "${hwm:--}" "${rss:--}" >>"$RESULTS"
+    measure_end stream "$target" "$name" "$out"
     log "  stream    $name $target: $(tail -n 1 "$out.err")"
 }
 stream_direct() { run_stream "$1" direct "$2" "$3" "$DIRECT_URL" "$WORK/stream-direct.json" -H "Authorization: Bearer bench-key-1"; }
