@@ -198,7 +198,6 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
 /// Longest wait for the statistics logs to reach the disk at shutdown.
 const STATS_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Serves until a graceful shutdown (SIGTERM, Ctrl-C), then writes out the statistics logs.
 /// Serves until SIGTERM or SIGINT, then shuts down gracefully: queued requests get 503
 /// at once, in-flight ones finish within the grace period, state and statistics are
 /// written, and the process exits 0.
@@ -230,6 +229,7 @@ async fn run_until_shutdown(running: Running) -> std::io::Result<()> {
         }
     });
     let served = running.server.await;
+    bkvy::http::access_log::flush();
     shutdown(&running.state_handle.live().table, running.state.as_ref()).await;
     running.state_handle.sinks.flush();
     let flush = running.stats.send(bkvy_actors::stats::Flush);

@@ -300,12 +300,15 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     crate::probes::start(state.clone(), opts.probes);
     let mut server = HttpServer::new(move || {
         let clients = Clients::for_config(&state.live().upstreams.config);
+        if access_log {
+            http::access_log::start_flush_timer();
+        }
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(clients))
             .wrap(actix_web::middleware::Condition::new(
                 access_log,
-                actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/health"),
+                http::access_log::AccessLog::from_log_level(),
             ))
             .configure(http::configure)
     })

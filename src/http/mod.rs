@@ -5,6 +5,7 @@
 //! `awc::Client` (awc clients are `!Send`; one per worker thread is what awc asks for).
 
 pub mod access;
+pub mod access_log;
 pub mod admin;
 pub mod body;
 pub mod circuits;
