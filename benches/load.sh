@@ -23,6 +23,8 @@
 #   BKVY_LOG_LEVEL=info          bkvy's LOG_LEVEL (info = one access-log line per request)
 #   RUN_BASE=1                   the base phase (direct vs bkvy at RATES, then saturation)
 #   RUN_STATS=1 RUN_FAILOVER=1 RUN_NOLOG=1 RUN_NGINX=1   optional phases (0 = skip)
+#   RUN_FLOOR=1                  the stack floor: benches/proxy_floor (actix-web + awc
+#                                pass-through, nothing else) on bkvy's core, same rates
 #   RUN_STREAM=1                 the stream phase: "stream": true on /v1/chat/completions,
 #                                direct vs bkvy (model "low"), time to first token and chunks
 #   STREAM_RATE=1000             its fixed rates (streams/s; a list like RATES), then saturation
@@ -49,6 +51,7 @@ RUN_STATS=${RUN_STATS:-1}
 RUN_FAILOVER=${RUN_FAILOVER:-1}
 RUN_NOLOG=${RUN_NOLOG:-1}
 RUN_NGINX=${RUN_NGINX:-1}
+RUN_FLOOR=${RUN_FLOOR:-1}
 PORT_BASE=${PORT_BASE:-18400}
 SKIP_BUILD=${SKIP_BUILD:-0}
 PROFILE=${PROFILE:-0}
@@ -60,6 +63,7 @@ BKVY_PORT=$PORT_BASE
 FAKE_PORT=$((PORT_BASE + 1))
 FAIL_PORT=$((PORT_BASE + 2))
 NGINX_PORT=$((PORT_BASE + 3))
+FLOOR_PORT=$((PORT_BASE + 4))
 
 WORK=$(mktemp -d /tmp/bkvy-load.XXXXXX)
 RESULTS_DIR=${RESULTS_DIR:-$WORK/results}
@@ -87,7 +91,7 @@ command -v python3 >/dev/null || { log "python3 is required"; exit 1; }
 command -v taskset >/dev/null || { log "taskset (util-linux) is required"; exit 1; }
 # oha drives every phase but the stream phase (which uses benches/stream_load).
 NEED_OHA=0
-for v in "$RUN_BASE" "$RUN_STATS" "$RUN_FAILOVER" "$RUN_NOLOG" "$RUN_NGINX"; do
+for v in "$RUN_BASE" "$RUN_STATS" "$RUN_FAILOVER" "$RUN_NOLOG" "$RUN_NGINX" "$RUN_FLOOR"; do
     if [ "$v" = 1 ]; then NEED_OHA=1; fi
 done
 OHA_JSON=()
@@ -121,14 +125,23 @@ if [ "$SKIP_BUILD" != 1 ]; then
         log "building the streaming load generator (bench target stream_load)"
         (cd "$ROOT" && cargo build --release --bench stream_load)
     fi
+    if [ "$RUN_FLOOR" = 1 ]; then
+        log "building the stack floor (bench target proxy_floor)"
+        (cd "$ROOT" && cargo build --release --bench proxy_floor)
+    fi
 fi
+# A bench target's executable carries a hash in its name; take the newest one.
+bench_exe() { find "$ROOT/target/release/deps" -maxdepth 1 -type f -name "$1-*" -perm -u+x \
+    -printf '%T@ %p\n' 2>/dev/null | sort -rn | awk 'NR == 1 {print $2}'; }
 BIN="$ROOT/target/release/bkvy"
 [ -x "$BIN" ] || { log "missing $BIN"; exit 1; }
 if [ "$RUN_STREAM" = 1 ]; then
-    # A bench target's executable carries a hash in its name; take the newest one.
-    STREAM_LOAD=$(find "$ROOT/target/release/deps" -maxdepth 1 -type f -name 'stream_load-*' -perm -u+x \
-        -printf '%T@ %p\n' 2>/dev/null | sort -rn | awk 'NR == 1 {print $2}')
+    STREAM_LOAD=$(bench_exe stream_load)
     [ -n "$STREAM_LOAD" ] || { log "missing target/release/deps/stream_load-*; build it with cargo build --release --bench stream_load"; exit 1; }
+fi
+if [ "$RUN_FLOOR" = 1 ]; then
+    PROXY_FLOOR=$(bench_exe proxy_floor)
+    [ -n "$PROXY_FLOOR" ] || { log "missing target/release/deps/proxy_floor-*; build it with cargo build --release --bench proxy_floor"; exit 1; }
 fi
 
 # ---------------------------------------------------------------- config: 3 providers x 2 keys x 5 models
@@ -246,6 +259,52 @@ start_bkvy() { # CONFIG_DIR [VAR=value ...]
     wait_http "http://127.0.0.1:$BKVY_PORT/health"
 }
 
+# The floors, run on bkvy's core beside it (each idle while another is measured): nginx as a
+# reverse proxy (only when installed) and benches/proxy_floor, the actix-web + awc stack
+# bkvy is built on with nothing else.
+NGINX_PID=""
+start_nginx() {
+    mkdir -p "$WORK/nginx"
+    cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes 1;
+master_process off;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx;
+    proxy_temp_path $WORK/nginx;
+    fastcgi_temp_path $WORK/nginx;
+    uwsgi_temp_path $WORK/nginx;
+    scgi_temp_path $WORK/nginx;
+    upstream fake { server 127.0.0.1:$FAKE_PORT; keepalive 64; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://fake;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+    # One process (no master), so its CPU time and memory are those of the one worker.
+    taskset -c "$BKVY_CORE" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+    wait_http "http://127.0.0.1:$NGINX_PORT/api/version"
+}
+FLOOR_PID=""
+start_floor() {
+    taskset -c "$BKVY_CORE" "$PROXY_FLOOR" --listen "127.0.0.1:$FLOOR_PORT" --upstream "$DIRECT_URL" \
+        >>"$WORK/floor.log" 2>&1 &
+    FLOOR_PID=$!
+    PIDS+=("$FLOOR_PID")
+    wait_http "http://127.0.0.1:$FLOOR_PORT/"
+}
+
 # CPU time of all of a process's threads in nanoseconds (scheduler accounting, exact; the
 # tick-based utime/stime of /proc/PID/stat are biased for processes that wake often).
 cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{s += $1} END {printf "%d\n", s}'; }
@@ -253,22 +312,35 @@ status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 # Resets VmHWM to the current RSS so each run reports its own peak (Linux >= 4.0).
 reset_peak() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
 
-# measure_begin NAME: before a run through bkvy, reset its peak RSS and note its CPU time.
-measure_begin() {
-    M_T0=0
-    if [ "$1" = bkvy ]; then reset_peak "$BKVY_PID"; M_T0=$(cpu_ns "$BKVY_PID"); fi
+# The process on the bkvy core that a run measures: bkvy, nginx or the stack floor (the
+# direct runs measure nothing there).
+measured_pid() {
+    case "$1" in
+        bkvy) echo "$BKVY_PID" ;;
+        nginx) echo "${NGINX_PID:-}" ;;
+        floor) echo "${FLOOR_PID:-}" ;;
+        *) echo "" ;;
+    esac
 }
 
-# measure_end PHASE TARGET NAME OUT: one results row; for bkvy with its CPU time since
-# measure_begin, peak RSS and RSS.
+# measure_begin NAME: before a run through the measured process, reset its peak RSS and
+# note its CPU time.
+measure_begin() {
+    M_T0=0
+    M_PID=$(measured_pid "$1")
+    if [ -n "$M_PID" ]; then reset_peak "$M_PID"; M_T0=$(cpu_ns "$M_PID"); fi
+}
+
+# measure_end PHASE TARGET NAME OUT: one results row; for the measured process with its
+# CPU time since measure_begin, peak RSS and RSS.
 measure_end() {
     local cpu_s="" hwm="" rss=""
-    if [ "$3" = bkvy ]; then
+    if [ -n "$M_PID" ]; then
         local t1
-        t1=$(cpu_ns "$BKVY_PID")
+        t1=$(cpu_ns "$M_PID")
         cpu_s=$(python3 -c "print(($t1 - $M_T0) / 1e9)")
-        hwm=$(status_kb "$BKVY_PID" VmHWM)
-        rss=$(status_kb "$BKVY_PID" VmRSS)
+        hwm=$(status_kb "$M_PID" VmHWM)
+        rss=$(status_kb "$M_PID" VmRSS)
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${cpu_s:--}" "${hwm:--}" "${rss:--}" >>"$RESULTS"
 }
@@ -302,6 +374,16 @@ PY
 
 direct() { run "$1" "$2" direct "$3" "$4" "$DIRECT_URL" "$WORK/direct.json" -H "Authorization: Bearer bench-key-1"; }
 via_bkvy() { run "$1" "$2" bkvy "$3" "$4" "$BKVY_URL" "$WORK/bkvy.json"; }
+via_floor() { run "$1" "$2" floor "$3" "$4" "http://127.0.0.1:$FLOOR_PORT/v1/chat/completions" "$WORK/direct.json" \
+    -H "Authorization: Bearer bench-key-1"; }
+via_nginx() { run "$1" "$2" nginx "$3" "$4" "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" "$WORK/direct.json" \
+    -H "Authorization: Bearer bench-key-1"; }
+FLOORS=()
+# A floor's upstream connections die with every restart of the fake: a short warm-up first.
+warm_floor() { taskset -c "$LOAD_CORE" oha "${OHA_EXTRA[@]}" "${OHA_JSON[@]}" -z 1s -c "$CONNS" -q 1000 -m POST \
+    -H "Content-Type: application/json" -H "Authorization: Bearer bench-key-1" -D "$WORK/direct.json" \
+    "http://127.0.0.1:$1/v1/chat/completions" >/dev/null 2>&1 || true; }
+floor_port() { if [ "$1" = floor ]; then echo "$FLOOR_PORT"; else echo "$NGINX_PORT"; fi; }
 warm() { taskset -c "$LOAD_CORE" oha "${OHA_EXTRA[@]}" "${OHA_JSON[@]}" -z "$WARMUP" -c "$CONNS" -q 1000 -m POST \
     -H "Content-Type: application/json" -D "$WORK/bkvy.json" "$BKVY_URL" >/dev/null 2>&1 || true; }
 
@@ -329,17 +411,23 @@ log "work dir $WORK; bkvy on core $BKVY_CORE, oha + fake on core $LOAD_CORE; $CO
 start_fake
 start_bkvy "$WORK/config"
 if [ "$RUN_BASE" = 1 ]; then
-    log "phase base: direct vs bkvy, interleaved per rate"
+    if [ "$RUN_FLOOR" = 1 ]; then start_floor; FLOORS+=(floor); fi
+    if [ "$RUN_NGINX" = 1 ]; then
+        if command -v nginx >/dev/null; then start_nginx; FLOORS+=(nginx); else log "nginx is not installed: no nginx rows"; fi
+    fi
+    log "phase base: direct vs bkvy${FLOORS[*]:+ vs ${FLOORS[*]}}, interleaved per rate"
     for r in $RATES; do
         start_fake
         warm
         direct base "$r" "$r" "$DURATION"
         via_bkvy base "$r" "$r" "$DURATION"
+        for f in "${FLOORS[@]}"; do warm_floor "$(floor_port "$f")"; "via_$f" base "$r" "$r" "$DURATION"; done
     done
     start_fake
     warm
     direct base sat 0 "$SAT_DURATION"
     via_bkvy base sat 0 "$SAT_DURATION"
+    for f in "${FLOORS[@]}"; do warm_floor "$(floor_port "$f")"; "via_$f" base sat 0 "$SAT_DURATION"; done
 fi
 if [ "$RUN_BASE" = 1 ] && [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
     # An extra saturation run under perf (not in the table: sampling slows bkvy down).
@@ -414,48 +502,6 @@ if [ "$RUN_FAILOVER" = 1 ]; then
     done
     via_bkvy failover sat 0 "$SAT_DURATION"
     scrape failover
-fi
-
-if [ "$RUN_NGINX" = 1 ] && command -v nginx >/dev/null; then
-    log "phase nginx: reverse-proxy floor on the bkvy core"
-    stop_bkvy
-    mkdir -p "$WORK/nginx"
-    cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx;
-    proxy_temp_path $WORK/nginx;
-    fastcgi_temp_path $WORK/nginx;
-    uwsgi_temp_path $WORK/nginx;
-    scgi_temp_path $WORK/nginx;
-    upstream fake { server 127.0.0.1:$FAKE_PORT; keepalive 64; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / {
-            proxy_pass http://fake;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
-    taskset -c "$BKVY_CORE" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
-    PIDS+=($!)
-    sleep 0.5
-    for r in $RATES sat; do
-        start_fake
-        rate=$r
-        [ "$r" = sat ] && rate=0
-        dur=$DURATION
-        [ "$r" = sat ] && dur=$SAT_DURATION
-        run nginx "$r" nginx "$rate" "$dur" "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" "$WORK/direct.json" \
-            -H "Authorization: Bearer bench-key-1"
-    done
 fi
 
 # ---------------------------------------------------------------- report
