@@ -1,15 +1,16 @@
 //! Fan-out of completion events from the HTTP handlers to their consumers.
 //!
-//! Handlers never wait for a consumer: each event is offered with `try_send` to every
-//! subscribed actor (whose mailbox is large and whose handler is O(1)); an event that does
-//! not fit is counted as dropped rather than slowing or failing the request.
+//! Handlers never wait for a consumer: each batch of events is offered with `try_send` to
+//! every subscribed actor (whose mailbox is large and whose handler is O(1) per event); a
+//! batch that does not fit is counted as dropped events rather than slowing or failing
+//! the request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix::Recipient;
-use bkvy_actors::{MailboxMeter, RequestCompleted};
+use bkvy_actors::{CompletedBatch, MailboxMeter, RequestCompleted};
 
 use crate::metrics::Metrics;
 
@@ -20,8 +21,8 @@ const EVENT_BATCH: usize = 256;
 
 /// The subscribers of completion events: the metrics (updated in place) and the actors.
 ///
-/// Events reach the actors in batches: delivering each one at once woke the actors'
-/// thread once per request. The first event of a batch starts a [`EVENT_FLUSH`] timer on
+/// Events reach the actors in batches, one message per batch and actor: delivering each
+/// one at once woke the actors' thread once per request. The first event of a batch starts a [`EVENT_FLUSH`] timer on
 /// the handler's own thread; a full batch, a statistics or dashboard read ([`flush`])
 /// and shutdown deliver what is pending at once, so a read always sees every request
 /// answered before it.
@@ -33,7 +34,7 @@ pub struct CompletionSinks {
 }
 
 struct Inner {
-    recipients: Vec<(Recipient<RequestCompleted>, MailboxMeter)>,
+    recipients: Vec<(Recipient<CompletedBatch>, MailboxMeter)>,
     dropped: AtomicU64,
     pending: Mutex<Vec<RequestCompleted>>,
 }
@@ -43,7 +44,7 @@ impl CompletionSinks {
     /// its mailbox).
     pub fn new(
         metrics: Arc<Metrics>,
-        recipients: Vec<(Recipient<RequestCompleted>, MailboxMeter)>,
+        recipients: Vec<(Recipient<CompletedBatch>, MailboxMeter)>,
     ) -> Self {
         Self {
             metrics,
@@ -96,28 +97,23 @@ impl Inner {
     fn deliver(&self) {
         let batch =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
-        let Some((last, rest)) = self.recipients.split_last() else {
+        if batch.is_empty() {
             return;
-        };
-        for event in batch {
-            for r in rest {
-                self.offer(r, event.clone());
-            }
-            self.offer(last, event);
         }
-    }
-
-    fn offer(
-        &self,
-        (r, meter): &(Recipient<RequestCompleted>, MailboxMeter),
-        event: RequestCompleted,
-    ) {
-        if r.try_send(event).is_ok() {
-            meter.sent();
-        } else {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                log::warn!("{n} completion events dropped: a consumer's mailbox is full");
+        let events = batch.len() as u64;
+        let batch: std::sync::Arc<[RequestCompleted]> = batch.into();
+        for (r, meter) in &self.recipients {
+            if r.try_send(CompletedBatch(batch.clone())).is_ok() {
+                meter.sent();
+            } else {
+                let before = self.dropped.fetch_add(events, Ordering::Relaxed);
+                // Warn when the count crosses a power of two, not on every lost batch.
+                if (before + events).ilog2() != before.checked_ilog2().unwrap_or(u32::MAX) {
+                    log::warn!(
+                        "{} completion events dropped: a consumer's mailbox is full",
+                        before + events
+                    );
+                }
             }
         }
     }

@@ -8,7 +8,6 @@
 //! its models; other 4xx moves on without retrying; 5xx, timeouts, connection errors and
 //! malformed bodies get a bounded, jittered retry, then the next candidate.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -300,7 +299,9 @@ where
     F: FnMut(CallSpec<'_>) -> LocalBoxFuture<'static, Result<T, UpstreamError>>,
 {
     let mut attempts: Vec<AttemptRecord> = Vec::new();
-    let mut bad_keys: HashSet<(String, String)> = HashSet::new();
+    // Keys that failed authentication in this request (rare: usually empty, and never
+    // more than a few, so a list beats hashing two strings per candidate).
+    let mut bad_keys: Vec<(&str, &str)> = Vec::new();
     let mut alternatives_tried = 0;
     let mut soonest_available: Option<Millis> = None;
     let mut called_upstream = false;
@@ -315,7 +316,10 @@ where
     for (rank, planned) in plan.ordered.iter().enumerate() {
         let cand = &planned.candidate;
         let id = cand.id();
-        if bad_keys.contains(&(id.provider.clone(), id.key_id.clone())) {
+        if bad_keys
+            .iter()
+            .any(|&(p, k)| p == id.provider && k == id.key_id)
+        {
             continue;
         }
         let Some((provider, model)) = find(&up.config, cand) else {
@@ -407,7 +411,7 @@ where
                 }
                 UpstreamError::Auth { .. } => {
                     guard.finish(Outcome::AuthFailed);
-                    bad_keys.insert((id.provider.clone(), id.key_id.clone()));
+                    bad_keys.push((&id.provider, &id.key_id));
                     up.router.do_send(KeyAuthFailed {
                         provider: id.provider.clone(),
                         key_id: id.key_id.clone(),

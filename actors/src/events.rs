@@ -3,6 +3,8 @@
 //! send it without waiting; consumers (statistics, dashboard) never see message content
 //! or secrets, because the event has no field that could hold them.
 
+use std::sync::Arc;
+
 use actix::Message;
 use serde::Serialize;
 
@@ -19,6 +21,13 @@ pub struct AttemptError {
     /// Stable error label (`rate_limited`, `server_error`, `timeout`, …).
     pub kind: String,
 }
+
+/// Completion events handed over together: the HTTP handlers collect them and deliver a
+/// batch as one message, so a consumer's thread is woken once per batch rather than once
+/// per request. Shared, so every consumer reads the same events without a copy.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct CompletedBatch(pub Arc<[RequestCompleted]>);
 
 /// Everything known about a finished request.
 #[derive(Debug, Clone, PartialEq, Serialize, Message)]

@@ -34,7 +34,7 @@ pub mod waiters;
 pub use capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate};
 pub use clock::{Clock, ManualClock, Millis, SharedClock, SystemClock};
 pub use dashboard::{DashboardActor, GetDashboard, GetDashboardStatus};
-pub use events::{AttemptError, RequestCompleted};
+pub use events::{AttemptError, CompletedBatch, RequestCompleted};
 pub use handle::{KeyModelHandle, LeaseGuard};
 pub use ids::{KeyModelId, RoutingMethod, Tier};
 pub use key_model::{KeyModelActor, KeyModelSpec};

@@ -26,7 +26,7 @@ pub use range::TimeRange;
 pub use report::Report;
 
 use crate::clock::SharedClock;
-use crate::events::RequestCompleted;
+use crate::events::{CompletedBatch, RequestCompleted};
 use loader::Loaded;
 use store::Store;
 use tx::Tx;
@@ -149,6 +149,18 @@ impl Handler<RequestCompleted> for DashboardActor {
         let _m = self.meter.handling();
         let now = self.clock.now_ms();
         self.store.record(Tx::from_event(&ev), now);
+    }
+}
+
+impl Handler<CompletedBatch> for DashboardActor {
+    type Result = ();
+
+    fn handle(&mut self, events: CompletedBatch, _: &mut Self::Context) {
+        let _m = self.meter.handling();
+        let now = self.clock.now_ms();
+        for ev in events.0.iter() {
+            self.store.record(Tx::from_event(ev), now);
+        }
     }
 }
 

@@ -29,7 +29,7 @@ pub use options::StatsOptions;
 pub use summary::Summary;
 use writer::{WriterCmd, WriterSetup};
 
-use crate::events::RequestCompleted;
+use crate::events::{CompletedBatch, RequestCompleted};
 
 /// Mailbox bound: completion events are offered with `try_send` and dropped beyond it.
 pub const MAILBOX_CAPACITY: usize = 65_536;
@@ -270,27 +270,50 @@ impl Actor for StatsActor {
     }
 }
 
+impl StatsActor {
+    /// Counts one event in the summaries; true when its transaction row is to be kept.
+    fn record(&mut self, ev: &RequestCompleted) -> bool {
+        if self.opts.summary_stats {
+            self.daily_live.record(ev);
+            self.daily_dirty = true;
+        }
+        if !self.opts.transaction_logging {
+            return false;
+        }
+        self.summary_live.record(ev);
+        if self.batch.len() < MAX_BUFFERED_ROWS {
+            return true;
+        }
+        self.dropped += 1;
+        if self.dropped.is_power_of_two() {
+            log::warn!(
+                "{} transaction rows dropped: the writer is behind",
+                self.dropped
+            );
+        }
+        false
+    }
+}
+
 impl Handler<RequestCompleted> for StatsActor {
     type Result = ();
 
     fn handle(&mut self, ev: RequestCompleted, _: &mut Self::Context) {
         let _m = self.meter.handling();
-        if self.opts.summary_stats {
-            self.daily_live.record(&ev);
-            self.daily_dirty = true;
+        if self.record(&ev) {
+            self.batch.push(ev);
         }
-        if self.opts.transaction_logging {
-            self.summary_live.record(&ev);
-            if self.batch.len() < MAX_BUFFERED_ROWS {
-                self.batch.push(ev);
-            } else {
-                self.dropped += 1;
-                if self.dropped.is_power_of_two() {
-                    log::warn!(
-                        "{} transaction rows dropped: the writer is behind",
-                        self.dropped
-                    );
-                }
+    }
+}
+
+impl Handler<CompletedBatch> for StatsActor {
+    type Result = ();
+
+    fn handle(&mut self, events: CompletedBatch, _: &mut Self::Context) {
+        let _m = self.meter.handling();
+        for ev in events.0.iter() {
+            if self.record(ev) {
+                self.batch.push(ev.clone());
             }
         }
     }
