@@ -27,6 +27,9 @@ fn client(connect_timeout: Duration) -> awc::Client {
                 .limit(POOL_LIMIT),
         )
         .disable_redirects()
+        // Every call has its own deadline around the whole exchange (head and body, see
+        // `providers::call`); awc's own timers would only add two more per request.
+        .disable_timeout()
         .finish()
 }
 

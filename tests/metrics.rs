@@ -224,14 +224,16 @@ async fn metrics_count_a_known_sequence_of_requests() {
             .join("\n")
     );
     assert_eq!(value(&m, "bkvy_completion_events_dropped", &[]), 0.0);
-    assert_eq!(
-        value(
-            &m,
-            "bkvy_actor_messages_handled_total",
-            &[("actor", "stats")]
-        ),
-        5.0,
-        "one completion event per request"
+    // The 5 completion events reach the statistics actor in batches (one message per
+    // batch; tests/statistics.rs checks that every request is counted there).
+    let stats_messages = value(
+        &m,
+        "bkvy_actor_messages_handled_total",
+        &[("actor", "stats")],
+    );
+    assert!(
+        (1.0..=5.0).contains(&stats_messages),
+        "{stats_messages} messages for 5 events"
     );
     assert_eq!(
         value(&m, "bkvy_actor_mailbox_backlog", &[("actor", "stats")]),

@@ -128,9 +128,9 @@ pub async fn call_stream(
     max_event_bytes: usize,
 ) -> Result<UpstreamStream, UpstreamError> {
     let send = async {
-        // awc's request timeout covers the head only; the body has no deadline of its
-        // own here (the idle timeout below is the stream's).
-        let mut builder = client.post(req.url.as_str()).timeout(connect_timeout);
+        // The head must arrive within `connect_timeout` (the timeout around this block);
+        // the body has no deadline of its own here (the idle timeout below is the stream's).
+        let mut builder = client.post(req.url.as_str());
         for (name, value) in &req.headers {
             builder = builder.insert_header((*name, value.as_str()));
         }
