@@ -402,9 +402,11 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         let mut rate = self.window.snapshot();
         let unreported = self.fast_unreported();
         if unreported > 0 {
-            let at = rate.recent.last().map_or(now, |&last| last.max(now));
-            rate.recent
-                .extend(std::iter::repeat_n(at, unreported as usize));
+            let at = rate
+                .recent_runs
+                .last()
+                .map_or(now, |&(last, _)| last.max(now));
+            crate::rate_window::push_run(&mut rate.recent_runs, at, unreported as u32);
             rate.day_count = rate.day_count.saturating_add(unreported as u32);
         }
         (rate, self.circuit.snapshot())

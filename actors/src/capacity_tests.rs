@@ -354,7 +354,7 @@ fn a_snapshot_counts_unreported_permits_as_dispatched_now() {
     assert!(c.fast_grants().try_take());
     assert!(c.fast_grants().try_take());
     let (rate, _) = c.snapshot(T0 + 10);
-    assert_eq!(rate.recent, vec![T0 + 10, T0 + 10]);
+    assert_eq!(rate.recent_runs, vec![(T0 + 10, 2)]);
     assert_eq!(rate.day_count, 2);
 }
 

@@ -330,8 +330,13 @@ impl RateWindow {
 
     /// The raw state for persistence and status endpoints.
     pub fn snapshot(&self) -> RateSnapshot {
+        let mut runs: Vec<(Millis, u32)> = Vec::new();
+        for &t in &self.recent {
+            push_run(&mut runs, t, 1);
+        }
         RateSnapshot {
-            recent: self.recent.iter().copied().collect(),
+            recent_runs: runs,
+            recent: Vec::new(),
             day_start: self.day_start,
             day_count: self.day_count,
             paused_until: self.paused_until,
@@ -340,7 +345,14 @@ impl RateWindow {
 
     /// Restores counts from a snapshot (persisted state), at time `now`.
     pub fn restore(&mut self, snap: &RateSnapshot, now: Millis) {
-        self.recent = snap.recent.iter().copied().collect();
+        let mut times: Vec<Millis> = snap.recent.clone();
+        for &(t, n) in &snap.recent_runs {
+            // At most `rpm` of them can matter; a damaged count must not exhaust memory.
+            times.extend(std::iter::repeat_n(t, (n as usize).min(self.rpm as usize)));
+        }
+        times.sort_unstable();
+        let keep = times.len().saturating_sub(self.rpm as usize);
+        self.recent = times.drain(keep..).collect();
         self.paused_until = snap.paused_until;
         let (s, e) = day_bounds(self.tz, now);
         self.day_start = s;
@@ -354,10 +366,28 @@ impl RateWindow {
     }
 }
 
+/// Adds `n` dispatches at `t` to runs kept in time order (`t` no earlier than the last).
+pub fn push_run(runs: &mut Vec<(Millis, u32)>, t: Millis, n: u32) {
+    match runs.last_mut() {
+        Some((last, count)) if *last == t => *count = count.saturating_add(n),
+        _ => runs.push((t, n)),
+    }
+}
+
 /// Persistable rate state.
+///
+/// The dispatch times of the window are kept as runs of (millisecond, count): a busy pair
+/// dispatches several calls in the same millisecond, and a snapshot is written every
+/// second, so its size is bounded by the 60,000 milliseconds of the window however high
+/// the rate.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RateSnapshot {
-    /// Dispatch times inside the window.
+    /// Dispatch times inside the window, as (Unix ms, calls at that ms), oldest first.
+    #[serde(default)]
+    pub recent_runs: Vec<(Millis, u32)>,
+    /// Dispatch times one by one, as files written before `recent_runs` hold them
+    /// (read, never written).
+    #[serde(default, skip_serializing)]
     pub recent: Vec<Millis>,
     /// Start of the day the count belongs to.
     pub day_start: Millis,
@@ -393,7 +423,10 @@ mod tests {
         w.record(T0 + 2_000);
         w.record_at(T0 + 3_000, T0 + 1_000);
         w.record_at(T0 + 3_000, T0 - 61_000);
-        assert_eq!(w.snapshot().recent, vec![T0 + 1_000, T0 + 2_000]);
+        assert_eq!(
+            w.snapshot().recent_runs,
+            vec![(T0 + 1_000, 1), (T0 + 2_000, 1)]
+        );
         assert_eq!(w.day_used(T0 + 3_000), 2, "yesterday's call is not today's");
         assert_eq!(w.room(T0 + 3_000), 1);
         // One more granted ahead and not recorded: the window is full until the oldest
@@ -495,6 +528,56 @@ mod tests {
         let mut next_day = RateWindow::new(5, 5, Tz::UTC, T0 + 86_400_000);
         next_day.restore(&snap, T0 + 86_400_000);
         assert_eq!(next_day.day_used(T0 + 86_400_000), 0);
+    }
+
+    #[test]
+    fn a_snapshot_keeps_calls_of_the_same_millisecond_as_one_run() {
+        let mut w = RateWindow::new(1_000, 10_000, Tz::UTC, T0);
+        for t in [T0, T0, T0, T0 + 5, T0 + 7, T0 + 7] {
+            w.record(t);
+        }
+        let snap = w.snapshot();
+        assert_eq!(snap.recent_runs, vec![(T0, 3), (T0 + 5, 1), (T0 + 7, 2)]);
+        let json = serde_json::to_string(&snap).unwrap();
+        assert!(
+            json.contains("\"recent_runs\":[[") && !json.contains("\"recent\":"),
+            "{json}"
+        );
+        let back: RateSnapshot = serde_json::from_str(&json).unwrap();
+        let mut w2 = RateWindow::new(1_000, 10_000, Tz::UTC, T0 + 10);
+        w2.restore(&back, T0 + 10);
+        assert_eq!(w2.minute_used(T0 + 10), 6);
+        assert_eq!(w2.day_used(T0 + 10), 6);
+        assert_eq!(w2.snapshot().recent_runs, snap.recent_runs);
+    }
+
+    #[test]
+    fn a_snapshot_written_one_time_per_call_is_still_read() {
+        let json = format!(
+            r#"{{"recent":[{t},{t},{u}],"day_start":{T0},"day_count":3,"paused_until":0}}"#,
+            t = T0 + 1,
+            u = T0 + 2
+        );
+        let snap: RateSnapshot = serde_json::from_str(&json).unwrap();
+        let mut w = RateWindow::new(2, 100, Tz::UTC, T0 + 10);
+        w.restore(&snap, T0 + 10);
+        assert_eq!(w.day_used(T0 + 10), 3);
+        // Only the newest `rpm` calls can block; the window waits for the older of them.
+        assert_eq!(w.wait(T0 + 10).ms, T0 + 1 + WINDOW_MS - (T0 + 10));
+    }
+
+    #[test]
+    fn a_damaged_count_cannot_blow_up_the_window() {
+        let snap = RateSnapshot {
+            recent_runs: vec![(T0, u32::MAX), (T0 + 1, u32::MAX)],
+            recent: Vec::new(),
+            day_start: T0,
+            day_count: 7,
+            paused_until: 0,
+        };
+        let mut w = RateWindow::new(60, 1_000, Tz::UTC, T0 + 10);
+        w.restore(&snap, T0 + 10);
+        assert_eq!(w.minute_used(T0 + 10), 60);
     }
 
     proptest! {
