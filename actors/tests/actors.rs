@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use actix::Actor;
 use bkvy_actors::{
-    start_key_models, Candidate, KeyAuthFailed, KeyModelId, KeyModelSpec, MailboxMeter,
-    ManualClock, Outcome, ProviderNames, Rejection, Route, RouteError, RouteTarget, RouterActor,
-    RoutingTable, ScenarioStep, SharedClock, Tier,
+    start_key_models, Candidate, KeyAuthFailed, KeyModelHandle, KeyModelId, KeyModelSpec,
+    MailboxMeter, ManualClock, Outcome, ProviderNames, Rejection, Route, RouteError, RouteTarget,
+    RouterActor, RoutingTable, ScenarioStep, SharedClock, Tier,
 };
 
 const T0: i64 = 1_767_225_600_000;
@@ -36,15 +36,20 @@ fn clock() -> (Arc<ManualClock>, SharedClock) {
     (c.clone(), c)
 }
 
+/// Starts the actor of one key/model pair `p`/`k`/`m` with these limits.
+fn one_pair(clock: &SharedClock, rpm: u32, max_concurrent: Option<u32>) -> KeyModelHandle {
+    start_key_models(
+        vec![spec("p", "k", "m", rpm, max_concurrent)],
+        clock,
+        &MailboxMeter::new(),
+    )
+    .remove(0)
+}
+
 #[actix::test]
 async fn waiters_are_granted_in_arrival_order_as_the_window_frees() {
     let (manual, clock) = clock();
-    let h = start_key_models(
-        vec![spec("p", "k", "m", 1, None)],
-        &clock,
-        &MailboxMeter::new(),
-    )
-    .remove(0);
+    let h = one_pair(&clock, 1, None);
     let now = {
         let c = clock.clone();
         move || c.now_ms()
@@ -86,12 +91,7 @@ async fn waiters_are_granted_in_arrival_order_as_the_window_frees() {
 #[actix::test]
 async fn a_dropped_lease_gives_its_slot_back() {
     let (_manual, clock) = clock();
-    let h = start_key_models(
-        vec![spec("p", "k", "m", 1, Some(1))],
-        &clock,
-        &MailboxMeter::new(),
-    )
-    .remove(0);
+    let h = one_pair(&clock, 1, Some(1));
     let now = move || clock.now_ms();
     let g = h.acquire(T0 + 10_000, &now).await.unwrap();
     drop(g); // never sent upstream
@@ -107,12 +107,7 @@ async fn a_dropped_lease_gives_its_slot_back() {
 #[actix::test]
 async fn batched_releases_are_taken_in_before_any_answer_about_capacity() {
     let (_manual, clock) = clock();
-    let h = start_key_models(
-        vec![spec("p", "k", "m", 100, Some(2))],
-        &clock,
-        &MailboxMeter::new(),
-    )
-    .remove(0);
+    let h = one_pair(&clock, 100, Some(2));
     let now = move || clock.now_ms();
     // Let the actor leave its permits, then use them: successes join the batch.
     let _ = h.status(Duration::from_secs(1)).await.unwrap();
@@ -146,12 +141,7 @@ async fn batched_releases_are_taken_in_before_any_answer_about_capacity() {
 #[actix::test]
 async fn a_queued_request_gives_up_at_its_deadline_and_leaves_the_queue() {
     let (_manual, clock) = clock();
-    let h = start_key_models(
-        vec![spec("p", "k", "m", 100, Some(1))],
-        &clock,
-        &MailboxMeter::new(),
-    )
-    .remove(0);
+    let h = one_pair(&clock, 100, Some(1));
     let real = || chrono::Utc::now().timestamp_millis();
     // The manual clock stands still; the wait is bounded by real time through `now`.
     let _busy = h.acquire(T0 + 60_000, || T0).await.unwrap();
