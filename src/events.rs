@@ -101,9 +101,9 @@ impl Inner {
             return;
         }
         let events = batch.len() as u64;
-        let batch: std::sync::Arc<[RequestCompleted]> = batch.into();
+        let batch = CompletedBatch::from(batch);
         for (r, meter) in &self.recipients {
-            if r.try_send(CompletedBatch(batch.clone())).is_ok() {
+            if r.try_send(batch.clone()).is_ok() {
                 meter.sent();
             } else {
                 let before = self.dropped.fetch_add(events, Ordering::Relaxed);

@@ -29,9 +29,14 @@ pub struct AttemptError {
 #[rtype(result = "()")]
 pub struct CompletedBatch(pub Arc<[RequestCompleted]>);
 
+impl From<Vec<RequestCompleted>> for CompletedBatch {
+    fn from(events: Vec<RequestCompleted>) -> Self {
+        Self(events.into())
+    }
+}
+
 /// Everything known about a finished request.
-#[derive(Debug, Clone, PartialEq, Serialize, Message)]
-#[rtype(result = "()")]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RequestCompleted {
     /// When the request arrived (Unix ms).
     pub started_at: Millis,

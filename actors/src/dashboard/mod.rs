@@ -26,7 +26,7 @@ pub use range::TimeRange;
 pub use report::Report;
 
 use crate::clock::SharedClock;
-use crate::events::{CompletedBatch, RequestCompleted};
+use crate::events::CompletedBatch;
 use loader::Loaded;
 use store::Store;
 use tx::Tx;
@@ -142,16 +142,6 @@ impl Actor for DashboardActor {
     }
 }
 
-impl Handler<RequestCompleted> for DashboardActor {
-    type Result = ();
-
-    fn handle(&mut self, ev: RequestCompleted, _: &mut Self::Context) {
-        let _m = self.meter.handling();
-        let now = self.clock.now_ms();
-        self.store.record(Tx::from_event(&ev), now);
-    }
-}
-
 impl Handler<CompletedBatch> for DashboardActor {
     type Result = ();
 
@@ -192,6 +182,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
+    use crate::events::RequestCompleted;
     use crate::ids::RoutingMethod;
 
     #[actix_rt::test]
@@ -212,7 +203,7 @@ mod tests {
         let mut ev =
             RequestCompleted::new(now - 1_000, "new".into(), "c".into(), RoutingMethod::Direct);
         ev.success = true;
-        addr.send(ev).await.unwrap();
+        addr.send(CompletedBatch::from(vec![ev])).await.unwrap();
         let mut status = addr.send(GetDashboardStatus).await.unwrap();
         for _ in 0..100 {
             if status.history_loaded {

@@ -42,9 +42,9 @@ fn options_from_the_environment() {
 async fn events_reach_both_files_and_a_restart_continues_them() {
     let dir = tempfile::tempdir().unwrap();
     let a = StatsActor::new(opts(dir.path())).start();
-    for i in 0..30 {
-        a.send(event(i)).await.unwrap();
-    }
+    a.send(CompletedBatch::from((0..30).map(event).collect::<Vec<_>>()))
+        .await
+        .unwrap();
     a.send(Flush).await.unwrap().unwrap();
     let csv = fs::read_to_string(dir.path().join("transactions.csv")).unwrap();
     assert_eq!(csv.lines().count(), 31);
@@ -56,7 +56,9 @@ async fn events_reach_both_files_and_a_restart_continues_them() {
 
     // A second actor on the same directory starts from what the first left.
     let b = StatsActor::new(opts(dir.path())).start();
-    b.send(event(100)).await.unwrap();
+    b.send(CompletedBatch::from(vec![event(100)]))
+        .await
+        .unwrap();
     b.send(Flush).await.unwrap().unwrap();
     let s = b.send(GetSummary).await.unwrap().unwrap();
     assert_eq!(s.total_requests, 31);
@@ -75,7 +77,7 @@ async fn disabled_logs_answer_disabled_and_write_nothing() {
         ..StatsOptions::disabled()
     };
     let a = StatsActor::new(o).start();
-    a.send(event(1)).await.unwrap();
+    a.send(CompletedBatch::from(vec![event(1)])).await.unwrap();
     a.send(Flush).await.unwrap().unwrap();
     assert_eq!(a.send(GetSummary).await.unwrap(), None);
     assert_eq!(

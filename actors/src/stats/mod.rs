@@ -295,17 +295,6 @@ impl StatsActor {
     }
 }
 
-impl Handler<RequestCompleted> for StatsActor {
-    type Result = ();
-
-    fn handle(&mut self, ev: RequestCompleted, _: &mut Self::Context) {
-        let _m = self.meter.handling();
-        if self.record(&ev) {
-            self.batch.push(ev);
-        }
-    }
-}
-
 impl Handler<CompletedBatch> for StatsActor {
     type Result = ();
 
