@@ -65,9 +65,8 @@ pub struct ServerOptions {
 }
 
 /// `ACCESS_LOG`: `false` (or `0`, `off`, `no`) switches the per-request access log off;
-/// anything else, or unset, keeps it. Each line is a formatted record and a `write` to
-/// stderr, a few per cent of single-core throughput (see docs/PERFORMANCE.md), which a
-/// deployment that logs requests in front of bkvy may not want to pay twice.
+/// anything else, or unset, keeps it. The lines cost little (see `http::access_log`), but a
+/// deployment that logs requests in front of bkvy may not want them twice.
 pub fn access_log_from_env() -> bool {
     std::env::var("ACCESS_LOG").map_or(true, |v| {
         !matches!(
@@ -300,16 +299,15 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     crate::probes::start(state.clone(), opts.probes);
     let mut server = HttpServer::new(move || {
         let clients = Clients::for_config(&state.live().upstreams.config);
+        let log = http::access_log::AccessLog::from_log_level();
+        let access_log = access_log && log.is_enabled();
         if access_log {
             http::access_log::start_flush_timer();
         }
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(clients))
-            .wrap(actix_web::middleware::Condition::new(
-                access_log,
-                http::access_log::AccessLog::from_log_level(),
-            ))
+            .wrap(actix_web::middleware::Condition::new(access_log, log))
             .configure(http::configure)
     })
     .shutdown_timeout(shutdown_timeout)

@@ -149,6 +149,11 @@ impl AccessLog {
     pub fn enabled(enabled: bool) -> Self {
         Self { enabled }
     }
+
+    /// Whether it writes lines at all.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
 }
 
 impl<S, B> Transform<S, ServiceRequest> for AccessLog
