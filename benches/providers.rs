@@ -43,7 +43,7 @@ fn model(name: &str, endpoint: &str, supports_thinking: bool) -> Model {
 /// The TensorZero benchmark prompt, plus options every adapter maps.
 fn small_request() -> ChatRequest {
     ChatRequest {
-        messages: vec![ChatMessage::new(Role::User, "Is Santa real?".to_owned())],
+        messages: vec![ChatMessage::new(Role::User, "Is Santa real?".to_owned())].into(),
         options: ChatOptions {
             max_tokens: Some(100),
             temperature: Some(0.7),
@@ -72,7 +72,7 @@ fn large_request() -> ChatRequest {
         ));
     }
     ChatRequest {
-        messages,
+        messages: messages.into(),
         options: ChatOptions {
             max_tokens: Some(512),
             temperature: Some(0.2),

@@ -32,8 +32,8 @@ const RETRY_CAP_MS: u64 = 2_000;
 /// What the handler hands over for execution.
 #[derive(Debug, Clone)]
 pub struct Job {
-    /// The conversation.
-    pub messages: Vec<ChatMessage>,
+    /// The conversation (shared: each candidate tried takes a reference, not a copy).
+    pub messages: Arc<[ChatMessage]>,
     /// Options as sent by the client.
     pub options: ChatOptions,
     /// Tools and answer format (empty for `/llm/*`).

@@ -167,8 +167,8 @@ pub struct ChatOptions {
 /// What one upstream call is asked to do, independent of the provider.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
-    /// The conversation.
-    pub messages: Vec<ChatMessage>,
+    /// The conversation, shared by every candidate a request tries.
+    pub messages: std::sync::Arc<[ChatMessage]>,
     /// Generation options.
     pub options: ChatOptions,
     /// Whether thinking must be switched off for this call (already decided).

@@ -71,7 +71,8 @@ fn request() -> ChatRequest {
         messages: vec![
             ChatMessage::new(Role::System, "be brief"),
             ChatMessage::new(Role::User, "hello big wide world"),
-        ],
+        ]
+        .into(),
         options: ChatOptions::default(),
         disable_thinking: false,
         tooling: Default::default(),

@@ -79,8 +79,9 @@ pub fn choose(
     max_wait_ms: Millis,
     remaining_ms: Millis,
 ) -> Choice {
-    let mut usable = Vec::new();
-    let mut not_chosen = Vec::new();
+    // Sized once: every candidate ends up in one of the two lists.
+    let mut usable = Vec::with_capacity(candidates.len());
+    let mut not_chosen = Vec::with_capacity(candidates.len());
     for (i, c) in candidates.iter().enumerate() {
         let left_out = match &c.estimate {
             None => Some((Cow::Borrowed("actor_unavailable"), None)),

@@ -420,16 +420,13 @@ impl RoutingTable {
                 retry_after_ms,
             });
         }
-        let ordered = choice
-            .order
-            .iter()
-            .filter_map(|&i| {
-                views[i].estimate.clone().map(|estimate| Planned {
-                    candidate: list[i].0.clone(),
-                    estimate,
-                })
+        let mut ordered = Vec::with_capacity(choice.order.len());
+        ordered.extend(choice.order.iter().filter_map(|&i| {
+            views[i].estimate.clone().map(|estimate| Planned {
+                candidate: list[i].0.clone(),
+                estimate,
             })
-            .collect();
+        }));
         Ok(Plan {
             method: msg.target.method(),
             decision_reason: choice.decision_reason,

@@ -316,7 +316,7 @@ pub struct Prepared {
     /// Where to route.
     pub target: RouteTarget,
     /// The conversation.
-    pub messages: Vec<ChatMessage>,
+    pub messages: Arc<[ChatMessage]>,
     /// Generation options.
     pub options: ChatOptions,
     /// The wait budget (planning input).
@@ -442,7 +442,7 @@ async fn run(
     record_target(&mut call.event, &target);
     let prepared = Prepared {
         target,
-        messages: req.messages,
+        messages: req.messages.into(),
         options: req.options.unwrap_or_default(),
         max_wait_seconds: req.max_wait_seconds,
         timeout_seconds: req.timeout_seconds,

@@ -612,7 +612,7 @@ fn parse(req: &HttpRequest, body: OaiRequest, max_messages: usize) -> Result<Par
     Ok(Parsed {
         prepared: Prepared {
             target,
-            messages,
+            messages: messages.into(),
             options,
             max_wait_seconds: max_wait,
             timeout_seconds: body.timeout_seconds,

@@ -161,7 +161,7 @@ fn stop_sequences(req: &ChatRequest) -> Option<&Vec<String>> {
 fn split_and_merge(req: &ChatRequest) -> (Option<String>, Vec<(Role, String)>) {
     let mut system: Vec<&str> = Vec::new();
     let mut turns: Vec<(Role, String)> = Vec::new();
-    for m in &req.messages {
+    for m in req.messages.iter() {
         match (m.role, turns.last_mut()) {
             (Role::System, _) => system.push(&m.content),
             (role, Some((last, text))) if *last == role => {
@@ -186,7 +186,7 @@ fn split_and_merge_parts(
 ) -> (Option<String>, Vec<(&'static str, Vec<Value>)>) {
     let mut system: Vec<&str> = Vec::new();
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
-    for m in &req.messages {
+    for m in req.messages.iter() {
         if m.role == Role::System {
             system.push(&m.content);
             continue;

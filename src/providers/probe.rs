@@ -48,7 +48,7 @@ pub fn model_list_request(
     key: Option<&Secret>,
 ) -> UpstreamRequest {
     let dummy = ChatRequest {
-        messages: vec![ChatMessage::new(Role::User, String::new())],
+        messages: vec![ChatMessage::new(Role::User, String::new())].into(),
         options: ChatOptions::default(),
         disable_thinking: false,
         tooling: Default::default(),

@@ -38,7 +38,7 @@ pub(crate) fn msg(role: Role, content: &str) -> ChatMessage {
 /// One user message, no options, thinking left on.
 pub(crate) fn simple() -> ChatRequest {
     ChatRequest {
-        messages: vec![msg(Role::User, "Hi")],
+        messages: vec![msg(Role::User, "Hi")].into(),
         options: ChatOptions::default(),
         disable_thinking: false,
         tooling: Default::default(),
@@ -58,7 +58,7 @@ pub(crate) fn all_options() -> ChatOptions {
 
 pub(crate) fn with_messages(messages: Vec<ChatMessage>) -> ChatRequest {
     ChatRequest {
-        messages,
+        messages: messages.into(),
         options: ChatOptions::default(),
         disable_thinking: false,
         tooling: Default::default(),
