@@ -8,7 +8,10 @@
 # OpenAI request path, Bearer key) and then through bkvy, so the two rows of a rate come
 # from the same minute of the same run. Then: a saturation run (no rate limit) of each,
 # the same bkvy runs with statistics logging switched on, and a run where one provider's
-# models fail 20 % of calls with 500. The stream phase does the same for streaming
+# models fail 20 % of calls with 500. What statistics logging and the access log cost is
+# read from paired saturation runs (plain bkvy against the variant, in the order
+# A B B A, each freshly started), so that a change in the machine's speed during the run
+# falls on both sides alike. The stream phase does the same for streaming
 # completions with benches/stream_load (an open-loop generator that times the first token,
 # which oha cannot). See docs/PERFORMANCE.md for the method and results.
 #
@@ -16,6 +19,7 @@
 #   RATES="500 1000 2000 5000"   fixed request rates (requests/s)
 #   DURATION=10s                 each measured run
 #   SAT_DURATION=10s             each saturation run
+#   PAIRS=1                      A B B A rounds of the paired saturation runs (stats, nolog)
 #   WARMUP=2s                    warm-up through bkvy after every (re)start of a process
 #   CONNS=50                     keep-alive connections of the load generator
 #   BKVY_CORE=0 LOAD_CORE=1      CPU pinning
@@ -34,12 +38,17 @@
 #   PORT_BASE=18400              ports PORT_BASE .. PORT_BASE+4 must be free
 #   SKIP_BUILD=1                 use the existing target/release/bkvy (and stream_load)
 #   PROFILE=1                    record bkvy with `perf` during its base saturation run
+#   RUN_INSTR=1                  the instr phase (needs valgrind): instructions per request of
+#                                bkvy (plain, access log off, statistics on), the stack floor
+#                                and nginx under callgrind, sequential requests; repeatable
+#                                where timings are not (INSTR_N1=300 INSTR_N2=1300 requests)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RATES=${RATES:-"500 1000 2000 5000"}
 DURATION=${DURATION:-10s}
 SAT_DURATION=${SAT_DURATION:-10s}
+PAIRS=${PAIRS:-1}
 WARMUP=${WARMUP:-2s}
 CONNS=${CONNS:-50}
 BKVY_CORE=${BKVY_CORE:-0}
@@ -58,6 +67,9 @@ PORT_BASE=${PORT_BASE:-18400}
 SKIP_BUILD=${SKIP_BUILD:-0}
 PROFILE=${PROFILE:-0}
 RUN_STREAM=${RUN_STREAM:-1}
+RUN_INSTR=${RUN_INSTR:-1}
+INSTR_N1=${INSTR_N1:-300}
+INSTR_N2=${INSTR_N2:-1300}
 STREAM_RATE=${STREAM_RATE:-1000}
 STREAM_WORDS=${STREAM_WORDS:-32}
 
@@ -93,7 +105,7 @@ command -v python3 >/dev/null || { log "python3 is required"; exit 1; }
 command -v taskset >/dev/null || { log "taskset (util-linux) is required"; exit 1; }
 # oha drives every phase but the stream phase (which uses benches/stream_load).
 NEED_OHA=0
-for v in "$RUN_BASE" "$RUN_STATS" "$RUN_FAILOVER" "$RUN_NOLOG" "$RUN_NGINX" "$RUN_FLOOR"; do
+for v in "$RUN_BASE" "$RUN_STATS" "$RUN_FAILOVER" "$RUN_NOLOG" "$RUN_NGINX" "$RUN_FLOOR" "$RUN_INSTR"; do
     if [ "$v" = 1 ]; then NEED_OHA=1; fi
 done
 OHA_JSON=()
@@ -127,7 +139,7 @@ if [ "$SKIP_BUILD" != 1 ]; then
         log "building the streaming load generator (bench target stream_load)"
         (cd "$ROOT" && cargo build --release --bench stream_load)
     fi
-    if [ "$RUN_FLOOR" = 1 ]; then
+    if [ "$RUN_FLOOR" = 1 ] || [ "$RUN_INSTR" = 1 ]; then
         log "building the stack floor (bench target proxy_floor)"
         (cd "$ROOT" && cargo build --release --bench proxy_floor)
     fi
@@ -141,7 +153,7 @@ if [ "$RUN_STREAM" = 1 ]; then
     STREAM_LOAD=$(bench_exe stream_load)
     [ -n "$STREAM_LOAD" ] || { log "missing target/release/deps/stream_load-*; build it with cargo build --release --bench stream_load"; exit 1; }
 fi
-if [ "$RUN_FLOOR" = 1 ]; then
+if [ "$RUN_FLOOR" = 1 ] || [ "$RUN_INSTR" = 1 ]; then
     PROXY_FLOOR=$(bench_exe proxy_floor)
     [ -n "$PROXY_FLOOR" ] || { log "missing target/release/deps/proxy_floor-*; build it with cargo build --release --bench proxy_floor"; exit 1; }
 fi
@@ -253,7 +265,7 @@ start_bkvy() { # CONFIG_DIR [VAR=value ...]
     shift
     stop_bkvy
     : >"$WORK/bkvy.log"
-    env "$@" WORKERS=1 LOG_LEVEL="${BKVY_LOG_LEVEL_NOW:-$BKVY_LOG_LEVEL}" \
+    env STATE_DIR="$WORK/state" "$@" WORKERS=1 LOG_LEVEL="${BKVY_LOG_LEVEL_NOW:-$BKVY_LOG_LEVEL}" \
         taskset -c "$BKVY_CORE" "$BIN" serve --config-dir "$dir" --host 127.0.0.1 --port "$BKVY_PORT" \
         >>"$WORK/bkvy.log" 2>&1 &
     BKVY_PID=$!
@@ -265,7 +277,7 @@ start_bkvy() { # CONFIG_DIR [VAR=value ...]
 # reverse proxy (only when installed) and benches/proxy_floor, the actix-web + awc stack
 # bkvy is built on with nothing else.
 NGINX_PID=""
-start_nginx() {
+nginx_conf() {
     mkdir -p "$WORK/nginx"
     cat >"$WORK/nginx/nginx.conf" <<EOF
 worker_processes 1;
@@ -292,6 +304,9 @@ http {
     }
 }
 EOF
+}
+start_nginx() {
+    nginx_conf
     # One process (no master), so its CPU time and memory are those of the one worker.
     taskset -c "$BKVY_CORE" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
     NGINX_PID=$!
@@ -318,7 +333,7 @@ reset_peak() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
 # direct runs measure nothing there).
 measured_pid() {
     case "$1" in
-        bkvy) echo "$BKVY_PID" ;;
+        bkvy | ref) echo "$BKVY_PID" ;;
         nginx) echo "${NGINX_PID:-}" ;;
         floor) echo "${FLOOR_PID:-}" ;;
         *) echo "" ;;
@@ -406,6 +421,23 @@ stream_bkvy() { run_stream "$1" bkvy "$2" "$3" "$STREAM_BKVY_URL" "$WORK/stream-
 stream_warm() { taskset -c "$LOAD_CORE" "$STREAM_LOAD" --url "$STREAM_BKVY_URL" --body-file "$WORK/stream-bkvy.json" \
     --rate 1000 --duration "$WARMUP" -c "$CONNS" -H "Authorization: Bearer bench" >/dev/null 2>&1 || true; }
 
+# paired_sat PHASE START_VARIANT: PAIRS rounds of saturation runs in the order A B B A,
+# A = plain bkvy (rows named "ref"), B = the variant started by START_VARIANT (rows named
+# "bkvy"), each on a freshly started bkvy and fake. Targets are sat-1, sat-2, ...
+start_plain() { start_bkvy "$WORK/config"; }
+paired_sat() {
+    local phase=$1 variant=$2 i which n=0
+    for i in $(seq 1 "$PAIRS"); do
+        for which in ref bkvy bkvy ref; do
+            n=$((n + 1))
+            start_fake
+            if [ "$which" = ref ]; then start_plain; else "$variant"; fi
+            warm
+            run "$phase" "sat-$n" "$which" 0 "$SAT_DURATION" "$BKVY_URL" "$WORK/bkvy.json"
+        done
+    done
+}
+
 scrape() { curl -s "http://127.0.0.1:$BKVY_PORT/metrics" >"$RESULTS_DIR/$1.metrics" || true; }
 
 # ---------------------------------------------------------------- phases
@@ -468,27 +500,24 @@ if [ "$RUN_STREAM" = 1 ]; then
 fi
 
 if [ "$RUN_NOLOG" = 1 ]; then
-    log "phase nolog: bkvy with LOG_LEVEL=warn (no access log), saturation only"
-    start_fake
-    BKVY_LOG_LEVEL_NOW=warn start_bkvy "$WORK/config"
-    warm
-    via_bkvy nolog sat 0 "$SAT_DURATION"
+    log "phase nolog: bkvy with LOG_LEVEL=warn (no access log) against plain bkvy, paired saturation runs"
+    start_nolog() { BKVY_LOG_LEVEL_NOW=warn start_bkvy "$WORK/config"; }
+    paired_sat nolog start_nolog
 fi
 
 if [ "$RUN_STATS" = 1 ]; then
     log "phase stats: TRANSACTION_LOGGING=true SUMMARY_STATS=true"
     mkdir -p "$WORK/stats-logs"
+    start_stats() { start_bkvy "$WORK/config" TRANSACTION_LOGGING=true SUMMARY_STATS=true LOG_DIR="$WORK/stats-logs"; }
     start_fake
-    start_bkvy "$WORK/config" TRANSACTION_LOGGING=true SUMMARY_STATS=true LOG_DIR="$WORK/stats-logs"
+    start_stats
     for r in $RATES; do
         start_fake
         warm
         via_bkvy stats "$r" "$r" "$DURATION"
     done
-    start_fake
-    warm
-    via_bkvy stats sat 0 "$SAT_DURATION"
     scrape stats
+    paired_sat stats start_stats
     n=$(find "$WORK/stats-logs" -type f | wc -l)
     echo "$n" >"$RESULTS_DIR/stats-files"
     log "stats phase wrote $n file(s) under LOG_DIR"
@@ -504,6 +533,81 @@ if [ "$RUN_FAILOVER" = 1 ]; then
     done
     via_bkvy failover sat 0 "$SAT_DURATION"
     scrape failover
+fi
+
+if [ "$RUN_INSTR" = 1 ]; then
+    if ! command -v valgrind >/dev/null; then
+        log "valgrind is not installed: no instr phase (apt-get install valgrind)"
+    else
+        log "phase instr: instructions per request under callgrind ($INSTR_N1 and $INSTR_N2 sequential requests)"
+        stop_bkvy
+        start_fake
+        mkdir -p "$RESULTS_DIR/callgrind"
+        : >"$RESULTS_DIR/instr.tsv"
+        # The floors of the base phase hold their ports: they are measured again here.
+        for p in ${FLOOR_PID:-} ${NGINX_PID:-}; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+        # instr_total NAME N PORT URL BODY [oha args...] -- COMMAND...: runs COMMAND under
+        # callgrind, sends N sequential requests, stops it with SIGTERM and prints the
+        # instruction count of all its threads (start and stop included: they cancel out
+        # in the difference of two counts).
+        instr_total() {
+            local name=$1 n=$2 port=$3 url=$4 body=$5
+            shift 5
+            local oha_args=()
+            while [ "$1" != -- ]; do oha_args+=("$1"); shift; done
+            shift
+            # Leading VAR=value words are the environment (set outside valgrind, which
+            # does not follow an exec such as env's).
+            local envs=()
+            while [[ "$1" == *=* ]]; do envs+=("$1"); shift; done
+            local out="$RESULTS_DIR/callgrind/$name-$n.out"
+            rm -f "$out"
+            # Each run starts from nothing: no rate state or statistics from the one before.
+            rm -rf "$WORK/instr-run"
+            env STATE_DIR="$WORK/instr-run/state" LOG_DIR="$WORK/instr-run/logs" "${envs[@]}" taskset -c "$BKVY_CORE" valgrind --tool=callgrind --callgrind-out-file="$out" \
+                --dump-instr=no --dump-line=no "$@" >>"$WORK/instr-$name.log" 2>&1 &
+            local pid=$!
+            PIDS+=("$pid")
+            local i
+            for i in $(seq 1 600); do
+                curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+                sleep 0.1
+            done
+            taskset -c "$LOAD_CORE" oha "${OHA_EXTRA[@]}" "${OHA_JSON[@]}" -n "$n" -c 1 -m POST \
+                -H "Content-Type: application/json" -D "$body" "${oha_args[@]}" "$url" \
+                >"$RESULTS_DIR/callgrind/$name-$n.json" 2>/dev/null || log "oha failed for instr $name $n"
+            kill -TERM "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+            local total
+            total=$(awk '/^(summary|totals):/ {print $2; exit}' "$out" 2>/dev/null || true)
+            echo "${total:-0}"
+        }
+        instr_target() { # NAME PORT URL BODY [oha args...] -- COMMAND...
+            local name=$1
+            shift
+            local a b
+            a=$(instr_total "$name" "$INSTR_N1" "$@")
+            b=$(instr_total "$name" "$INSTR_N2" "$@")
+            printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$INSTR_N1" "$a" "$INSTR_N2" "$b" >>"$RESULTS_DIR/instr.tsv"
+            log "  instr     $name: $a instructions for $INSTR_N1 requests, $b for $INSTR_N2"
+        }
+        bkvy_cmd=("$BIN" serve --config-dir "$WORK/config" --host 127.0.0.1 --port "$BKVY_PORT")
+        instr_target bkvy "$BKVY_PORT" "$BKVY_URL" "$WORK/bkvy.json" -- \
+            WORKERS=1 LOG_LEVEL="$BKVY_LOG_LEVEL" "${bkvy_cmd[@]}"
+        instr_target bkvy-nolog "$BKVY_PORT" "$BKVY_URL" "$WORK/bkvy.json" -- \
+            WORKERS=1 LOG_LEVEL=warn "${bkvy_cmd[@]}"
+        instr_target bkvy-stats "$BKVY_PORT" "$BKVY_URL" "$WORK/bkvy.json" -- \
+            WORKERS=1 LOG_LEVEL="$BKVY_LOG_LEVEL" TRANSACTION_LOGGING=true SUMMARY_STATS=true "${bkvy_cmd[@]}"
+        instr_target floor "$FLOOR_PORT" "http://127.0.0.1:$FLOOR_PORT/v1/chat/completions" "$WORK/direct.json" \
+            -H "Authorization: Bearer bench-key-1" -- \
+            "$PROXY_FLOOR" --listen "127.0.0.1:$FLOOR_PORT" --upstream "$DIRECT_URL"
+        if command -v nginx >/dev/null; then
+            nginx_conf
+            instr_target nginx "$NGINX_PORT" "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" "$WORK/direct.json" \
+                -H "Authorization: Bearer bench-key-1" -- \
+                nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
+        fi
+    fi
 fi
 
 # ---------------------------------------------------------------- report
@@ -593,11 +697,48 @@ if streams:
 errs = {f"{r['phase']}/{r['name']}/{r['target']}": r["errs"] for r in rows if r["errs"]}
 if errs:
     print("\nConnection errors:", json.dumps(errs))
-sat = {r["phase"]: r["rps"] for r in rows if r["target"] == "sat" and r["name"] == "bkvy"}
-if "base" in sat and "stats" in sat:
-    print(f"\nStatistics logging on: saturation {sat['stats']:.0f} vs {sat['base']:.0f} req/s ({(sat['stats'] / sat['base'] - 1) * 100:+.1f} %).")
-if "base" in sat and "nolog" in sat:
-    print(f"Access log off (LOG_LEVEL=warn): saturation {sat['nolog']:.0f} vs {sat['base']:.0f} req/s ({(sat['nolog'] / sat['base'] - 1) * 100:+.1f} %).")
+def paired(phase):
+    # The paired saturation runs of a phase: mean throughput and CPU per request of the
+    # variant ("bkvy") and of plain bkvy ("ref"), and the runs themselves.
+    out = {}
+    for name in ("bkvy", "ref"):
+        rs = [r for r in rows if r["phase"] == phase and r["name"] == name and r["target"].startswith("sat-")]
+        if not rs:
+            return None
+        cpu = [r["cpu"] * 1e6 / r["total"] for r in rs if r["cpu"] is not None and r["total"]]
+        out[name] = dict(rps=sum(r["rps"] for r in rs) / len(rs), cpu=sum(cpu) / len(cpu) if cpu else None,
+                         runs=" / ".join(f"{r['rps']:.0f}" for r in rs))
+    return out
+for phase, label in (("stats", "Statistics logging on (TRANSACTION_LOGGING + SUMMARY_STATS)"),
+                     ("nolog", "Access log off (LOG_LEVEL=warn)")):
+    p = paired(phase)
+    if not p:
+        continue
+    v, ref = p["bkvy"], p["ref"]
+    cpu = ""
+    if v["cpu"] and ref["cpu"]:
+        cpu = f"; CPU {v['cpu']:.1f} vs {ref['cpu']:.1f} µs/request ({(v['cpu'] / ref['cpu'] - 1) * 100:+.1f} %)"
+    print(f"\n{label}, paired saturation runs: {v['rps']:.0f} vs {ref['rps']:.0f} req/s "
+          f"({(v['rps'] / ref['rps'] - 1) * 100:+.1f} %){cpu} [runs: {v['runs']} vs {ref['runs']}]")
+instr = os.path.join(rdir, "instr.tsv")
+if os.path.exists(instr):
+    per = {}
+    for line in open(instr):
+        name, n1, a, n2, b = line.split()
+        if int(a) > 0 and int(b) > 0:
+            per[name] = (int(b) - int(a)) / (int(n2) - int(n1))
+    if per:
+        print("\nInstructions per request (user space, all threads, callgrind; sequential requests, "
+              "the difference of two runs so start-up and shut-down cancel out):\n")
+        print("| target | instructions/request | vs floor |")
+        print("|---|---|---|")
+        for name, v in per.items():
+            vs = f"{v / per['floor']:.2f}×" if per.get("floor") else "-"
+            print(f"| {name} | {v:,.0f} | {vs} |")
+        if per.get("bkvy") and per.get("bkvy-stats"):
+            print(f"\nStatistics logging on, instructions: {(per['bkvy-stats'] / per['bkvy'] - 1) * 100:+.1f} % per request.")
+        if per.get("bkvy") and per.get("bkvy-nolog"):
+            print(f"Access log off, instructions: {(per['bkvy-nolog'] / per['bkvy'] - 1) * 100:+.1f} % per request.")
 sf = os.path.join(rdir, "stats-files")
 if os.path.exists(sf):
     n = int(open(sf).read().strip() or 0)

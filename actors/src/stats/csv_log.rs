@@ -56,8 +56,27 @@ const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
 /// `started_at` as ISO-8601 UTC with microseconds and a `+00:00` offset.
 pub fn iso_timestamp(ms: Millis) -> String {
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write as _;
     let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
-    t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+    if !(0..=9999).contains(&t.year()) {
+        return t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string();
+    }
+    // Written field by field: the same text as the format string above, without parsing
+    // that string again for every row.
+    let mut s = String::with_capacity(32);
+    let _ = write!(
+        s,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+00:00",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.timestamp_subsec_micros()
+    );
+    s
 }
 
 /// A float as Python's `repr` writes it (`0.5`, `30.0`, `1.6e-05`).
@@ -88,6 +107,9 @@ pub fn python_float(x: f64) -> String {
 
 /// A text cell: one line, and never read as a formula.
 pub fn text_cell(s: &str) -> String {
+    if !s.contains(['\n', '\r']) && !s.starts_with(FORMULA_STARTS) {
+        return s.to_owned();
+    }
     let one_line: String = s
         .chars()
         .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
@@ -169,7 +191,12 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<[u8]>,
 {
-    let mut w = csv::Writer::from_writer(Vec::with_capacity(256));
+    // A row is a few hundred bytes: the writer's default 8 KiB buffer, zeroed for every
+    // row, cost more than encoding the row. A longer row still encodes whole (the buffer
+    // is flushed into the Vec as it fills).
+    let mut w = csv::WriterBuilder::new()
+        .buffer_capacity(512)
+        .from_writer(Vec::with_capacity(512));
     w.write_record(cells).map_err(io::Error::other)?;
     w.into_inner().map_err(|e| io::Error::other(e.to_string()))
 }

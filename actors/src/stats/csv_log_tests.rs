@@ -28,6 +28,31 @@ fn timestamps_are_utc_iso_with_micros_and_offset() {
     assert_eq!(iso_timestamp(DAY0), "2024-03-01T12:00:00.000000+00:00");
 }
 
+proptest::proptest! {
+    #[test]
+    fn timestamps_match_the_format_string(ms in -62_135_596_800_000i64..253_402_300_799_999) {
+        let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap();
+        proptest::prop_assert_eq!(
+            iso_timestamp(ms),
+            t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+        );
+    }
+
+    #[test]
+    fn text_cells_match_the_line_and_formula_rules(s in "[=+@\\-\t\r\na-z' ]{0,12}") {
+        let one_line: String = s.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
+        let want = if one_line.starts_with(FORMULA_STARTS) { format!("'{one_line}") } else { one_line };
+        proptest::prop_assert_eq!(text_cell(&s), want);
+    }
+}
+
+#[test]
+fn long_rows_encode_whole() {
+    let long = "x".repeat(5_000);
+    let line = encode(["a", long.as_str(), "b"]).unwrap();
+    assert_eq!(line, format!("a,{long},b\n").into_bytes());
+}
+
 #[test]
 fn text_cells_cannot_become_formulas_or_break_lines() {
     assert_eq!(text_cell("=SUM(A1)"), "'=SUM(A1)");
