@@ -12,6 +12,7 @@
 //! - [`events`]: fan-out of per-request completion events to their consumers.
 //! - [`gateway`]: carrying out a routing plan (reserve, call, retry, fail over).
 //! - [`http`]: the actix-web layer: routes, request validation, error mapping.
+//! - [`json`]: reading JSON from bytes with one UTF-8 check.
 //! - [`metrics`]: Prometheus metrics for operators.
 //! - [`streaming`]: streamed answers with failover before the first token.
 //! - [`probes`]: optional free health probes of every key.
@@ -26,6 +27,7 @@ pub mod events;
 pub mod fake;
 pub mod gateway;
 pub mod http;
+pub mod json;
 pub mod metrics;
 pub mod probes;
 pub mod providers;

@@ -46,7 +46,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MalformedJson("the request body is empty".into()));
     }
-    serde_json::from_slice::<Object<T>>(bytes)
+    crate::json::from_bytes::<Object<T>>(bytes)
         .map(|o| o.0)
         .map_err(|e| classify(bytes, &e))
 }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::body::{parse_json, read_limited, Object};
 use super::error::{respond, ApiError};
-use super::AppState;
+use super::{names, AppState};
 use crate::clients::Clients;
 use crate::gateway::{self, Failure, FailureKind, Job, Success};
 use crate::streaming;
@@ -700,11 +700,11 @@ fn success_response(
     let finish = s.response.finish_reason.as_str();
     let truncated = s.response.finish_reason == crate::types::FinishReason::Length;
     let mut res = HttpResponse::Ok();
-    res.insert_header(("x-bkvy-request-id", request_id))
-        .insert_header(("x-bkvy-provider", id.provider.as_str()))
-        .insert_header(("x-bkvy-model", id.model.as_str()))
-        .insert_header(("x-bkvy-decision", plan.decision_reason))
-        .insert_header(("x-bkvy-cost-usd", format!("{:.8}", s.cost_usd)));
+    res.insert_header((names::REQUEST_ID, request_id))
+        .insert_header((names::PROVIDER, id.provider.as_str()))
+        .insert_header((names::MODEL, id.model.as_str()))
+        .insert_header((names::DECISION, plan.decision_reason))
+        .insert_header((names::COST_USD, format!("{:.8}", s.cost_usd)));
     if debug {
         res.json(json!({
             "success": true,
@@ -796,10 +796,7 @@ fn failure_response(
     };
     let mut res = respond(err, body);
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(request_id) {
-        res.headers_mut().insert(
-            actix_web::http::header::HeaderName::from_static("x-bkvy-request-id"),
-            v,
-        );
+        res.headers_mut().insert(names::REQUEST_ID, v);
     }
     res
 }

@@ -16,6 +16,22 @@ pub mod openai;
 pub mod statistics;
 pub mod status;
 
+/// The names of bkvy's own response headers, parsed once instead of on every answer.
+pub mod names {
+    use actix_web::http::header::HeaderName;
+
+    /// `x-bkvy-request-id`
+    pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-bkvy-request-id");
+    /// `x-bkvy-provider`
+    pub const PROVIDER: HeaderName = HeaderName::from_static("x-bkvy-provider");
+    /// `x-bkvy-model`
+    pub const MODEL: HeaderName = HeaderName::from_static("x-bkvy-model");
+    /// `x-bkvy-decision`
+    pub const DECISION: HeaderName = HeaderName::from_static("x-bkvy-decision");
+    /// `x-bkvy-cost-usd`
+    pub const COST_USD: HeaderName = HeaderName::from_static("x-bkvy-cost-usd");
+}
+
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::body::{parse_json, read_limited};
 use super::error::ApiError;
 use super::llm::{self, record_target, Call, Prepared, Reply};
-use super::AppState;
+use super::{names, AppState};
 use crate::clients::Clients;
 use crate::gateway::{self, Success};
 use crate::providers::stream::ToolCallDelta;
@@ -185,7 +185,7 @@ impl OaiError {
 
     fn response(&self, request_id: &str) -> HttpResponse {
         let mut res = HttpResponse::build(self.status);
-        res.insert_header(("x-bkvy-request-id", request_id));
+        res.insert_header((names::REQUEST_ID, request_id));
         if let Some(s) = self.retry_after {
             res.insert_header(("retry-after", s.max(1).to_string()));
         }
@@ -859,11 +859,11 @@ async fn run(
             let id = success.candidate.id();
             Reply::Done(
                 HttpResponse::Ok()
-                    .insert_header(("x-bkvy-request-id", request_id.as_str()))
-                    .insert_header(("x-bkvy-provider", id.provider.as_str()))
-                    .insert_header(("x-bkvy-model", id.model.as_str()))
-                    .insert_header(("x-bkvy-decision", plan.decision_reason))
-                    .insert_header(("x-bkvy-cost-usd", format!("{:.8}", success.cost_usd)))
+                    .insert_header((names::REQUEST_ID, request_id.as_str()))
+                    .insert_header((names::PROVIDER, id.provider.as_str()))
+                    .insert_header((names::MODEL, id.model.as_str()))
+                    .insert_header((names::DECISION, plan.decision_reason))
+                    .insert_header((names::COST_USD, format!("{:.8}", success.cost_usd)))
                     .json(completion(&request_id, &success)),
             )
         }

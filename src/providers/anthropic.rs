@@ -9,6 +9,7 @@
 //! A conversation that does not start with a user turn is passed on as it is; the API
 //! answers 400 (BadRequest), which is the caller's error to see.
 
+use awc::http::header::{self, HeaderName};
 use serde_json::{json, Map, Value};
 
 use super::{
@@ -77,11 +78,14 @@ pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> U
     }
     let mut headers = Vec::new();
     if let Some(k) = key {
-        headers.push(("x-api-key", k.expose().to_string()));
+        headers.push((HeaderName::from_static("x-api-key"), k.expose().to_string()));
     }
     let version = model.version.as_deref().unwrap_or(DEFAULT_VERSION);
-    headers.push(("anthropic-version", version.to_string()));
-    headers.push(("content-type", "application/json".to_string()));
+    headers.push((
+        HeaderName::from_static("anthropic-version"),
+        version.to_string(),
+    ));
+    headers.push((header::CONTENT_TYPE, "application/json".to_string()));
     UpstreamRequest {
         url: model.endpoint.clone(),
         headers,

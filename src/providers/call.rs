@@ -29,7 +29,7 @@ pub async fn call(
         // The deadline is the `timeout` around this whole exchange (the client has none).
         let mut builder = client.post(req.url.as_str());
         for (name, value) in &req.headers {
-            builder = builder.insert_header((*name, value.as_str()));
+            builder = builder.insert_header((name.clone(), value.as_str()));
         }
         let mut response = builder.send_json(&req.body).await.map_err(send_error)?;
         let status = response.status().as_u16();

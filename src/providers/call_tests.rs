@@ -148,8 +148,8 @@ fn request(url: String) -> UpstreamRequest {
     UpstreamRequest {
         url,
         headers: vec![
-            ("Authorization", "Bearer k".into()),
-            ("Content-Type", "application/json".into()),
+            (awc::http::header::AUTHORIZATION, "Bearer k".into()),
+            (awc::http::header::CONTENT_TYPE, "application/json".into()),
         ],
         body: json!({"model": "m", "messages": [{"role": "user", "content": "ping"}]}),
     }

@@ -8,6 +8,7 @@
 //! A prompt blocked before generation (no candidates, `promptFeedback.blockReason`) is an
 //! empty answer with finish reason `content_filter`, like a blocked candidate.
 
+use awc::http::header::{self, HeaderName};
 use serde_json::{json, Map, Value};
 
 use super::{
@@ -92,9 +93,12 @@ pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> U
     insert_tools(&mut body, req);
     let mut headers = Vec::new();
     if let Some(k) = key {
-        headers.push(("x-goog-api-key", k.expose().to_string()));
+        headers.push((
+            HeaderName::from_static("x-goog-api-key"),
+            k.expose().to_string(),
+        ));
     }
-    headers.push(("Content-Type", "application/json".to_string()));
+    headers.push((header::CONTENT_TYPE, "application/json".to_string()));
     UpstreamRequest {
         url: strip_key_param(&model.endpoint),
         headers,

@@ -21,6 +21,7 @@ mod tools;
 use std::fmt;
 use std::time::SystemTime;
 
+use awc::http::header::{self, HeaderName};
 use serde_json::Value;
 
 pub use call::call;
@@ -35,8 +36,8 @@ use crate::types::{ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, T
 pub struct UpstreamRequest {
     /// The full URL to `POST` to.
     pub url: String,
-    /// Headers to send, including authentication.
-    pub headers: Vec<(&'static str, String)>,
+    /// Headers to send, including authentication (names parsed once, not per call).
+    pub headers: Vec<(HeaderName, String)>,
     /// The JSON body.
     pub body: Value,
 }
@@ -44,7 +45,7 @@ pub struct UpstreamRequest {
 impl fmt::Debug for UpstreamRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let url = self.url.split(['?', '#']).next().unwrap_or_default();
-        let headers: Vec<&str> = self.headers.iter().map(|(name, _)| *name).collect();
+        let headers: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
         let fields: Vec<&str> = match &self.body {
             Value::Object(map) => map.keys().map(String::as_str).collect(),
             _ => Vec::new(),
@@ -90,7 +91,7 @@ pub fn parse_response(
         if let Some(parsed) = fast {
             return parsed;
         }
-        let json: Value = serde_json::from_slice(body).map_err(|e| UpstreamError::Malformed {
+        let json: Value = crate::json::from_bytes(body).map_err(|e| UpstreamError::Malformed {
             message: format!("response body is not JSON: {e}"),
         })?;
         return match kind {
@@ -112,9 +113,9 @@ fn bearer_post(
 ) -> UpstreamRequest {
     let mut headers = Vec::new();
     if let Some(k) = key {
-        headers.push(("Authorization", format!("Bearer {k}")));
+        headers.push((header::AUTHORIZATION, format!("Bearer {k}")));
     }
-    headers.push(("Content-Type", "application/json".to_string()));
+    headers.push((header::CONTENT_TYPE, "application/json".to_string()));
     UpstreamRequest {
         url: model.endpoint.clone(),
         headers,

@@ -170,7 +170,10 @@ mod tests {
         );
         assert_eq!(
             r.headers,
-            vec![("Content-Type", "application/json".to_string())]
+            vec![(
+                awc::http::header::CONTENT_TYPE,
+                "application/json".to_string()
+            )]
         );
         assert!(header(
             &build(&simple(), false, Some("none_required")),

@@ -195,7 +195,7 @@ struct TypedDetails {
 /// The answer read straight from the body, or `None` when it needs [`parse`] (see
 /// [`Typed`]); both give the same result for every body the typed reading accepts.
 pub(super) fn parse_bytes(body: &[u8]) -> Option<Result<ChatResponse, UpstreamError>> {
-    let typed: Typed<'_> = serde_json::from_slice(body).ok()?;
+    let typed: Typed<'_> = crate::json::from_bytes(body).ok()?;
     let choice = typed.choices.into_iter().next()?;
     let message = choice.message?;
     let raw = choice.finish_reason.map(std::borrow::Cow::into_owned);
@@ -341,7 +341,10 @@ mod tests {
         );
         assert_eq!(
             r.headers,
-            vec![("Content-Type", "application/json".to_string())]
+            vec![(
+                awc::http::header::CONTENT_TYPE,
+                "application/json".to_string()
+            )]
         );
         let r = build_request(&p, &m, Some(&key()), &simple());
         assert_eq!(header(&r, "authorization"), Some("Bearer sk-test-123"));

@@ -56,7 +56,7 @@ pub fn model_list_request(
     let mut req = build_request(provider, model, key, &dummy);
     req.url = model_list_url(provider.kind, &req.url);
     req.headers
-        .retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
+        .retain(|(name, _)| name != awc::http::header::CONTENT_TYPE);
     req.body = Value::Null;
     req
 }
@@ -70,7 +70,7 @@ pub async fn probe(
 ) -> Result<(), UpstreamError> {
     let mut builder = client.get(&req.url).timeout(timeout);
     for (name, value) in &req.headers {
-        builder = builder.insert_header((*name, value.as_str()));
+        builder = builder.insert_header((name.clone(), value.as_str()));
     }
     let mut res = builder.send().await.map_err(send_error)?;
     let status = res.status().as_u16();

@@ -75,7 +75,7 @@ pub(crate) fn no_thinking() -> ChatRequest {
 pub(crate) fn header<'a>(req: &'a super::UpstreamRequest, name: &str) -> Option<&'a str> {
     req.headers
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
 }
 

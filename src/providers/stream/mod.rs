@@ -132,7 +132,7 @@ pub async fn call_stream(
         // the body has no deadline of its own here (the idle timeout below is the stream's).
         let mut builder = client.post(req.url.as_str());
         for (name, value) in &req.headers {
-            builder = builder.insert_header((*name, value.as_str()));
+            builder = builder.insert_header((name.clone(), value.as_str()));
         }
         builder.send_json(&req.body).await.map_err(send_error)
     };
