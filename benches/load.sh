@@ -226,9 +226,9 @@ STREAM_BKVY_URL="http://127.0.0.1:$BKVY_PORT/v1/chat/completions"
 BKVY_URL="http://127.0.0.1:$BKVY_PORT$BKVY_PATH"
 
 # ---------------------------------------------------------------- processes
-wait_http() { # URL
+wait_http() { # URL [TRIES, 0.1 s apart; default 100]
     local i
-    for i in $(seq 1 100); do
+    for i in $(seq 1 "${2:-100}"); do
         if curl -s -o /dev/null "$1"; then return 0; fi
         sleep 0.1
     done
@@ -568,11 +568,8 @@ if [ "$RUN_INSTR" = 1 ]; then
                 --dump-instr=no --dump-line=no "$@" >>"$WORK/instr-$name.log" 2>&1 &
             local pid=$!
             PIDS+=("$pid")
-            local i
-            for i in $(seq 1 600); do
-                curl -s -o /dev/null "http://127.0.0.1:$port/" && break
-                sleep 0.1
-            done
+            # Programs start slowly under valgrind: up to a minute.
+            wait_http "http://127.0.0.1:$port/" 600 || true
             taskset -c "$LOAD_CORE" oha "${OHA_EXTRA[@]}" "${OHA_JSON[@]}" -n "$n" -c 1 -m POST \
                 -H "Content-Type: application/json" -D "$body" "${oha_args[@]}" "$url" \
                 >"$RESULTS_DIR/callgrind/$name-$n.json" 2>/dev/null || log "oha failed for instr $name $n"

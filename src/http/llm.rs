@@ -524,9 +524,9 @@ pub fn streaming_reply(
 ) -> Reply {
     let id = answered.candidate.id().clone();
     let mut res = HttpResponse::Ok();
-    for h in stream_headers(&call.event.request_id, &id.provider, &id.model, decision) {
-        res.insert_header(h);
-    }
+    // No cost header: the cost is known only at the end.
+    answer_headers(&mut res, &call.event.request_id, &id, decision)
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"));
     let body = streaming::live_body(
         answered,
         format(&id),
@@ -537,20 +537,17 @@ pub fn streaming_reply(
     Reply::Streaming(res.content_type("text/event-stream").streaming(body))
 }
 
-/// Headers of a streamed answer (no cost: it is known only at the end).
-fn stream_headers(
+/// The `x-bkvy-*` headers every answer carries: request id, where it went and why.
+pub fn answer_headers<'r>(
+    res: &'r mut actix_web::HttpResponseBuilder,
     request_id: &str,
-    provider: &str,
-    model: &str,
+    id: &bkvy_actors::KeyModelId,
     decision: &str,
-) -> Vec<(&'static str, String)> {
-    vec![
-        ("x-bkvy-request-id", request_id.to_owned()),
-        ("x-bkvy-provider", provider.to_owned()),
-        ("x-bkvy-model", model.to_owned()),
-        ("x-bkvy-decision", decision.to_owned()),
-        ("cache-control", "no-cache".to_owned()),
-    ]
+) -> &'r mut actix_web::HttpResponseBuilder {
+    res.insert_header((names::REQUEST_ID, request_id))
+        .insert_header((names::PROVIDER, id.provider.as_str()))
+        .insert_header((names::MODEL, id.model.as_str()))
+        .insert_header((names::DECISION, decision))
 }
 
 /// The `/llm/*` stream shape: `start`, `delta`…, then `done` and `[DONE]`, or `error`.
@@ -700,10 +697,7 @@ fn success_response(
     let finish = s.response.finish_reason.as_str();
     let truncated = s.response.finish_reason == crate::types::FinishReason::Length;
     let mut res = HttpResponse::Ok();
-    res.insert_header((names::REQUEST_ID, request_id))
-        .insert_header((names::PROVIDER, id.provider.as_str()))
-        .insert_header((names::MODEL, id.model.as_str()))
-        .insert_header((names::DECISION, plan.decision_reason))
+    answer_headers(&mut res, request_id, id, plan.decision_reason)
         .insert_header((names::COST_USD, format!("{:.8}", s.cost_usd)));
     if debug {
         res.json(json!({

@@ -857,15 +857,10 @@ async fn run(
         Ok(success) => {
             llm::record_success(&mut call.event, &success);
             let id = success.candidate.id();
-            Reply::Done(
-                HttpResponse::Ok()
-                    .insert_header((names::REQUEST_ID, request_id.as_str()))
-                    .insert_header((names::PROVIDER, id.provider.as_str()))
-                    .insert_header((names::MODEL, id.model.as_str()))
-                    .insert_header((names::DECISION, plan.decision_reason))
-                    .insert_header((names::COST_USD, format!("{:.8}", success.cost_usd)))
-                    .json(completion(&request_id, &success)),
-            )
+            let mut res = HttpResponse::Ok();
+            llm::answer_headers(&mut res, &request_id, id, plan.decision_reason)
+                .insert_header((names::COST_USD, format!("{:.8}", success.cost_usd)));
+            Reply::Done(res.json(completion(&request_id, &success)))
         }
         Err(failure) => {
             let e = llm::record_failure(&mut call.event, &failure);

@@ -54,16 +54,19 @@ pub const MAX_ERROR_MESSAGE_CHARS: usize = 500;
 /// Characters that make a spreadsheet treat a cell as a formula.
 const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
+/// The timestamp column's layout, as a chrono format string.
+pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6f+00:00";
+
 /// `started_at` as ISO-8601 UTC with microseconds and a `+00:00` offset.
 pub fn iso_timestamp(ms: Millis) -> String {
     use chrono::{Datelike, Timelike};
     use std::fmt::Write as _;
     let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
     if !(0..=9999).contains(&t.year()) {
-        return t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string();
+        return t.format(TIMESTAMP_FORMAT).to_string();
     }
-    // Written field by field: the same text as the format string above, without parsing
-    // that string again for every row.
+    // Written field by field: the same text as `TIMESTAMP_FORMAT`, without parsing that
+    // string again for every row.
     let mut s = String::with_capacity(32);
     let _ = write!(
         s,

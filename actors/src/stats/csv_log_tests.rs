@@ -34,7 +34,7 @@ proptest::proptest! {
         let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap();
         proptest::prop_assert_eq!(
             iso_timestamp(ms),
-            t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+            t.format(TIMESTAMP_FORMAT).to_string()
         );
     }
 
