@@ -27,7 +27,12 @@ const DEFAULT_MAX_TOKENS: u32 = 4096;
 /// `anthropic-version` when the model does not set one.
 const DEFAULT_VERSION: &str = "2023-06-01";
 
-pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> UpstreamRequest {
+pub(super) fn build(
+    model: &Model,
+    key: Option<&Secret>,
+    req: &ChatRequest,
+    stream: bool,
+) -> UpstreamRequest {
     let (mut system, messages) = if tools::has_tool_turns(req) {
         let (system, turns) = split_and_merge_parts(req, api_role, content_blocks);
         let messages: Vec<Value> = turns
@@ -76,6 +81,9 @@ pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> U
     if let Some(stop) = stop_sequences(req) {
         body.insert("stop_sequences".into(), json!(stop));
     }
+    if stream {
+        body.insert("stream".into(), json!(true));
+    }
     let mut headers = Vec::new();
     if let Some(k) = key {
         headers.push((HeaderName::from_static("x-api-key"), k.expose().to_string()));
@@ -89,7 +97,7 @@ pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> U
     UpstreamRequest {
         url: model.endpoint.clone(),
         headers,
-        body: Value::Object(body),
+        body: super::json_body(&body),
     }
 }
 
@@ -252,7 +260,7 @@ mod tests {
         let r = build(&simple(), false);
         assert_eq!(r.url, URL);
         assert_eq!(
-            r.body,
+            r.body_json(),
             json!({"model": "claude-sonnet-4-5", "max_tokens": 4096,
                    "messages": [{"role": "user", "content": "Hi"}]})
         );
@@ -274,13 +282,13 @@ mod tests {
         req.options = all_options();
         req.options.temperature = Some(1.7);
         assert_eq!(
-            build(&req, false).body,
+            build(&req, false).body_json(),
             json!({"model": "claude-sonnet-4-5", "max_tokens": 256,
                    "messages": [{"role": "user", "content": "Hi"}],
                    "temperature": 1.0, "top_k": 40, "stop_sequences": ["END"]})
         );
         req.options.temperature = None;
-        assert_eq!(build(&req, false).body["top_p"], json!(0.9));
+        assert_eq!(build(&req, false).body_json()["top_p"], json!(0.9));
     }
 
     #[test]
@@ -295,7 +303,7 @@ mod tests {
             msg(Role::User, "Thanks"),
         ]);
         assert_eq!(
-            build(&req, false).body,
+            build(&req, false).body_json(),
             json!({"model": "claude-sonnet-4-5", "max_tokens": 4096,
                    "system": "Be brief.\n\nAnswer in French.",
                    "messages": [
@@ -309,8 +317,8 @@ mod tests {
     fn thinking_off_sends_nothing() {
         let expected = json!({"model": "claude-sonnet-4-5", "max_tokens": 4096,
                               "messages": [{"role": "user", "content": "Hi"}]});
-        assert_eq!(build(&no_thinking(), true).body, expected);
-        assert_eq!(build(&no_thinking(), false).body, expected);
+        assert_eq!(build(&no_thinking(), true).body_json(), expected);
+        assert_eq!(build(&no_thinking(), false).body_json(), expected);
     }
 
     fn ok(body: serde_json::Value) -> Result<crate::types::ChatResponse, UpstreamError> {

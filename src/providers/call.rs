@@ -31,7 +31,10 @@ pub async fn call(
         for (name, value) in &req.headers {
             builder = builder.insert_header((name.clone(), value.as_str()));
         }
-        let mut response = builder.send_json(&req.body).await.map_err(send_error)?;
+        let mut response = builder
+            .send_body(req.body.clone())
+            .await
+            .map_err(send_error)?;
         let status = response.status().as_u16();
         let body = response
             .body()

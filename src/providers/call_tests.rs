@@ -151,7 +151,9 @@ fn request(url: String) -> UpstreamRequest {
             (awc::http::header::AUTHORIZATION, "Bearer k".into()),
             (awc::http::header::CONTENT_TYPE, "application/json".into()),
         ],
-        body: json!({"model": "m", "messages": [{"role": "user", "content": "ping"}]}),
+        body: json!({"model": "m", "messages": [{"role": "user", "content": "ping"}]})
+            .to_string()
+            .into(),
     }
 }
 

@@ -102,7 +102,7 @@ pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> U
     UpstreamRequest {
         url: strip_key_param(&model.endpoint),
         headers,
-        body: Value::Object(body),
+        body: super::json_body(&body),
     }
 }
 

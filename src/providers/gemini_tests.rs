@@ -27,7 +27,7 @@ fn no_options_key_in_header_only() {
     let r = build("gemini-2.5-flash", false, &simple());
     assert_eq!(r.url, URL);
     assert_eq!(
-        r.body,
+        r.body_json(),
         json!({"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]})
     );
     assert_eq!(header(&r, "x-goog-api-key"), Some("AIza-secret"));
@@ -55,7 +55,7 @@ fn all_options() {
     req.options = super::super::test_support::all_options();
     req.options.temperature = Some(2.5);
     assert_eq!(
-        build("gemini-2.5-flash", false, &req).body,
+        build("gemini-2.5-flash", false, &req).body_json(),
         json!({"contents": [{"role": "user", "parts": [{"text": "Hi"}]}],
                "generationConfig": {"maxOutputTokens": 256, "temperature": 2.0, "topP": 0.9,
                                     "topK": 40, "stopSequences": ["END"]}})
@@ -73,7 +73,7 @@ fn system_instruction_roles_and_merging() {
         msg(Role::User, "Weather?"),
     ]);
     assert_eq!(
-        build("gemini-2.5-flash", false, &req).body,
+        build("gemini-2.5-flash", false, &req).body_json(),
         json!({"contents": [
                    {"role": "user", "parts": [{"text": "Hi"}]},
                    {"role": "model", "parts": [{"text": "Hello.\n\nHow can I help?"}]},
@@ -86,15 +86,15 @@ fn system_instruction_roles_and_merging() {
 fn thinking_off() {
     let contents = json!([{"role": "user", "parts": [{"text": "Hi"}]}]);
     assert_eq!(
-        build("gemini-2.5-flash", true, &no_thinking()).body,
+        build("gemini-2.5-flash", true, &no_thinking()).body_json(),
         json!({"contents": contents, "generationConfig": {"thinkingConfig": {"thinkingBudget": 0}}})
     );
     assert_eq!(
-        build("gemini-2.5-pro", true, &no_thinking()).body,
+        build("gemini-2.5-pro", true, &no_thinking()).body_json(),
         json!({"contents": contents, "generationConfig": {"thinkingConfig": {"thinkingBudget": 128}}})
     );
     assert_eq!(
-        build("gemini-2.0-flash", false, &no_thinking()).body,
+        build("gemini-2.0-flash", false, &no_thinking()).body_json(),
         json!({"contents": contents})
     );
 }

@@ -22,6 +22,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 use awc::http::header::{self, HeaderName};
+use bytes::Bytes;
 use serde_json::Value;
 
 pub use call::call;
@@ -38,15 +39,24 @@ pub struct UpstreamRequest {
     pub url: String,
     /// Headers to send, including authentication (names parsed once, not per call).
     pub headers: Vec<(HeaderName, String)>,
-    /// The JSON body.
-    pub body: Value,
+    /// The JSON body, serialised once when the call is built (empty for a `GET`).
+    pub body: Bytes,
+}
+
+impl UpstreamRequest {
+    /// The body parsed back (`Null` when empty): for tests and diagnostics, never on
+    /// the request path.
+    pub fn body_json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
 }
 
 impl fmt::Debug for UpstreamRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let url = self.url.split(['?', '#']).next().unwrap_or_default();
         let headers: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
-        let fields: Vec<&str> = match &self.body {
+        let body = self.body_json();
+        let fields: Vec<&str> = match &body {
             Value::Object(map) => map.keys().map(String::as_str).collect(),
             _ => Vec::new(),
         };
@@ -65,13 +75,38 @@ pub fn build_request(
     key: Option<&Secret>,
     req: &ChatRequest,
 ) -> UpstreamRequest {
+    build(provider, model, key, req, false)
+}
+
+/// The call, with the API's stream switch in the body when `stream` (Gemini streams
+/// through its URL instead, see [`stream::build_stream_request`]).
+fn build(
+    provider: &Provider,
+    model: &Model,
+    key: Option<&Secret>,
+    req: &ChatRequest,
+    stream: bool,
+) -> UpstreamRequest {
     match provider.kind {
         ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
-            openai::build(provider.kind, model, key, req)
+            openai::build(provider.kind, model, key, req, stream)
         }
-        ProviderKind::Anthropic => anthropic::build(model, key, req),
+        ProviderKind::Anthropic => anthropic::build(model, key, req, stream),
         ProviderKind::Gemini => gemini::build(model, key, req),
-        ProviderKind::Ollama => ollama::build(model, key, req),
+        ProviderKind::Ollama => ollama::build(model, key, req, stream),
+    }
+}
+
+/// A body serialised to bytes. Serialising these values cannot fail (every map key is a
+/// string); were it to, the error is logged and the empty body is refused upstream as a
+/// bad request.
+fn json_body(body: &impl serde::Serialize) -> Bytes {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => bytes.into(),
+        Err(e) => {
+            log::error!("upstream request body could not be serialised: {e}");
+            Bytes::new()
+        }
     }
 }
 
@@ -106,11 +141,7 @@ pub fn parse_response(
 
 /// A JSON POST to the model's endpoint with `Authorization: Bearer <key>` when a key is
 /// given (OpenAI, OpenAI-compatible and Ollama share this shape).
-fn bearer_post(
-    model: &Model,
-    key: Option<&str>,
-    body: serde_json::Map<String, Value>,
-) -> UpstreamRequest {
+fn bearer_post(model: &Model, key: Option<&str>, body: Bytes) -> UpstreamRequest {
     let mut headers = Vec::new();
     if let Some(k) = key {
         headers.push((header::AUTHORIZATION, format!("Bearer {k}")));
@@ -119,7 +150,7 @@ fn bearer_post(
     UpstreamRequest {
         url: model.endpoint.clone(),
         headers,
-        body: Value::Object(body),
+        body,
     }
 }
 

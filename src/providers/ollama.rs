@@ -16,12 +16,17 @@ use crate::types::{
 /// The key value that means "no key" in providers.json.
 const NO_KEY: &str = "none_required";
 
-pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> UpstreamRequest {
+pub(super) fn build(
+    model: &Model,
+    key: Option<&Secret>,
+    req: &ChatRequest,
+    stream: bool,
+) -> UpstreamRequest {
     let mut body = Map::new();
     body.insert("model".into(), json!(model.name));
     let messages: Vec<Value> = req.messages.iter().map(|m| message(m, req)).collect();
     body.insert("messages".into(), Value::Array(messages));
-    body.insert("stream".into(), json!(false));
+    body.insert("stream".into(), json!(stream));
     insert_tooling(&mut body, req);
     let o = &req.options;
     let mut options = Map::new();
@@ -49,7 +54,7 @@ pub(super) fn build(model: &Model, key: Option<&Secret>, req: &ChatRequest) -> U
     let key = key
         .map(Secret::expose)
         .filter(|k| !k.is_empty() && *k != NO_KEY);
-    super::bearer_post(model, key, body)
+    super::bearer_post(model, key, super::json_body(&body))
 }
 
 /// One message; tool calls carry their arguments as objects, tool results the name of
@@ -165,7 +170,7 @@ mod tests {
         let r = build(&simple(), false, None);
         assert_eq!(r.url, URL);
         assert_eq!(
-            r.body,
+            r.body_json(),
             json!({"model": "qwen3:8b", "messages": [{"role": "user", "content": "Hi"}], "stream": false})
         );
         assert_eq!(
@@ -191,18 +196,18 @@ mod tests {
         let mut req = with_messages(vec![msg(Role::System, "Be brief."), msg(Role::User, "Hi")]);
         req.options = all_options();
         assert_eq!(
-            build(&req, false, None).body,
+            build(&req, false, None).body_json(),
             json!({"model": "qwen3:8b",
                    "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
                    "stream": false,
                    "options": {"num_predict": 256, "temperature": 0.5, "top_p": 0.9, "top_k": 40, "stop": ["END"]}})
         );
         assert_eq!(
-            build(&no_thinking(), true, None).body,
+            build(&no_thinking(), true, None).body_json(),
             json!({"model": "qwen3:8b", "messages": [{"role": "user", "content": "Hi"}], "stream": false, "think": false})
         );
         assert!(build(&no_thinking(), false, None)
-            .body
+            .body_json()
             .get("think")
             .is_none());
     }

@@ -15,57 +15,115 @@ use crate::types::{
     ToolChoice, Usage,
 };
 
+/// The request body, serialised straight from the request: no intermediate `Value`
+/// tree (whose ordered maps hash every key) for the common fields. Fields are written in
+/// this order and only when set.
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    messages: Messages<'a>,
+    /// `tools`, `tool_choice`, `parallel_tool_calls`, `response_format` (rare; empty
+    /// writes nothing).
+    #[serde(flatten)]
+    tooling: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chat_template_kwargs: Option<ThinkingSwitch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+/// `{"enable_thinking": false}` (Qwen3-style chat templates).
+#[derive(serde::Serialize)]
+struct ThinkingSwitch {
+    enable_thinking: bool,
+}
+
+/// `{"include_usage": true}`: the usage chunk at the end of a stream.
+#[derive(serde::Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+/// The conversation, each message written by [`message_into`].
+struct Messages<'a>(&'a [ChatMessage]);
+
+impl serde::Serialize for Messages<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(Message))
+    }
+}
+
+struct Message<'a>(&'a ChatMessage);
+
+impl serde::Serialize for Message<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let m = self.0;
+        if m.role == Role::Tool || !m.tool_calls.is_empty() {
+            return message(m).serialize(s);
+        }
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("role", m.role.as_str())?;
+        map.serialize_entry("content", &m.content)?;
+        map.end()
+    }
+}
+
+/// Builds the call; `stream` adds `"stream": true` and asks for the usage chunk.
 pub(super) fn build(
     kind: ProviderKind,
     model: &Model,
     key: Option<&Secret>,
     req: &ChatRequest,
+    stream: bool,
 ) -> UpstreamRequest {
     let is_openai = kind == ProviderKind::Openai;
-    let mut body = Map::new();
-    body.insert("model".into(), json!(model.name));
-    let messages: Vec<Value> = req.messages.iter().map(message).collect();
-    body.insert("messages".into(), Value::Array(messages));
-    insert_tooling(&mut body, req);
     let o = &req.options;
-    if let Some(n) = o.max_tokens {
-        let field = if is_openai {
-            "max_completion_tokens"
-        } else {
-            "max_tokens"
-        };
-        body.insert(field.into(), json!(n));
-    }
-    if let Some(t) = o.temperature {
-        body.insert("temperature".into(), json!(t.clamp(0.0, 2.0)));
-    }
-    if let Some(p) = o.top_p {
-        body.insert("top_p".into(), json!(p.clamp(0.0, 1.0)));
-    }
-    if let (Some(k), false) = (o.top_k, is_openai) {
-        body.insert("top_k".into(), json!(k));
-    }
-    if let Some(stop) = stop_sequences(req) {
-        body.insert("stop".into(), json!(stop));
-    }
-    if thinking_off(model, req) {
-        if is_openai {
-            // gpt-5 accepts "minimal"; o1/o3/o4 only go down to "low".
-            let effort = if model.name.starts_with("gpt-5") {
+    let thinking_off = thinking_off(model, req);
+    let body = Body {
+        model: &model.name,
+        messages: Messages(&req.messages),
+        tooling: tooling(req),
+        max_completion_tokens: o.max_tokens.filter(|_| is_openai),
+        max_tokens: o.max_tokens.filter(|_| !is_openai),
+        temperature: o.temperature.map(|t| t.clamp(0.0, 2.0)),
+        top_p: o.top_p.map(|p| p.clamp(0.0, 1.0)),
+        top_k: o.top_k.filter(|_| !is_openai),
+        stop: stop_sequences(req).map(Vec::as_slice),
+        // gpt-5 accepts "minimal"; o1/o3/o4 only go down to "low".
+        reasoning_effort: (thinking_off && is_openai).then(|| {
+            if model.name.starts_with("gpt-5") {
                 "minimal"
             } else {
                 "low"
-            };
-            body.insert("reasoning_effort".into(), json!(effort));
-        } else {
-            body.insert(
-                "chat_template_kwargs".into(),
-                json!({"enable_thinking": false}),
-            );
-        }
-    }
+            }
+        }),
+        chat_template_kwargs: (thinking_off && !is_openai).then_some(ThinkingSwitch {
+            enable_thinking: false,
+        }),
+        stream: stream.then_some(true),
+        stream_options: stream.then_some(StreamOptions {
+            include_usage: true,
+        }),
+    };
     let key = key.map(Secret::expose).filter(|k| !k.is_empty());
-    super::bearer_post(model, key, body)
+    super::bearer_post(model, key, super::json_body(&body))
 }
 
 /// One message in the Chat Completions shape, tool calls and results included.
@@ -92,7 +150,8 @@ pub fn call_json(c: &ToolCall) -> Value {
 
 /// `tools`, `tool_choice`, `parallel_tool_calls` and `response_format`, passed through
 /// in OpenAI's own shape (OpenAI-compatible servers take the same fields).
-fn insert_tooling(body: &mut Map<String, Value>, req: &ChatRequest) {
+fn tooling(req: &ChatRequest) -> Map<String, Value> {
+    let mut body = Map::new();
     let t = &req.tooling;
     if !t.tools.is_empty() {
         let tools: Vec<Value> = t
@@ -136,6 +195,7 @@ fn insert_tooling(body: &mut Map<String, Value>, req: &ChatRequest) {
             );
         }
     }
+    body
 }
 
 /// `tool_choice` in OpenAI's shape.
@@ -294,13 +354,18 @@ mod tests {
         let r = build_request(&p, &m, Some(&key()), &simple());
         assert_eq!(r.url, URL);
         assert_eq!(
-            r.body,
+            r.body_json(),
             json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]})
         );
         assert_eq!(header(&r, "Authorization"), Some("Bearer sk-test-123"));
         assert_eq!(header(&r, "Content-Type"), Some("application/json"));
         assert_eq!(r.headers.len(), 2);
         assert!(!format!("{r:?}").contains("sk-test-123"));
+        // The bytes sent, compact and in a fixed field order.
+        assert_eq!(
+            std::str::from_utf8(&r.body).unwrap(),
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}"#
+        );
     }
 
     #[test]
@@ -311,7 +376,7 @@ mod tests {
         req.options = all_options();
         let r = build_request(&p, &m, Some(&key()), &req);
         assert_eq!(
-            r.body,
+            r.body_json(),
             json!({
                 "model": "gpt-4o-mini",
                 "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
@@ -333,7 +398,7 @@ mod tests {
         req.options.temperature = Some(3.5);
         let r = build_request(&p, &m, None, &req);
         assert_eq!(
-            r.body,
+            r.body_json(),
             json!({
                 "model": "qwen3-8b", "messages": [{"role": "user", "content": "Hi"}],
                 "max_tokens": 256, "temperature": 2.0, "top_p": 0.9, "top_k": 40, "stop": ["END"]
@@ -360,7 +425,7 @@ mod tests {
                 Some(&key()),
                 &no_thinking(),
             )
-            .body
+            .body_json()
         };
         assert_eq!(
             body("gpt-5-mini", true)["reasoning_effort"],
@@ -375,13 +440,13 @@ mod tests {
         let p = provider(ProviderKind::OpenaiCompatible);
         let m = model("qwen3-8b", URL, true);
         assert_eq!(
-            build_request(&p, &m, None, &no_thinking()).body,
+            build_request(&p, &m, None, &no_thinking()).body_json(),
             json!({"model": "qwen3-8b", "messages": [{"role": "user", "content": "Hi"}],
                    "chat_template_kwargs": {"enable_thinking": false}})
         );
         let m = model("llama3", URL, false);
         assert!(build_request(&p, &m, None, &no_thinking())
-            .body
+            .body_json()
             .get("chat_template_kwargs")
             .is_none());
     }

@@ -7,8 +7,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::{build_request, call::send_error, classify_error, UpstreamError, UpstreamRequest};
 use crate::config::{Model, Provider, ProviderKind, Secret};
 use crate::types::{ChatMessage, ChatOptions, ChatRequest, Role};
@@ -57,7 +55,7 @@ pub fn model_list_request(
     req.url = model_list_url(provider.kind, &req.url);
     req.headers
         .retain(|(name, _)| name != awc::http::header::CONTENT_TYPE);
-    req.body = Value::Null;
+    req.body = bytes::Bytes::new();
     req
 }
 

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use futures::stream::LocalBoxStream;
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{build_request, call::send_error, classify_error, UpstreamError, UpstreamRequest};
+use super::{call::send_error, classify_error, UpstreamError, UpstreamRequest};
 use crate::config::{Model, Provider, ProviderKind, Secret};
 use crate::types::{ChatRequest, FinishReason, Usage};
 
@@ -71,19 +71,9 @@ pub fn build_stream_request(
     key: Option<&Secret>,
     req: &ChatRequest,
 ) -> UpstreamRequest {
-    let mut request = build_request(provider, model, key, req);
-    let mut set = |field: &str, value: Value| {
-        if let Value::Object(body) = &mut request.body {
-            body.insert(field.to_string(), value);
-        }
-    };
-    match provider.kind {
-        ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
-            set("stream", json!(true));
-            set("stream_options", json!({"include_usage": true}));
-        }
-        ProviderKind::Anthropic | ProviderKind::Ollama => set("stream", json!(true)),
-        ProviderKind::Gemini => request.url = gemini_stream_url(&request.url),
+    let mut request = super::build(provider, model, key, req, true);
+    if provider.kind == ProviderKind::Gemini {
+        request.url = gemini_stream_url(&request.url);
     }
     request
 }
@@ -134,7 +124,10 @@ pub async fn call_stream(
         for (name, value) in &req.headers {
             builder = builder.insert_header((name.clone(), value.as_str()));
         }
-        builder.send_json(&req.body).await.map_err(send_error)
+        builder
+            .send_body(req.body.clone())
+            .await
+            .map_err(send_error)
     };
     let mut response = match actix_web::rt::time::timeout(connect_timeout, send).await {
         Ok(result) => result?,

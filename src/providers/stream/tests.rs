@@ -4,6 +4,7 @@ use super::driver::Core;
 use super::*;
 use crate::providers::test_support::*;
 use crate::types::FinishReason;
+use serde_json::json;
 
 type Item = Result<StreamEvent, String>;
 
@@ -400,22 +401,28 @@ fn stream_requests() {
         build_stream_request(&provider(kind), &model("m", url, false), None, &req)
     };
     let r = body(ProviderKind::Openai, "http://x/v1/chat/completions");
-    assert_eq!(r.body["stream"], json!(true));
-    assert_eq!(r.body["stream_options"], json!({"include_usage": true}));
+    assert_eq!(r.body_json()["stream"], json!(true));
+    assert_eq!(
+        r.body_json()["stream_options"],
+        json!({"include_usage": true})
+    );
     let r = body(
         ProviderKind::OpenaiCompatible,
         "http://x/v1/chat/completions",
     );
-    assert_eq!(r.body["stream_options"]["include_usage"], json!(true));
+    assert_eq!(
+        r.body_json()["stream_options"]["include_usage"],
+        json!(true)
+    );
     let r = body(ProviderKind::Anthropic, "http://x/v1/messages");
-    assert_eq!(r.body["stream"], json!(true));
-    assert!(r.body.get("stream_options").is_none());
+    assert_eq!(r.body_json()["stream"], json!(true));
+    assert!(r.body_json().get("stream_options").is_none());
     let r = body(ProviderKind::Ollama, "http://x/api/chat");
-    assert_eq!(r.body["stream"], json!(true));
+    assert_eq!(r.body_json()["stream"], json!(true));
     let base = "https://g/v1beta/models/gemini-2.5-flash";
     let r = body(ProviderKind::Gemini, &format!("{base}:generateContent"));
     assert_eq!(r.url, format!("{base}:streamGenerateContent?alt=sse"));
-    assert!(r.body.get("stream").is_none());
+    assert!(r.body_json().get("stream").is_none());
     let r = body(
         ProviderKind::Gemini,
         &format!("{base}:generateContent?key=AIza&x=1&alt=json#f"),
