@@ -38,6 +38,9 @@
 #   PORT_BASE=18400              ports PORT_BASE .. PORT_BASE+4 must be free
 #   SKIP_BUILD=1                 use the existing target/release/bkvy (and stream_load)
 #   PROFILE=1                    record bkvy with `perf` during its base saturation run
+#   RUN_HOP=1                    the hop phase (first, ~20 s): a one-byte TCP echo between the
+#                                two cores and on one core, pausing 1/rate between round trips
+#                                (benches/hop.py): what the layout alone adds to every proxy's Δp50
 #   RUN_INSTR=1                  the instr phase (needs valgrind): instructions per request of
 #                                bkvy (plain, access log off, statistics on), the stack floor
 #                                and nginx under callgrind, sequential requests; repeatable
@@ -68,6 +71,7 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 PROFILE=${PROFILE:-0}
 RUN_STREAM=${RUN_STREAM:-1}
 RUN_INSTR=${RUN_INSTR:-1}
+RUN_HOP=${RUN_HOP:-1}
 INSTR_N1=${INSTR_N1:-300}
 INSTR_N2=${INSTR_N2:-1300}
 STREAM_RATE=${STREAM_RATE:-1000}
@@ -442,6 +446,13 @@ scrape() { curl -s "http://127.0.0.1:$BKVY_PORT/metrics" >"$RESULTS_DIR/$1.metri
 
 # ---------------------------------------------------------------- phases
 log "work dir $WORK; bkvy on core $BKVY_CORE, oha + fake on core $LOAD_CORE; $CONNS connections"
+if [ "$RUN_HOP" = 1 ]; then
+    # Before anything else runs: the cost of crossing between the two cores.
+    log "phase hop: one-byte TCP echo across cores $BKVY_CORE/$LOAD_CORE and on core $LOAD_CORE"
+    gaps=()
+    for rate in $RATES; do gaps+=("$(python3 -c "print(1 / $rate)")"); done
+    python3 "$ROOT/benches/hop.py" "$BKVY_CORE" "$LOAD_CORE" "${gaps[@]}" >"$RESULTS_DIR/hop.tsv"
+fi
 start_fake
 start_bkvy "$WORK/config"
 if [ "$RUN_BASE" = 1 ]; then
@@ -717,6 +728,34 @@ for phase, label in (("stats", "Statistics logging on (TRANSACTION_LOGGING + SUM
         cpu = f"; CPU {v['cpu']:.1f} vs {ref['cpu']:.1f} µs/request ({(v['cpu'] / ref['cpu'] - 1) * 100:+.1f} %)"
     print(f"\n{label}, paired saturation runs: {v['rps']:.0f} vs {ref['rps']:.0f} req/s "
           f"({(v['rps'] / ref['rps'] - 1) * 100:+.1f} %){cpu} [runs: {v['runs']} vs {ref['runs']}]")
+hop = os.path.join(rdir, "hop.tsv")
+if os.path.exists(hop) and os.path.getsize(hop):
+    # Every proxy row crosses between the cores twice per round trip where the direct row
+    # crosses none: two cross-core round trips (less two same-core ones) are the layout's
+    # share of Δp50, whatever the proxy.
+    echo = {}
+    for line in open(hop):
+        layout, gap, n, p50, p90 = line.split()
+        echo[(layout, round(1 / float(gap)))] = float(p50)
+    base = {(r["name"], r["target"]): r for r in rows if r["phase"] == "base"}
+    print("\nCross-core round trip (benches/hop.py: one-byte TCP echo, pausing 1/rate between round trips), "
+          "and Δp50 less two of them:\n")
+    print("| rate | echo across cores p50 µs | echo on one core p50 µs | layout's share of Δp50 µs "
+          "| Δp50 less the layout's share µs (" + " / ".join(n for n in ("bkvy", "floor", "nginx")
+                                                            if any(k[0] == n for k in base)) + ") |")
+    print("|---|---|---|---|---|")
+    for rate in sorted({k[1] for k in echo}):
+        cross, same = echo.get(("cross", rate)), echo.get(("same", rate))
+        if cross is None or same is None:
+            continue
+        share = 2 * (cross - same)
+        d = base.get(("direct", str(rate)))
+        rest = []
+        for n in ("bkvy", "floor", "nginx"):
+            r = base.get((n, str(rate)))
+            if r and d and r["p50"] is not None and d["p50"] is not None:
+                rest.append(f"{(r['p50'] - d['p50']) * 1e6 - share:+.0f}")
+        print(f"| {rate} | {cross:.1f} | {same:.1f} | {share:.0f} | {' / '.join(rest) or '-'} |")
 instr = os.path.join(rdir, "instr.tsv")
 if os.path.exists(instr):
     per = {}
