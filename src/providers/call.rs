@@ -27,14 +27,7 @@ pub async fn call(
 ) -> Result<ChatResponse, UpstreamError> {
     let exchange = async {
         // The deadline is the `timeout` around this whole exchange (the client has none).
-        let mut builder = client.post(req.url.as_str());
-        for (name, value) in &req.headers {
-            builder = builder.insert_header((name.clone(), value.as_str()));
-        }
-        let mut response = builder
-            .send_body(req.body.clone())
-            .await
-            .map_err(send_error)?;
+        let mut response = req.post(client).await.map_err(send_error)?;
         let status = response.status().as_u16();
         let body = response
             .body()

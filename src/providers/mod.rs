@@ -49,6 +49,20 @@ impl UpstreamRequest {
     pub fn body_json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
+
+    /// `builder` (a request to this call's URL) with this call's headers.
+    fn with_headers(&self, mut builder: awc::ClientRequest) -> awc::ClientRequest {
+        for (name, value) in &self.headers {
+            builder = builder.insert_header((name.clone(), value.as_str()));
+        }
+        builder
+    }
+
+    /// Sends this call as a `POST` with its body.
+    fn post(&self, client: &awc::Client) -> awc::SendClientRequest {
+        self.with_headers(client.post(self.url.as_str()))
+            .send_body(self.body.clone())
+    }
 }
 
 impl fmt::Debug for UpstreamRequest {

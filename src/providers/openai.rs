@@ -60,7 +60,7 @@ struct StreamOptions {
     include_usage: bool,
 }
 
-/// The conversation, each message written by [`message_into`].
+/// The conversation, each message written by [`Message`].
 struct Messages<'a>(&'a [ChatMessage]);
 
 impl serde::Serialize for Messages<'_> {
@@ -69,6 +69,8 @@ impl serde::Serialize for Messages<'_> {
     }
 }
 
+/// One message: `{"role", "content"}` written directly, tool calls and results through
+/// [`message`].
 struct Message<'a>(&'a ChatMessage);
 
 impl serde::Serialize for Message<'_> {

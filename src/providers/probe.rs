@@ -66,11 +66,11 @@ pub async fn probe(
     req: &UpstreamRequest,
     timeout: Duration,
 ) -> Result<(), UpstreamError> {
-    let mut builder = client.get(&req.url).timeout(timeout);
-    for (name, value) in &req.headers {
-        builder = builder.insert_header((name.clone(), value.as_str()));
-    }
-    let mut res = builder.send().await.map_err(send_error)?;
+    let mut res = req
+        .with_headers(client.get(&req.url).timeout(timeout))
+        .send()
+        .await
+        .map_err(send_error)?;
     let status = res.status().as_u16();
     let body = res.body().limit(1 << 20).await.unwrap_or_default();
     if (200..300).contains(&status) {

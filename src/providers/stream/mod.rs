@@ -120,14 +120,7 @@ pub async fn call_stream(
     let send = async {
         // The head must arrive within `connect_timeout` (the timeout around this block);
         // the body has no deadline of its own here (the idle timeout below is the stream's).
-        let mut builder = client.post(req.url.as_str());
-        for (name, value) in &req.headers {
-            builder = builder.insert_header((name.clone(), value.as_str()));
-        }
-        builder
-            .send_body(req.body.clone())
-            .await
-            .map_err(send_error)
+        req.post(client).await.map_err(send_error)
     };
     let mut response = match actix_web::rt::time::timeout(connect_timeout, send).await {
         Ok(result) => result?,
