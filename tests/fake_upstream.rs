@@ -7,7 +7,7 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use bkvy::fake::{FakeApi, FakeOptions, FakeUpstream, Fault};
+use bkvy::fake::{FakeApi, FakeLimit, FakeModelOptions, FakeOptions, FakeUpstream, Fault};
 use serde_json::{json, Value};
 
 fn start(opts: FakeOptions) -> FakeUpstream {
@@ -648,6 +648,121 @@ async fn fail_rate_latency_and_request_log() {
     assert!(log[0].received_at <= log[1].received_at);
     fake.clear();
     assert!(fake.requests().is_empty());
+    fake.stop().await;
+}
+
+fn limit(credential: &str, model: &str, rpm: u32) -> FakeLimit {
+    FakeLimit {
+        credential: Some(credential.to_owned()),
+        model: model.to_owned(),
+        rpm,
+        rpd: 1000,
+    }
+}
+
+/// The `Retry-After` of a reply as whole seconds.
+fn retry_after(r: &Reply) -> u64 {
+    r.header("retry-after").unwrap().parse().unwrap()
+}
+
+#[actix_web::test]
+async fn provider_limits_refuse_by_arrival_with_retry_after() {
+    let slow = FakeModelOptions {
+        model: "gpt-lim".into(),
+        latency: Duration::from_millis(1500),
+        latency_jitter: Duration::ZERO,
+        fail_rate: 0.0,
+        fail_status: 500,
+    };
+    let failing = FakeModelOptions {
+        model: "always-500".into(),
+        latency: Duration::ZERO,
+        latency_jitter: Duration::ZERO,
+        fail_rate: 1.0,
+        fail_status: 500,
+    };
+    let mut opts = FakeOptions {
+        limits: vec![
+            limit("sk-test", "gpt-lim", 1),
+            limit("ak-test", "claude-lim", 1),
+            limit("gk-test", "gemini-lim", 1),
+        ],
+        per_model: vec![slow, failing],
+        ..FakeOptions::default()
+    };
+    let fake = start(opts.clone());
+
+    // An invalid call is not counted (nor refused).
+    let r = openai(&fake, json!({"model": "gpt-lim"})).await;
+    assert_eq!(r.status, 400);
+    let t = Instant::now();
+    let r = openai(&fake, openai_body("gpt-lim")).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "per-model latency"
+    );
+    // The second call within 60 s at rpm 1: refused at once, in OpenAI's shape.
+    let t = Instant::now();
+    let r = openai(&fake, openai_body("gpt-lim")).await;
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "a refusal is immediate"
+    );
+    assert_eq!(r.status, 429);
+    assert!((57..=60).contains(&retry_after(&r)), "{:?}", r.headers);
+    assert_eq!(r.body["error"]["code"], "rate_limit_exceeded");
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("requests per min (RPM): Limit 1"));
+    // Another key, or a model without a limit, is not affected.
+    let url = format!("{}/v1/chat/completions", fake.url());
+    let other = [("authorization", "Bearer sk-other")];
+    let r = call("POST", &url, &other, Some(&openai_body("gpt-lim"))).await;
+    assert_eq!(r.status, 200);
+    let r = openai(&fake, openai_body("gpt-free")).await;
+    assert_eq!(r.status, 200);
+
+    assert_eq!(
+        anthropic(&fake, anthropic_body("claude-lim")).await.status,
+        200
+    );
+    let r = anthropic(&fake, anthropic_body("claude-lim")).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.body["error"]["type"], "rate_limit_error");
+    assert!((57..=60).contains(&retry_after(&r)));
+
+    assert_eq!(gemini(&fake, "gemini-lim", gemini_body()).await.status, 200);
+    let r = gemini(&fake, "gemini-lim", gemini_body()).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.body["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert_eq!(
+        r.body["error"]["details"][0]["retryDelay"],
+        format!("{}s", retry_after(&r))
+    );
+    assert_eq!(fake.limit_refusals(), 3);
+
+    // Per-model failures replace the global (none) for that model only.
+    let r = openai(&fake, openai_body("always-500")).await;
+    assert_eq!(r.status, 500);
+
+    // Raising the limit at run time keeps the arrivals already counted.
+    opts.limits[0].rpm = 2;
+    opts.per_model.clear();
+    fake.set_options(opts);
+    assert_eq!(openai(&fake, openai_body("gpt-lim")).await.status, 200);
+    assert_eq!(openai(&fake, openai_body("gpt-lim")).await.status, 429);
+    assert_eq!(fake.limit_refusals(), 4);
+
+    let statuses: Vec<(String, u16)> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.model.ends_with("-lim"))
+        .map(|r| (r.model, r.status))
+        .collect();
+    let refused = statuses.iter().filter(|(_, s)| *s == 429).count();
+    assert_eq!(refused, 4, "{statuses:?}");
     fake.stop().await;
 }
 

@@ -1,7 +1,9 @@
 //! The flow every call goes through, whatever the API: record what arrived, validate
-//! it (API module), pick a scripted or random fault, wait the configured latency and
-//! answer. Keeping it in one place makes faults and latency behave the same for every
-//! API, and means a call is recorded even when it is rejected or faulted.
+//! it (API module), count it against the provider-side limits (a call over one gets an
+//! immediate 429), pick a scripted or random fault, wait the configured latency (the
+//! model's own when `per_model` names it) and answer. Keeping it in one place makes
+//! limits, faults and latency behave the same for every API, and means a call is
+//! recorded even when it is rejected, refused or faulted.
 
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +16,7 @@ use serde_json::Value;
 use super::state::Shared;
 use super::stream::Stream;
 use super::{anthropic, gemini, ollama, openai};
-use super::{FakeApi, FakeOptions, Fault, RecordedRequest};
+use super::{FakeApi, FakeModelOptions, FakeOptions, Fault, RecordedRequest};
 
 /// How long a hanging call sleeps before it finally gives up.
 const HANG: Duration = Duration::from_secs(3600);
@@ -129,7 +131,41 @@ impl Outcome {
     }
 }
 
-/// Serves one call: record, check, fault, latency, answer.
+/// Latency and random failures of one model: its `per_model` entry, else the global ones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Behaviour {
+    latency: Duration,
+    latency_jitter: Duration,
+    fail_rate: f64,
+    fail_status: u16,
+}
+
+impl Behaviour {
+    fn of(opts: &FakeOptions, model: &str) -> Self {
+        match opts.per_model.iter().find(|m| m.model == model) {
+            Some(FakeModelOptions {
+                latency,
+                latency_jitter,
+                fail_rate,
+                fail_status,
+                ..
+            }) => Self {
+                latency: *latency,
+                latency_jitter: *latency_jitter,
+                fail_rate: *fail_rate,
+                fail_status: *fail_status,
+            },
+            None => Self {
+                latency: opts.latency,
+                latency_jitter: opts.latency_jitter,
+                fail_rate: opts.fail_rate,
+                fail_status: opts.fail_status,
+            },
+        }
+    }
+}
+
+/// Serves one call: record, check, limit, fault, latency, answer.
 pub(crate) async fn serve(
     shared: &Shared,
     req: &HttpRequest,
@@ -148,11 +184,13 @@ pub(crate) async fn serve(
                 .map(str::to_owned)
         })
         .unwrap_or_default();
+    let credential = credential(flavor, req);
+    let arrived = SystemTime::now();
     let id = shared.record(RecordedRequest {
         api,
         path: req.path().to_owned(),
         model: model.clone(),
-        credential: credential(flavor, req),
+        credential: credential.clone(),
         headers: req
             .headers()
             .iter()
@@ -164,14 +202,16 @@ pub(crate) async fn serve(
         query: req.query_string().to_owned(),
         peer: req.peer_addr(),
         body: json.clone().unwrap_or(Value::Null),
-        received_at: SystemTime::now(),
+        received_at: arrived,
         status: 0,
     });
     let opts = shared.options();
+    let behaviour = Behaviour::of(&opts, &model);
     let incoming = Incoming {
         req,
         json: json.as_ref(),
     };
+    let mut refused = false;
     let (outcome, delay) = match check(&incoming) {
         Err(reject) => (
             Outcome::Error {
@@ -182,12 +222,37 @@ pub(crate) async fn serve(
             Duration::ZERO,
         ),
         Ok(success) => {
-            let fault = shared.next_fault(&model).or_else(|| random_failure(&opts));
-            apply(fault, success, accepts_gzip(req))
+            let limited = if opts.limits.is_empty() {
+                Ok(())
+            } else {
+                shared.arrive(credential.as_deref(), &model, arrived)
+            };
+            match limited {
+                Err(r) => {
+                    refused = true;
+                    let outcome = Outcome::Error {
+                        reject: Reject::new(429, r.message(&model)).code("rate_limit_exceeded"),
+                        retry_after: Some(r.retry_after_secs.to_string()),
+                        headers: Vec::new(),
+                    };
+                    (outcome, Duration::ZERO)
+                }
+                Ok(()) => {
+                    let fault = shared
+                        .next_fault(&model)
+                        .or_else(|| random_failure(&behaviour, opts.retry_after_secs));
+                    apply(fault, success, accepts_gzip(req))
+                }
+            }
         }
     };
     shared.set_status(id, outcome.status());
-    let wait = latency(&opts) + delay;
+    // A provider refuses a call over its limit at once, without doing the work.
+    let wait = if refused {
+        Duration::ZERO
+    } else {
+        latency(&behaviour) + delay
+    };
     if !wait.is_zero() {
         sleep(wait).await;
     }
@@ -239,14 +304,14 @@ fn credential(flavor: Flavor, req: &HttpRequest) -> Option<String> {
 }
 
 /// A random failure per `fail_rate`; a 429 carries `Retry-After`.
-fn random_failure(opts: &FakeOptions) -> Option<Fault> {
-    let rate = opts.fail_rate.clamp(0.0, 1.0);
+fn random_failure(b: &Behaviour, retry_after_secs: u64) -> Option<Fault> {
+    let rate = b.fail_rate.clamp(0.0, 1.0);
     if rate <= 0.0 || !rand::random_bool(rate) {
         return None;
     }
-    let retry_after = (opts.fail_status == 429).then(|| opts.retry_after_secs.to_string());
+    let retry_after = (b.fail_status == 429).then(|| retry_after_secs.to_string());
     Some(Fault::Status {
-        status: opts.fail_status,
+        status: b.fail_status,
         retry_after,
         headers: Vec::new(),
     })
@@ -288,14 +353,14 @@ fn apply(fault: Option<Fault>, success: Success, gzip: bool) -> (Outcome, Durati
     (outcome, Duration::ZERO)
 }
 
-fn latency(opts: &FakeOptions) -> Duration {
-    let jitter = u64::try_from(opts.latency_jitter.as_nanos()).unwrap_or(u64::MAX);
+fn latency(b: &Behaviour) -> Duration {
+    let jitter = u64::try_from(b.latency_jitter.as_nanos()).unwrap_or(u64::MAX);
     let extra = if jitter == 0 {
         0
     } else {
         rand::random_range(0..=jitter)
     };
-    opts.latency + Duration::from_nanos(extra)
+    b.latency + Duration::from_nanos(extra)
 }
 
 fn error_body(flavor: Flavor, reject: &Reject, retry_delay_secs: u64) -> Value {

@@ -7,10 +7,14 @@
 //! so a bug in an adapter fails a test instead of silently "working" against a lenient
 //! stub. Answers are deterministic (`"[<model>] <last user text>"`, cut to the requested
 //! token limit counting words), and faults can be scripted per model or injected at a
-//! random rate to exercise retries, failover and timeouts.
+//! random rate to exercise retries, failover and timeouts. Latency and the random
+//! failures can be set per model, and the fake can enforce a provider's own RPM/RPD per
+//! (credential, model), counted by arrival, so a benchmark sees the 429s a real provider
+//! would send when a gateway's accounting slips.
 //!
 //! Layout: `state` holds what the worker threads share, `exchange` runs the common
-//! record → validate → fault → latency → answer flow, `text` makes the deterministic
+//! record → validate → limit → fault → latency → answer flow, `limits` holds the
+//! provider-side rate limits, `text` makes the deterministic
 //! answer, `stream` frames streaming answers, and one module per API (`openai`, `anthropic`, `gemini` with
 //! `gemini_request`, `ollama`, `models` for the model lists) does that API's
 //! validation and shapes.
@@ -19,6 +23,7 @@ mod anthropic;
 mod exchange;
 mod gemini;
 mod gemini_request;
+mod limits;
 mod models;
 mod ollama;
 mod openai;
@@ -39,10 +44,12 @@ use state::Shared;
 /// Largest request body the fake accepts (the gateway never sends more).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// Behaviour of the whole fake (not per model); see [`FakeUpstream::script`] for that.
+/// Behaviour of the whole fake; [`FakeOptions::per_model`] overrides latency and random
+/// failures for some models, and [`FakeUpstream::script`] scripts faults per model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FakeOptions {
-    /// Added before every answer, errors included.
+    /// Added before every answer, errors included (but not a refusal by [`FakeOptions::limits`],
+    /// which is answered at once, as providers do).
     pub latency: Duration,
     /// A uniform random extra of `0..=latency_jitter` on top of `latency`.
     pub latency_jitter: Duration,
@@ -54,6 +61,41 @@ pub struct FakeOptions {
     pub retry_after_secs: u64,
     /// actix-web worker threads (only read by [`FakeUpstream::start`]).
     pub workers: usize,
+    /// Provider-side rate limits per (credential, model), checked when a valid call
+    /// arrives; a call over one is answered 429 with `Retry-After` in the API's own error
+    /// shape (and is not counted). Empty: no limits.
+    pub limits: Vec<FakeLimit>,
+    /// Per-model latency and random failures, replacing the global ones for that model
+    /// (the first entry naming it wins).
+    pub per_model: Vec<FakeModelOptions>,
+}
+
+/// A provider-side limit the fake enforces per (credential, model), by arrival time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeLimit {
+    /// The credential as received (bearer token, `x-api-key`, `x-goog-api-key`); `None` matches calls that carry none.
+    pub credential: Option<String>,
+    /// The model name as the fake sees it (`RecordedRequest::model`).
+    pub model: String,
+    /// Calls per sliding 60 s (arrivals in (t-60s, t]).
+    pub rpm: u32,
+    /// Calls per UTC calendar day.
+    pub rpd: u32,
+}
+
+/// Per-model behaviour overriding the global latency and failure options of FakeOptions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeModelOptions {
+    /// The model name as the fake sees it (`RecordedRequest::model`).
+    pub model: String,
+    /// Replaces [`FakeOptions::latency`].
+    pub latency: Duration,
+    /// Replaces [`FakeOptions::latency_jitter`].
+    pub latency_jitter: Duration,
+    /// Replaces [`FakeOptions::fail_rate`].
+    pub fail_rate: f64,
+    /// Replaces [`FakeOptions::fail_status`].
+    pub fail_status: u16,
 }
 
 impl Default for FakeOptions {
@@ -65,6 +107,8 @@ impl Default for FakeOptions {
             fail_status: 500,
             retry_after_secs: 1,
             workers: 1,
+            limits: Vec::new(),
+            per_model: Vec::new(),
         }
     }
 }
@@ -223,9 +267,16 @@ impl FakeUpstream {
         self.shared.script(model, faults);
     }
 
-    /// Changes latency, fail rate and the rest at run time (`workers` is ignored).
+    /// Changes latency, fail rate, limits and the rest at run time (`workers` is
+    /// ignored). A (credential, model) limited before and after keeps the arrivals it
+    /// counted.
     pub fn set_options(&self, opts: FakeOptions) {
         self.shared.set_options(opts);
+    }
+
+    /// How many calls [`FakeOptions::limits`] refused since the start.
+    pub fn limit_refusals(&self) -> u64 {
+        self.shared.limit_refusals()
     }
 
     /// Stops the server at once, dropping calls in flight.

@@ -1,9 +1,13 @@
-//! What the fake's worker threads share: the request log, the fault scripts and the
-//! options. Every lock is held only to copy or push a value, never across an await.
+//! What the fake's worker threads share: the request log, the fault scripts, the
+//! options and the provider-side rate limits. Every lock is held only to copy or push a
+//! value (or to count one arrival), never across an await. The options are kept behind
+//! an `Arc` so that a call takes them without copying the limit and per-model lists.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
 
+use super::limits::{ArrivalLimits, Refused};
 use super::{FakeOptions, Fault, RecordedRequest};
 
 /// Shared state of one fake server.
@@ -11,7 +15,8 @@ use super::{FakeOptions, Fault, RecordedRequest};
 pub(crate) struct Shared {
     log: Mutex<Log>,
     scripts: Mutex<HashMap<String, VecDeque<Fault>>>,
-    options: Mutex<FakeOptions>,
+    options: Mutex<Arc<FakeOptions>>,
+    limits: Mutex<ArrivalLimits>,
 }
 
 /// The request log; `next_id` survives `clear` so a late status update of a cleared
@@ -32,7 +37,8 @@ impl Shared {
         Self {
             log: Mutex::new(Log::default()),
             scripts: Mutex::new(HashMap::new()),
-            options: Mutex::new(options),
+            limits: Mutex::new(ArrivalLimits::new(options.limits.clone())),
+            options: Mutex::new(Arc::new(options)),
         }
     }
 
@@ -84,12 +90,31 @@ impl Shared {
         fault
     }
 
-    pub(crate) fn options(&self) -> FakeOptions {
-        lock(&self.options).clone()
+    pub(crate) fn options(&self) -> Arc<FakeOptions> {
+        Arc::clone(&lock(&self.options))
     }
 
     pub(crate) fn set_options(&self, options: FakeOptions) {
-        *lock(&self.options) = options;
+        lock(&self.limits).set_limits(options.limits.clone());
+        *lock(&self.options) = Arc::new(options);
+    }
+
+    /// Counts a valid call arriving at `at` against the limits, or refuses it.
+    pub(crate) fn arrive(
+        &self,
+        credential: Option<&str>,
+        model: &str,
+        at: SystemTime,
+    ) -> Result<(), Refused> {
+        let micros = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        lock(&self.limits).arrive(credential, model, micros)
+    }
+
+    /// How many calls the limits refused.
+    pub(crate) fn limit_refusals(&self) -> u64 {
+        lock(&self.limits).refused()
     }
 }
 
