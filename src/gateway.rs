@@ -15,7 +15,7 @@ use actix::Addr;
 use bkvy_actors::circuit::FailureKind as PairFailure;
 use bkvy_actors::{
     Candidate, KeyAuthFailed, Lease, LeaseGuard, Millis, Outcome, Plan, Rejection, RouterActor,
-    SharedClock,
+    SharedClock, Want,
 };
 use futures::future::LocalBoxFuture;
 use serde::Serialize;
@@ -40,6 +40,10 @@ pub struct Job {
     pub tooling: Arc<Tooling>,
     /// Unix ms after which the client gets an answer no matter what.
     pub deadline: Millis,
+    /// Unix ms by which the caller wants its answer (`max_wait_seconds` after arrival;
+    /// at most the deadline): a candidate that cannot answer by then is left for one
+    /// that can, when there is one.
+    pub budget_end: Millis,
 }
 
 /// Shared, read-only inputs of execution.
@@ -70,14 +74,14 @@ pub struct AttemptRecord {
     pub api_key_id: String,
     /// Stable label: `rate_limited`, `auth`, `server_error`, `bad_request`,
     /// `malformed_response`, `timeout`, `connection`, or a capacity rejection
-    /// (`queue_full`, `would_miss_deadline`, `deadline_passed`, `key_disabled`,
-    /// `actor_unavailable`).
+    /// ([`Rejection::label`]: `over_budget`, `queue_full`, `would_miss_deadline`, …).
     pub error_type: String,
     /// Short description (provider's own error message, never content or secrets).
     pub error: String,
     /// Upstream HTTP status, when there was one.
     pub status: Option<u16>,
-    /// What happened next: `retry`, `next_alternative`, `skip_key`.
+    /// What happened next: `retry`, `wait_and_retry` (a 429 pause within the wait budget,
+    /// waited out in the pair's queue), `next_alternative`, `skip_key`.
     pub strategy: &'static str,
 }
 
@@ -178,19 +182,6 @@ pub fn cost_usd(usage: &Usage, model: &Model) -> f64 {
         / 1000.0
 }
 
-fn rejection_label(r: &Rejection) -> &'static str {
-    match r {
-        Rejection::Disabled { .. } => "key_disabled",
-        Rejection::QueueFull { .. } => "queue_full",
-        Rejection::WouldMissDeadline { .. } => "would_miss_deadline",
-        Rejection::DeadlinePassed => "deadline_passed",
-        Rejection::ActorUnavailable => "actor_unavailable",
-        Rejection::CircuitOpen { .. } => "circuit_open",
-        Rejection::TrialInProgress => "circuit_trial_in_progress",
-        Rejection::ShuttingDown => "shutting_down",
-    }
-}
-
 /// What a failure says about the key/model pair, for its circuit breaker.
 pub fn failure_kind(e: &UpstreamError) -> Option<PairFailure> {
     match e {
@@ -286,9 +277,107 @@ pub async fn execute(
     })
 }
 
+/// How long one attempt on `cand` may take before it is abandoned for the next
+/// candidate: a multiple of the pair's recent 95th-percentile latency (its configured
+/// `avg_response_time_ms` before any observation), never below the floor, never above
+/// the provider's `timeout_seconds` or the time left; and when another candidate follows
+/// (`next_total_ms`: its estimated start plus service), short enough to leave it that
+/// much time, unless that would go below the floor.
+pub fn attempt_timeout(
+    settings: &crate::config::Settings,
+    provider_timeout: Duration,
+    p95_ms: Millis,
+    remaining_ms: Millis,
+    next_total_ms: Option<Millis>,
+) -> Duration {
+    let floor = settings.attempt_timeout_floor;
+    let adaptive = Duration::from_secs_f64(
+        (p95_ms.max(0) as f64 * settings.attempt_timeout_multiplier / 1000.0).min(1e9),
+    );
+    let mut t = adaptive.max(floor).min(provider_timeout);
+    let remaining = Duration::from_millis(remaining_ms.max(0) as u64);
+    if let Some(next) = next_total_ms {
+        let room = remaining.saturating_sub(Duration::from_millis(next.max(0) as u64));
+        if room >= floor {
+            t = t.min(room);
+        }
+    }
+    t.min(remaining)
+}
+
+/// What the loop knows of the plan's candidates while it runs: which were tried, and
+/// fresh estimates of the others (read from what their actors publish, no message).
+struct Progress<'p> {
+    plan: &'p Plan,
+    /// Candidates taken up already (answered, failed or moved on from).
+    tried: Vec<bool>,
+    /// Keys that failed authentication in this request (rare: usually empty, and never
+    /// more than a few, so a list beats hashing two strings per candidate).
+    bad_keys: Vec<(&'p str, &'p str)>,
+}
+
+impl<'p> Progress<'p> {
+    /// Not tried yet, and its key has not failed authentication.
+    fn open(&self, i: usize) -> bool {
+        !self.tried[i] && self.key_ok(i)
+    }
+
+    /// Its key has not failed authentication in this request.
+    fn key_ok(&self, i: usize) -> bool {
+        let id = self.plan.ordered[i].candidate.id();
+        !self
+            .bad_keys
+            .iter()
+            .any(|&(p, k)| p == id.provider && k == id.key_id)
+    }
+
+    /// The candidates still to try, in plan order, with their estimated time to answer
+    /// (start + service) as they stand at `now`; `None` for one that is unavailable now.
+    fn others(
+        &self,
+        except: usize,
+        now: Millis,
+    ) -> impl Iterator<Item = (usize, Option<Millis>)> + '_ {
+        (0..self.plan.ordered.len())
+            .filter(move |&j| j != except && self.open(j))
+            .map(move |j| {
+                let e = self.plan.ordered[j].candidate.handle.estimate_now(now);
+                (j, e.unavailable.is_none().then_some(e.total_ms))
+            })
+    }
+
+    /// Whether a candidate other than `i` (and, with `max_cost`, no dearer than that)
+    /// is estimated to answer by `budget_end`.
+    fn other_within_budget(
+        &self,
+        i: usize,
+        now: Millis,
+        budget_end: Millis,
+        max_cost: Option<f64>,
+    ) -> bool {
+        self.others(i, now).any(|(j, total)| {
+            total.is_some_and(|t| now + t <= budget_end)
+                && max_cost.is_none_or(|c| self.plan.ordered[j].candidate.cost_per_1k <= c)
+        })
+    }
+
+    /// The next candidate to try after `i`: its estimated time to answer.
+    fn next_total(&self, i: usize, now: Millis) -> Option<Millis> {
+        self.others(i, now).find_map(|(_, total)| total)
+    }
+}
+
 /// The retry and failover loop shared by plain and streamed calls. `call` makes one
 /// upstream attempt; a failure is classified, recorded, reported to the key/model actor
-/// and retried or failed over; the first success is returned with its slot still held.
+/// and retried, waited out or failed over; the first success is returned with its slot
+/// still held.
+///
+/// Re-planning: a candidate whose real answer (queued past a start, paused, refused)
+/// would put the request past its wait budget while another candidate is estimated
+/// within it is left at once (`over_budget`); only when every candidate is past the
+/// budget does the request go back and wait for the one that can start first. A 429
+/// whose pause ends within the budget is waited out in that pair's queue unless another
+/// candidate, no dearer, is estimated within the budget.
 pub async fn execute_with<T, F>(
     up: &Upstreams,
     plan: &Plan,
@@ -298,13 +387,19 @@ pub async fn execute_with<T, F>(
 where
     F: FnMut(CallSpec<'_>) -> LocalBoxFuture<'static, Result<T, UpstreamError>>,
 {
+    let settings = &up.config.settings;
     let mut attempts: Vec<AttemptRecord> = Vec::new();
-    // Keys that failed authentication in this request (rare: usually empty, and never
-    // more than a few, so a list beats hashing two strings per candidate).
-    let mut bad_keys: Vec<(&str, &str)> = Vec::new();
+    let mut progress = Progress {
+        plan,
+        tried: vec![false; plan.ordered.len()],
+        bad_keys: Vec::new(),
+    };
+    // Candidates left because they could start only past the budget: (index, when).
+    let mut over_budget: Vec<(usize, Millis)> = Vec::new();
+    let mut past_budget = false;
     let mut alternatives_tried = 0;
     let mut soonest_available: Option<Millis> = None;
-    let mut called_upstream = false;
+    let mut failed_upstream = false;
     let now = || up.clock.now_ms();
     let fail = |kind, attempts, alternatives_tried| Failure {
         kind,
@@ -312,16 +407,29 @@ where
         alternatives_tried,
         candidates: plan.ordered.len(),
     };
+    let note_available = |soonest: &mut Option<Millis>, ms: Millis| {
+        *soonest = Some(soonest.map_or(ms, |s: Millis| s.min(ms)));
+    };
 
-    for (rank, planned) in plan.ordered.iter().enumerate() {
+    loop {
+        // The next candidate: in plan order; once all are taken up, the one left for
+        // being past the budget that can start first, waited for this time.
+        let next = (0..plan.ordered.len()).find(|&i| progress.open(i));
+        let rank = match next {
+            Some(i) => i,
+            None => {
+                over_budget.retain(|&(i, _)| progress.key_ok(i));
+                let Some(pos) = (0..over_budget.len()).min_by_key(|&k| over_budget[k].1) else {
+                    break;
+                };
+                past_budget = true;
+                over_budget.swap_remove(pos).0
+            }
+        };
+        progress.tried[rank] = true;
+        let planned = &plan.ordered[rank];
         let cand = &planned.candidate;
         let id = cand.id();
-        if bad_keys
-            .iter()
-            .any(|&(p, k)| p == id.provider && k == id.key_id)
-        {
-            continue;
-        }
         let Some((provider, model)) = find(&up.config, cand) else {
             continue;
         };
@@ -333,8 +441,14 @@ where
             disable_thinking: disable,
             tooling: job.tooling.clone(),
         };
-        alternatives_tried += 1;
+        if !past_budget {
+            alternatives_tried += 1;
+        }
         let mut retry = 0;
+        // After a 429 the actor may not have taken the pause in yet: ask it.
+        let mut fast = true;
+        // Set once a pause within the budget is being waited out here.
+        let mut waiting_out = false;
         loop {
             retry += 1;
             let record = |error_type: &str, error: String, status, strategy| AttemptRecord {
@@ -348,19 +462,39 @@ where
                 status,
                 strategy,
             };
-            if now() >= job.deadline {
+            let t = now();
+            if t >= job.deadline {
                 return Err(fail(FailureKind::Deadline, attempts, alternatives_tried));
             }
-            let mut guard = match cand.handle.acquire(job.deadline, now).await {
+            // Past the budget only when no other candidate is estimated within it.
+            let latest_start = (!past_budget
+                && !waiting_out
+                && progress.other_within_budget(rank, t, job.budget_end, None))
+            .then(|| job.budget_end - cand.handle.estimate_now(t).service_ms);
+            let want = Want {
+                deadline: job.deadline,
+                latest_start,
+                fast,
+            };
+            let mut guard = match cand.handle.acquire_with(want, now).await {
                 Ok(g) => g,
                 Err(rejection) => {
-                    if let Some(available_in_ms) = rejection.available_in_ms() {
-                        soonest_available = Some(
-                            soonest_available.map_or(available_in_ms, |s| s.min(available_in_ms)),
-                        );
+                    let t = now();
+                    let available = rejection.available_in_ms();
+                    if let Some(ms) = available {
+                        note_available(&mut soonest_available, ms);
+                    }
+                    // Refused for the budget (at admission, or handed back from the queue
+                    // by a pause): worth waiting for if nothing else answers in time.
+                    let for_budget = matches!(
+                        rejection,
+                        Rejection::OverBudget { .. } | Rejection::WouldMissDeadline { .. }
+                    ) && available.is_some_and(|ms| t + ms < job.deadline);
+                    if for_budget && !past_budget {
+                        over_budget.push((rank, t + available.unwrap_or(0)));
                     }
                     attempts.push(record(
-                        rejection_label(&rejection),
+                        rejection.label(),
                         rejection.to_string(),
                         None,
                         "next_alternative",
@@ -368,12 +502,17 @@ where
                     break;
                 }
             };
-            let remaining = (job.deadline - now()).max(0) as u64;
-            let timeout = provider.call_timeout.min(Duration::from_millis(remaining));
-            let started_ms = now();
+            let t = now();
+            let timeout = attempt_timeout(
+                settings,
+                provider.call_timeout,
+                cand.handle.latency_p95_ms(),
+                job.deadline - t,
+                progress.next_total(rank, t),
+            );
+            let started_ms = t;
             let started_mono = Instant::now();
-            guard.mark_sent();
-            called_upstream = true;
+            guard.mark_sent(started_ms);
             let result = call(CallSpec {
                 provider,
                 model,
@@ -401,17 +540,40 @@ where
             };
             let status = err.status();
             let message = err.to_string();
-            let deadline_hit = matches!(err, UpstreamError::Timeout) && now() >= job.deadline;
+            let t = now();
+            let deadline_hit = matches!(err, UpstreamError::Timeout) && t >= job.deadline;
             let strategy = match &err {
                 UpstreamError::RateLimited { retry_after, .. } => {
-                    guard.finish(Outcome::RateLimited {
-                        retry_after_ms: retry_after.map(|d| d.as_millis() as Millis),
+                    let retry_after_ms = retry_after.map(|d| d.as_millis() as Millis);
+                    guard.finish(Outcome::RateLimited { retry_after_ms });
+                    note_available(&mut soonest_available, retry_after_ms.unwrap_or(1_000));
+                    // A pause that ends within the budget is waited out here, unless a
+                    // candidate no dearer is estimated to answer within the budget.
+                    let wait_out = retry_after_ms.is_some_and(|ms| {
+                        let end = t + ms;
+                        !past_budget
+                            && end <= job.budget_end
+                            && end < job.deadline
+                            && retry < settings.max_attempts_per_candidate
+                            && !progress.other_within_budget(
+                                rank,
+                                t,
+                                job.budget_end,
+                                Some(cand.cost_per_1k),
+                            )
                     });
-                    "next_alternative"
+                    if wait_out {
+                        fast = false;
+                        waiting_out = true;
+                        "wait_and_retry"
+                    } else {
+                        "next_alternative"
+                    }
                 }
                 UpstreamError::Auth { .. } => {
+                    failed_upstream = true;
                     guard.finish(Outcome::AuthFailed);
-                    bad_keys.push((&id.provider, &id.key_id));
+                    progress.bad_keys.push((&id.provider, &id.key_id));
                     up.router.do_send(KeyAuthFailed {
                         provider: id.provider.clone(),
                         key_id: id.key_id.clone(),
@@ -420,13 +582,19 @@ where
                     "skip_key"
                 }
                 e => {
+                    failed_upstream = true;
                     guard.finish(Outcome::Failed {
                         latency_ms: upstream_ms,
                         kind: failure_kind(e),
                     });
-                    let time_left = job.deadline - now();
+                    let time_left = job.deadline - t;
+                    // An attempt abandoned for taking too long moves on when another
+                    // candidate can be tried: the pair is likely hung.
+                    let timed_out_with_others = matches!(e, UpstreamError::Timeout)
+                        && progress.others(rank, t).next().is_some();
                     if e.retryable()
-                        && retry < up.config.settings.max_attempts_per_candidate
+                        && !timed_out_with_others
+                        && retry < settings.max_attempts_per_candidate
                         && time_left > RETRY_BASE_MS as Millis
                     {
                         "retry"
@@ -447,19 +615,25 @@ where
             if deadline_hit {
                 return Err(fail(FailureKind::Deadline, attempts, alternatives_tried));
             }
-            if strategy != "retry" {
-                break;
+            match strategy {
+                "retry" => {
+                    let left = (job.deadline - now()).max(0) as u64;
+                    let pause = backoff_ms(retry - 1).min(left / 2);
+                    actix_web::rt::time::sleep(Duration::from_millis(pause)).await;
+                }
+                // The pair's queue holds the request until the pause ends.
+                "wait_and_retry" => {}
+                _ => break,
             }
-            let left = (job.deadline - now()).max(0) as u64;
-            let pause = backoff_ms(retry - 1).min(left / 2);
-            actix_web::rt::time::sleep(Duration::from_millis(pause)).await;
         }
     }
     let kind = if now() >= job.deadline {
         FailureKind::Deadline
-    } else if called_upstream {
+    } else if failed_upstream {
         FailureKind::AllFailed
     } else {
+        // Nothing failed: every candidate refused a slot or asked to wait (429) past
+        // what the request allows. The caller may retry after the soonest of them.
         FailureKind::NoneAvailable {
             retry_after_ms: soonest_available,
         }
@@ -512,6 +686,28 @@ mod tests {
         };
         let c = cost_usd(&usage, &model(Tier::Low, false));
         assert!((c - (0.001 + 0.004)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_attempt_timeout_follows_latency_within_floor_and_caps() {
+        let settings = crate::config::Settings {
+            attempt_timeout_multiplier: 4.0,
+            attempt_timeout_floor: Duration::from_secs(2),
+            ..crate::config::Settings::default()
+        };
+        let provider = Duration::from_secs(60);
+        let t = |p95, remaining, next| attempt_timeout(&settings, provider, p95, remaining, next);
+        // Seeded or observed p95 of 300 ms: the floor.
+        assert_eq!(t(300, 100_000, None), Duration::from_secs(2));
+        // 4 × 5 s.
+        assert_eq!(t(5_000, 100_000, None), Duration::from_secs(20));
+        // Never above the provider's timeout, nor the time left.
+        assert_eq!(t(50_000, 100_000, None), provider);
+        assert_eq!(t(5_000, 7_000, None), Duration::from_secs(7));
+        // Leaves the next candidate its estimated time…
+        assert_eq!(t(5_000, 30_000, Some(15_000)), Duration::from_secs(15));
+        // …unless that would go below the floor.
+        assert_eq!(t(5_000, 16_000, Some(15_000)), Duration::from_secs(16));
     }
 
     #[test]

@@ -90,16 +90,7 @@ impl From<&KeyModelId> for KeyModelLabels {
 }
 
 /// Attempt error labels that are capacity decisions inside bkvy, not upstream errors.
-const CAPACITY_KINDS: [&str; 8] = [
-    "shutting_down",
-    "queue_full",
-    "would_miss_deadline",
-    "deadline_passed",
-    "key_disabled",
-    "actor_unavailable",
-    "circuit_open",
-    "circuit_trial_in_progress",
-];
+const CAPACITY_KINDS: [&str; 9] = bkvy_actors::Rejection::LABELS;
 
 type FloatCounter = Counter<f64, AtomicU64>;
 
@@ -218,7 +209,7 @@ impl Metrics {
         let capacity_rejections = Family::default();
         registry.register(
             "capacity_rejections",
-            "Candidates that refused a slot (queue_full, would_miss_deadline, deadline_passed, key_disabled, actor_unavailable)",
+            "Candidates that refused a slot (queue_full, over_budget, would_miss_deadline, deadline_passed, key_disabled, actor_unavailable, circuit_open, circuit_trial_in_progress, shutting_down)",
             capacity_rejections.clone(),
         );
         let slot_wait =

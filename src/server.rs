@@ -152,6 +152,7 @@ pub fn pair_specs(config: &Config) -> Vec<(KeyModelSpec, Tier, f64)> {
                     max_queue: config.settings.max_queue,
                     avg_response_time_ms: m.avg_response_time_ms,
                     circuit: config.settings.circuit,
+                    rate_margin_ms: config.settings.rate_limit_margin_ms,
                 };
                 out.push((spec, m.tier, m.cost_per_1k_tokens));
             }

@@ -132,10 +132,14 @@ async fn scenario_follows_priority_and_direct_uses_the_named_key() {
 #[actix_web::test]
 async fn a_429_fails_over_and_its_retry_after_is_respected() {
     let h = start();
+    // A pause longer than the caller's wait budget: the request moves on at once (a pause
+    // within the budget is waited out instead: tests/routing_edges.rs).
     h.fake
-        .script("gemini-2.5-flash", [status_fault(429, Some("2"))]);
+        .script("gemini-2.5-flash", [status_fault(429, Some("3"))]);
     let url = format!("{}/llm/intelligence", h.url);
-    let (status, body) = post(&url, &ask("low", "one")).await;
+    let mut first = ask("low", "one");
+    first["max_wait_seconds"] = json!(2);
+    let (status, body) = post(&url, &first).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["model_used"], "gpt-4o-mini", "next cheapest");
     let attempts = body["metadata"]["attempts"].as_array().unwrap();
@@ -161,7 +165,7 @@ async fn a_429_fails_over_and_its_retry_after_is_respected() {
     let st = &rates["rate_limit_states"]["gemini_ge1_gemini-2.5-flash"];
     assert_eq!(st["limited_by"], "paused", "{st}");
     // After the pause the cheapest model is used again.
-    actix_web::rt::time::sleep(Duration::from_millis(2_200)).await;
+    actix_web::rt::time::sleep(Duration::from_millis(3_200)).await;
     let (_, body) = post(&url, &ask("low", "three")).await;
     assert_eq!(body["model_used"], "gemini-2.5-flash");
     assert_eq!(received(&h, "gemini-2.5-flash").len(), 2);
@@ -217,12 +221,14 @@ async fn timeouts_malformed_and_cut_bodies_fail_over() {
             .iter()
             .map(|a| a["error_type"].as_str().unwrap())
             .collect();
+        // A call that timed out is not retried on the same pair while another candidate
+        // is there: the pair is likely hung.
         let expected = if matches!(fault, Fault::Hang) {
-            "timeout"
+            vec!["timeout"]
         } else {
-            "malformed_response"
+            vec!["malformed_response", "malformed_response"]
         };
-        assert_eq!(kinds, vec![expected, expected], "{label}");
+        assert_eq!(kinds, expected, "{label}");
         assert!(started.elapsed() < Duration::from_secs(10), "{label}");
     }
 }

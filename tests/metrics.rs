@@ -62,8 +62,11 @@ async fn metrics_count_a_known_sequence_of_requests() {
         }],
     );
     let intel = format!("{}/llm/intelligence", h.url);
-    // 1: 429 on gemini flash, answered by gpt-4o-mini.
-    let (s, first) = post(&intel, &ask("low", marker)).await;
+    // 1: 429 on gemini flash whose pause is longer than the caller waits, answered by
+    // gpt-4o-mini.
+    let mut hurried = ask("low", marker);
+    hurried["max_wait_seconds"] = serde_json::json!(0.5);
+    let (s, first) = post(&intel, &hurried).await;
     assert_eq!(s, 200);
     assert_eq!(first["model_used"], "gpt-4o-mini");
     // 2 and 3: high tier, answered by gemini-2.5-pro.

@@ -72,15 +72,25 @@ fn fifo_grant(c: &mut Criterion) {
         b.iter(|| {
             now += 1;
             let deadline = now + 120_000;
-            let Admission::Granted(first) = cap.admit(now, deadline) else {
+            let Admission::Granted(first) = cap.admit(now, deadline, None) else {
                 panic!("first request must go at once");
             };
-            assert_eq!(cap.admit(now, deadline), Admission::Enqueue);
-            cap.enqueue(now, deadline, Stay).unwrap();
-            cap.release(now, first.lease_id, Outcome::Success { latency_ms: 1 });
+            assert_eq!(cap.admit(now, deadline, None), Admission::Enqueue);
+            cap.enqueue(now, deadline, None, Stay).unwrap();
+            cap.release(
+                now,
+                first.lease_id,
+                None,
+                Outcome::Success { latency_ms: 1 },
+            );
             let pump = cap.pump(now);
             let (_, second) = pump.granted.into_iter().next().unwrap();
-            cap.release(now, second.lease_id, Outcome::Success { latency_ms: 1 });
+            cap.release(
+                now,
+                second.lease_id,
+                None,
+                Outcome::Success { latency_ms: 1 },
+            );
         });
     });
 }
@@ -92,10 +102,15 @@ fn admit_release(c: &mut Criterion) {
     c.bench_function("capacity/admit_release_uncapped", |b| {
         b.iter(|| {
             now += 1;
-            let Admission::Granted(lease) = cap.admit(now, now + 120_000) else {
+            let Admission::Granted(lease) = cap.admit(now, now + 120_000, None) else {
                 panic!("uncapped pair must grant");
             };
-            cap.release(now, lease.lease_id, Outcome::Success { latency_ms: 1 });
+            cap.release(
+                now,
+                lease.lease_id,
+                None,
+                Outcome::Success { latency_ms: 1 },
+            );
         });
     });
 }
@@ -120,13 +135,13 @@ fn estimate(c: &mut Criterion) {
         // Two calls in flight fill the cap; the next ten wait.
         for _ in 0..2 {
             assert!(matches!(
-                cap.admit(now, now + 120_000),
+                cap.admit(now, now + 120_000, None),
                 Admission::Granted(_)
             ));
         }
         for _ in 0..10 {
-            assert_eq!(cap.admit(now, now + 120_000), Admission::Enqueue);
-            cap.enqueue(now, now + 120_000, Stay).unwrap();
+            assert_eq!(cap.admit(now, now + 120_000, None), Admission::Enqueue);
+            cap.enqueue(now, now + 120_000, None, Stay).unwrap();
         }
         let label = format!("rpm_{rpm}_window_{filled}");
         g.bench_function(BenchmarkId::from_parameter(label), |b| {

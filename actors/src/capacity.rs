@@ -59,6 +59,16 @@ pub enum Rejection {
         /// When the head of the queue is expected to go, making room.
         available_in_ms: Millis,
     },
+    /// The earliest start lies beyond the request's wait budget (`max_wait_seconds`)
+    /// while another candidate was estimated within it: the request moves on instead of
+    /// queueing here.
+    #[error("earliest start in {available_in_ms} ms ({blocker}) is past the wait budget")]
+    OverBudget {
+        /// Milliseconds until a call could start.
+        available_in_ms: Millis,
+        /// What holds it back (`rpm`, `rpd`, `paused`, `concurrency`).
+        blocker: &'static str,
+    },
     /// The earliest start lies beyond the request's deadline.
     #[error("earliest start in {available_in_ms} ms ({blocker}) is past the request deadline")]
     WouldMissDeadline {
@@ -89,6 +99,36 @@ pub enum Rejection {
     ShuttingDown,
 }
 
+impl Rejection {
+    /// Every [`label`](Self::label), for metrics and docs.
+    pub const LABELS: [&'static str; 9] = [
+        "shutting_down",
+        "queue_full",
+        "over_budget",
+        "would_miss_deadline",
+        "deadline_passed",
+        "key_disabled",
+        "actor_unavailable",
+        "circuit_open",
+        "circuit_trial_in_progress",
+    ];
+
+    /// A stable label for metrics, logs and debug answers.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Disabled { .. } => "key_disabled",
+            Self::QueueFull { .. } => "queue_full",
+            Self::OverBudget { .. } => "over_budget",
+            Self::WouldMissDeadline { .. } => "would_miss_deadline",
+            Self::DeadlinePassed => "deadline_passed",
+            Self::ActorUnavailable => "actor_unavailable",
+            Self::CircuitOpen { .. } => "circuit_open",
+            Self::TrialInProgress => "circuit_trial_in_progress",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
 fn until_text(ms: Option<Millis>) -> String {
     match ms {
         Some(ms) => format!(", may return in {ms} ms"),
@@ -101,6 +141,9 @@ impl Rejection {
     pub fn available_in_ms(&self) -> Option<Millis> {
         match self {
             Self::WouldMissDeadline {
+                available_in_ms, ..
+            }
+            | Self::OverBudget {
                 available_in_ms, ..
             } => Some(*available_in_ms),
             Self::CircuitOpen {
@@ -247,6 +290,55 @@ pub struct CapacityStatus {
     pub probe: Option<(bool, Millis, Option<String>)>,
 }
 
+/// What the actor remembers of a lease granted through `Reserve` until its release.
+#[derive(Debug, Clone, Copy)]
+struct LeaseRecord {
+    /// When it was granted (recorded in the window as the dispatch until the release says
+    /// when the call really left).
+    dispatched_at: Millis,
+    /// A half-open circuit's trial.
+    trial: bool,
+}
+
+/// The most recent upstream latencies of successful calls, for the attempt timeout's
+/// percentile (see [`KeyModelCapacity::latency_p95`]).
+#[derive(Debug, Clone)]
+struct LatencyRing {
+    samples: [Millis; LATENCY_SAMPLES],
+    len: usize,
+    next: usize,
+}
+
+/// How many recent latencies the percentile is taken over.
+const LATENCY_SAMPLES: usize = 32;
+
+impl LatencyRing {
+    fn new() -> Self {
+        Self {
+            samples: [0; LATENCY_SAMPLES],
+            len: 0,
+            next: 0,
+        }
+    }
+
+    fn push(&mut self, ms: Millis) {
+        self.samples[self.next] = ms.max(0);
+        self.next = (self.next + 1) % LATENCY_SAMPLES;
+        self.len = (self.len + 1).min(LATENCY_SAMPLES);
+    }
+
+    /// The 95th percentile (nearest rank) of the samples, `None` before the first.
+    fn p95(&self) -> Option<Millis> {
+        if self.len == 0 {
+            return None;
+        }
+        let mut v = self.samples[..self.len].to_vec();
+        v.sort_unstable();
+        let rank = (self.len * 95).div_ceil(100).max(1);
+        Some(v[rank - 1])
+    }
+}
+
 enum Block {
     Ready,
     Rate(Wait),
@@ -260,10 +352,14 @@ pub struct KeyModelCapacity<T> {
     circuit: Circuit,
     max_concurrent: Option<u32>,
     in_flight: u32,
-    leases: HashMap<u64, (Millis, bool)>,
+    leases: HashMap<u64, LeaseRecord>,
     next_lease: u64,
     queue: WaiterQueue<T>,
     service_ms: f64,
+    /// Recent latencies of successful calls (the attempt timeout's percentile).
+    latencies: LatencyRing,
+    /// The configured `avg_response_time_ms`, the latency assumed before any observation.
+    service_seed_ms: Millis,
     disabled: Option<String>,
     draining: bool,
     probe: Option<(bool, Millis, Option<String>)>,
@@ -296,6 +392,8 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             next_lease: 1,
             queue: WaiterQueue::new(max_queue),
             service_ms: service_seed_ms as f64,
+            latencies: LatencyRing::new(),
+            service_seed_ms: service_seed_ms as Millis,
             disabled: None,
             draining: false,
             probe: None,
@@ -332,6 +430,12 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     /// actor decides (until the next [`grant_ahead`](Self::grant_ahead)).
     fn revoke_fast(&mut self) {
         self.fast_issued -= self.fast.revoke();
+    }
+
+    /// Permits issued and not yet reported, taken or not: what the pair will have
+    /// dispatched once every permit left now is taken too.
+    fn fast_outstanding(&self) -> u64 {
+        self.fast_issued.saturating_sub(self.fast_reported)
     }
 
     /// How many calls could start at `now` on top of those recorded (ignoring the permits
@@ -479,6 +583,17 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     /// Calls granted ahead and not yet reported count as dispatched at `now` and in flight.
     fn start_wait(&mut self, now: Millis, n_ahead: usize) -> (Millis, &'static str) {
         let unreported = self.fast_unreported();
+        self.start_wait_with(now, n_ahead, unreported)
+    }
+
+    /// [`start_wait`](Self::start_wait) with `unreported` calls counted as dispatched at
+    /// `now` and in flight.
+    fn start_wait_with(
+        &mut self,
+        now: Millis,
+        n_ahead: usize,
+        unreported: u64,
+    ) -> (Millis, &'static str) {
         let rate = self
             .window
             .start_after(now, n_ahead.saturating_add(unreported as usize));
@@ -497,7 +612,10 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         if conc > rate {
             (conc, "concurrency")
         } else {
-            (rate, self.window.wait(now).blocker.as_str())
+            (
+                rate,
+                self.window.wait_with(now, unreported).blocker.as_str(),
+            )
         }
     }
 
@@ -507,12 +625,25 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         self.dispatched_total += 1;
         let id = self.next_lease;
         self.next_lease += 1;
-        self.leases.insert(id, (now, trial));
+        self.leases.insert(
+            id,
+            LeaseRecord {
+                dispatched_at: now,
+                trial,
+            },
+        );
         id
     }
 
-    /// Decides what to do with a new request whose deadline is `deadline`.
-    pub fn admit(&mut self, now: Millis, deadline: Millis) -> Admission {
+    /// Decides what to do with a new request whose deadline is `deadline`. With
+    /// `latest_start`, a request that could not start by then is refused
+    /// ([`Rejection::OverBudget`]) instead of queued: it has a better candidate elsewhere.
+    pub fn admit(
+        &mut self,
+        now: Millis,
+        deadline: Millis,
+        latest_start: Option<Millis>,
+    ) -> Admission {
         self.revoke_fast();
         if self.draining {
             return Admission::Rejected(Rejection::ShuttingDown);
@@ -543,6 +674,12 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
                 blocker,
             });
         }
+        if latest_start.is_some_and(|latest| now + start > latest) {
+            return Admission::Rejected(Rejection::OverBudget {
+                available_in_ms: start,
+                blocker,
+            });
+        }
         if self.queue.len() >= self.queue.capacity() {
             return Admission::Rejected(self.queue_full(now));
         }
@@ -565,9 +702,16 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         }
     }
 
-    /// Queues a request that `admit` said may wait.
-    pub fn enqueue(&mut self, now: Millis, deadline: Millis, handle: T) -> Result<u64, QueueFull> {
-        self.queue.push(now, deadline, handle)
+    /// Queues a request that `admit` said may wait; past `latest_start` (if given) it
+    /// would rather leave than wait (a 429 pause reaching past it hands it back).
+    pub fn enqueue(
+        &mut self,
+        now: Millis,
+        deadline: Millis,
+        latest_start: Option<Millis>,
+        handle: T,
+    ) -> Result<u64, QueueFull> {
+        self.queue.push(now, deadline, latest_start, handle)
     }
 
     /// Removes a waiter that gave up.
@@ -669,26 +813,49 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
 
     /// Ends a lease. Returns waiters that can no longer be served in time (a 429 pause
     /// reaching past their deadline), so they can fail over at once instead of waiting.
-    pub fn release(&mut self, now: Millis, lease_id: u64, outcome: Outcome) -> Vec<T> {
-        let Some((dispatched_at, trial)) = self.leases.remove(&lease_id) else {
+    ///
+    /// `sent_at` is when the call really left (later than the grant by the time it took
+    /// to build and send it): the dispatch moves there, so it holds its place in the
+    /// window from when the provider can have seen it.
+    pub fn release(
+        &mut self,
+        now: Millis,
+        lease_id: u64,
+        sent_at: Option<Millis>,
+        outcome: Outcome,
+    ) -> Vec<T> {
+        let Some(lease) = self.leases.remove(&lease_id) else {
             return Vec::new();
         };
         self.in_flight = self.in_flight.saturating_sub(1);
-        self.conclude(now, dispatched_at, trial, lease_id, outcome)
+        let mut dispatched_at = lease.dispatched_at;
+        if let Some(sent) = sent_at.filter(|_| outcome != Outcome::NotSent) {
+            if sent > dispatched_at {
+                self.window.move_dispatch(now, dispatched_at, sent);
+                dispatched_at = sent.min(now);
+            }
+        }
+        self.conclude(now, dispatched_at, lease.trial, lease_id, outcome)
     }
 
-    /// Ends a lease taken from the permits granted ahead ([`FAST_LEASE`]), granted at
-    /// `granted_at`: records its dispatch (unless it was never sent), then treats the
-    /// outcome like [`release`](Self::release).
-    pub fn release_fast(&mut self, now: Millis, granted_at: Millis, outcome: Outcome) -> Vec<T> {
+    /// Ends a lease taken from the permits granted ahead ([`FAST_LEASE`]) whose call left
+    /// at `sent_at` (its grant time if it never left): records its dispatch (unless it
+    /// was never sent), then treats the outcome like [`release`](Self::release).
+    pub fn release_fast(&mut self, now: Millis, sent_at: Millis, outcome: Outcome) -> Vec<T> {
         self.fast_reported += 1;
         if outcome == Outcome::NotSent {
             return Vec::new();
         }
-        self.window.record_at(now, granted_at);
+        self.window.record_at(now, sent_at);
         self.dispatched_total += 1;
-        let seed = self.fast_reported.rotate_left(32) ^ granted_at as u64;
-        self.conclude(now, granted_at, false, seed, outcome)
+        let seed = self.fast_reported.rotate_left(32) ^ sent_at as u64;
+        self.conclude(now, sent_at, false, seed, outcome)
+    }
+
+    /// The 95th percentile of the recent latencies of successful calls, or the
+    /// configured `avg_response_time_ms` before the first (the attempt timeout's base).
+    pub fn latency_p95(&self) -> Millis {
+        self.latencies.p95().unwrap_or(self.service_seed_ms)
     }
 
     fn conclude(
@@ -707,6 +874,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
                 self.consecutive_429 = 0;
                 self.service_ms = self.service_ms * (1.0 - SERVICE_EMA_ALPHA)
                     + latency_ms.max(0) as f64 * SERVICE_EMA_ALPHA;
+                self.latencies.push(latency_ms);
                 Vec::new()
             }
             Outcome::RateLimited { retry_after_ms } => {
@@ -724,8 +892,10 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
                     trial,
                     jitter,
                 );
+                // Waiters the pause would make late (past their deadline, or past the
+                // start they accepted) leave now, to fail over instead of waiting.
                 self.queue
-                    .extract_if(|w| w.deadline < until)
+                    .extract_if(|w| w.latest_start.min(w.deadline) < until)
                     .into_iter()
                     .map(|w| w.handle)
                     .collect()
@@ -800,8 +970,21 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     /// What a new request would face.
     pub fn estimate(&mut self, now: Millis) -> WaitEstimate {
         let unreported = self.fast_unreported();
+        self.estimate_with(now, unreported)
+    }
+
+    /// What a new request would face once every permit granted ahead and left now is
+    /// taken too: the estimate a planner must see as soon as the permits run out, before
+    /// the actor has heard of the calls made on them (see `published`).
+    pub fn estimate_exhausted(&mut self, now: Millis) -> WaitEstimate {
+        let outstanding = self.fast_outstanding();
+        self.estimate_with(now, outstanding)
+    }
+
+    /// The estimate with `unreported` calls counted as dispatched at `now` and in flight.
+    fn estimate_with(&mut self, now: Millis, unreported: u64) -> WaitEstimate {
         let rate_wait = self.window.wait_with(now, unreported);
-        let (start, blocker) = self.start_wait(now, self.queue.len());
+        let (start, blocker) = self.start_wait_with(now, self.queue.len(), unreported);
         let service_ms = self.service_ms.round() as Millis;
         let unavailable = if self.draining {
             Some(Rejection::ShuttingDown)
@@ -822,7 +1005,9 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             service_ms,
             total_ms: start + service_ms,
             queue_len: self.queue.len(),
-            in_flight: self.in_flight_all(),
+            in_flight: self
+                .in_flight
+                .saturating_add(u32::try_from(unreported).unwrap_or(u32::MAX)),
             blocker: if start > 0 {
                 blocker
             } else {

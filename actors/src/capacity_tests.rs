@@ -39,24 +39,24 @@ fn lease(a: Admission) -> Lease {
 #[test]
 fn grants_at_once_while_capacity_remains() {
     let mut c = cap(2, None);
-    let l = lease(c.admit(T0, T0 + 1_000));
+    let l = lease(c.admit(T0, T0 + 1_000, None));
     assert_eq!((l.queue_wait_ms, l.rate_limit_wait_ms), (0, 0));
-    lease(c.admit(T0, T0 + 1_000));
+    lease(c.admit(T0, T0 + 1_000, None));
     // The window is full: a short deadline is refused at once, a long one queues.
     assert!(matches!(
-        c.admit(T0, T0 + 1_000),
+        c.admit(T0, T0 + 1_000, None),
         Admission::Rejected(Rejection::WouldMissDeadline { blocker: "rpm", .. })
     ));
-    assert_eq!(c.admit(T0, T0 + 120_000), Admission::Enqueue);
+    assert_eq!(c.admit(T0, T0 + 120_000, None), Admission::Enqueue);
 }
 
 #[test]
 fn waiters_are_granted_in_fifo_order_with_measured_waits() {
     let mut c = cap(1, None);
-    lease(c.admit(T0, T0 + 200_000));
+    lease(c.admit(T0, T0 + 200_000, None));
     for n in 0..3 {
-        assert_eq!(c.admit(T0, T0 + 200_000), Admission::Enqueue);
-        c.enqueue(T0, T0 + 200_000, h(n)).unwrap();
+        assert_eq!(c.admit(T0, T0 + 200_000, None), Admission::Enqueue);
+        c.enqueue(T0, T0 + 200_000, None, h(n)).unwrap();
     }
     let p = c.pump(T0);
     assert!(p.granted.is_empty());
@@ -77,11 +77,16 @@ fn waiters_are_granted_in_fifo_order_with_measured_waits() {
 #[test]
 fn concurrency_cap_holds_until_release() {
     let mut c = cap(100, Some(1));
-    let l = lease(c.admit(T0, T0 + 10_000));
-    assert_eq!(c.admit(T0, T0 + 10_000), Admission::Enqueue);
-    c.enqueue(T0, T0 + 10_000, h(7)).unwrap();
+    let l = lease(c.admit(T0, T0 + 10_000, None));
+    assert_eq!(c.admit(T0, T0 + 10_000, None), Admission::Enqueue);
+    c.enqueue(T0, T0 + 10_000, None, h(7)).unwrap();
     assert!(c.pump(T0).granted.is_empty());
-    c.release(T0 + 300, l.lease_id, Outcome::Success { latency_ms: 300 });
+    c.release(
+        T0 + 300,
+        l.lease_id,
+        None,
+        Outcome::Success { latency_ms: 300 },
+    );
     let p = c.pump(T0 + 300);
     assert_eq!(p.granted.len(), 1);
     assert_eq!(p.granted[0].1.queue_wait_ms, 300);
@@ -90,22 +95,23 @@ fn concurrency_cap_holds_until_release() {
 #[test]
 fn not_sent_gives_the_rate_slot_back_and_release_is_idempotent() {
     let mut c = cap(1, None);
-    let l = lease(c.admit(T0, T0 + 1_000));
-    c.release(T0, l.lease_id, Outcome::NotSent);
-    c.release(T0, l.lease_id, Outcome::NotSent);
+    let l = lease(c.admit(T0, T0 + 1_000, None));
+    c.release(T0, l.lease_id, None, Outcome::NotSent);
+    c.release(T0, l.lease_id, None, Outcome::NotSent);
     assert_eq!(c.status(T0).requests_this_minute, 0);
-    lease(c.admit(T0, T0 + 1_000));
+    lease(c.admit(T0, T0 + 1_000, None));
 }
 
 #[test]
 fn a_429_pauses_and_releases_waiters_it_would_make_late() {
     let mut c = cap(100, Some(1));
-    let l = lease(c.admit(T0, T0 + 100_000));
-    c.enqueue(T0, T0 + 5_000, h(1)).unwrap();
-    c.enqueue(T0, T0 + 100_000, h(2)).unwrap();
+    let l = lease(c.admit(T0, T0 + 100_000, None));
+    c.enqueue(T0, T0 + 5_000, None, h(1)).unwrap();
+    c.enqueue(T0, T0 + 100_000, None, h(2)).unwrap();
     let late = c.release(
         T0 + 100,
         l.lease_id,
+        None,
         Outcome::RateLimited {
             retry_after_ms: Some(30_000),
         },
@@ -123,20 +129,22 @@ fn a_429_pauses_and_releases_waiters_it_would_make_late() {
 #[test]
 fn default_pause_grows_on_consecutive_429s() {
     let mut c = cap(100, None);
-    let l = lease(c.admit(T0, T0 + 1));
+    let l = lease(c.admit(T0, T0 + 1, None));
     c.release(
         T0,
         l.lease_id,
+        None,
         Outcome::RateLimited {
             retry_after_ms: None,
         },
     );
     assert_eq!(c.window_mut().paused_until(T0), Some(T0 + 1_000));
     let now = T0 + 1_000;
-    let l = lease(c.admit(now, now + 1));
+    let l = lease(c.admit(now, now + 1, None));
     c.release(
         now,
         l.lease_id,
+        None,
         Outcome::RateLimited {
             retry_after_ms: None,
         },
@@ -147,26 +155,26 @@ fn default_pause_grows_on_consecutive_429s() {
 #[test]
 fn draining_refuses_new_requests_and_hands_back_waiters() {
     let mut c = cap(1, None);
-    let l = lease(c.admit(T0, T0 + 100_000));
-    c.enqueue(T0, T0 + 100_000, h(1)).unwrap();
+    let l = lease(c.admit(T0, T0 + 100_000, None));
+    c.enqueue(T0, T0 + 100_000, None, h(1)).unwrap();
     assert_eq!(c.drain().len(), 1);
     assert_eq!(
-        c.admit(T0, T0 + 100_000),
+        c.admit(T0, T0 + 100_000, None),
         Admission::Rejected(Rejection::ShuttingDown)
     );
     // The call in flight still finishes normally.
-    c.release(T0, l.lease_id, Outcome::Success { latency_ms: 5 });
+    c.release(T0, l.lease_id, None, Outcome::Success { latency_ms: 5 });
     assert_eq!(c.status(T0).in_flight, 0);
 }
 
 #[test]
 fn disabled_rejects_and_hands_back_waiters() {
     let mut c = cap(1, None);
-    lease(c.admit(T0, T0 + 100_000));
-    c.enqueue(T0, T0 + 100_000, h(1)).unwrap();
+    lease(c.admit(T0, T0 + 100_000, None));
+    c.enqueue(T0, T0 + 100_000, None, h(1)).unwrap();
     assert_eq!(c.disable("401".into()).len(), 1);
     assert!(matches!(
-        c.admit(T0, T0 + 100_000),
+        c.admit(T0, T0 + 100_000, None),
         Admission::Rejected(Rejection::Disabled { .. })
     ));
     assert!(c.estimate(T0).unavailable.is_some());
@@ -177,12 +185,12 @@ fn disabled_rejects_and_hands_back_waiters() {
 #[test]
 fn gone_waiters_are_skipped_without_using_capacity() {
     let mut c = cap(1, None);
-    let l = lease(c.admit(T0, T0 + 100_000));
+    let l = lease(c.admit(T0, T0 + 100_000, None));
     let gone = h(1);
-    c.enqueue(T0, T0 + 100_000, gone.clone()).unwrap();
-    c.enqueue(T0, T0 + 100_000, h(2)).unwrap();
+    c.enqueue(T0, T0 + 100_000, None, gone.clone()).unwrap();
+    c.enqueue(T0, T0 + 100_000, None, h(2)).unwrap();
     gone.1.set(true);
-    c.release(T0, l.lease_id, Outcome::Success { latency_ms: 10 });
+    c.release(T0, l.lease_id, None, Outcome::Success { latency_ms: 10 });
     let p = c.pump(T0 + 60_000);
     assert_eq!(p.granted.len(), 1);
     assert_eq!(p.granted[0].0 .0, 2);
@@ -191,8 +199,8 @@ fn gone_waiters_are_skipped_without_using_capacity() {
 #[test]
 fn estimate_adds_queue_and_service_time() {
     let mut c = cap(1, None);
-    lease(c.admit(T0, T0 + 1));
-    c.enqueue(T0, T0 + 500_000, h(1)).unwrap();
+    lease(c.admit(T0, T0 + 1, None));
+    c.enqueue(T0, T0 + 500_000, None, h(1)).unwrap();
     let e = c.estimate(T0);
     assert_eq!(e.rate_limit_wait_ms, 60_000);
     assert_eq!(e.queue_wait_ms, 60_000);
@@ -203,16 +211,17 @@ fn estimate_adds_queue_and_service_time() {
 #[test]
 fn service_average_moves_toward_observations() {
     let mut c = cap(100, None);
-    let l = lease(c.admit(T0, T0 + 1));
-    c.release(T0, l.lease_id, Outcome::Success { latency_ms: 1_500 });
+    let l = lease(c.admit(T0, T0 + 1, None));
+    c.release(T0, l.lease_id, None, Outcome::Success { latency_ms: 1_500 });
     assert_eq!(c.estimate(T0).service_ms, 700);
 }
 
 fn fail(c: &mut KeyModelCapacity<H>, now: Millis) {
-    let l = lease(c.admit(now, now + 100_000));
+    let l = lease(c.admit(now, now + 100_000, None));
     c.release(
         now,
         l.lease_id,
+        None,
         Outcome::Failed {
             latency_ms: 10,
             kind: Some(FailureKind::Server),
@@ -225,18 +234,19 @@ fn repeated_failures_open_the_circuit_and_send_waiters_elsewhere() {
     let mut c = cap(100, Some(1));
     fail(&mut c, T0);
     fail(&mut c, T0 + 1);
-    let l = lease(c.admit(T0 + 2, T0 + 100_000));
-    c.enqueue(T0 + 2, T0 + 100_000, h(9)).unwrap();
+    let l = lease(c.admit(T0 + 2, T0 + 100_000, None));
+    c.enqueue(T0 + 2, T0 + 100_000, None, h(9)).unwrap();
     let handed_back = c.release(
         T0 + 3,
         l.lease_id,
+        None,
         Outcome::Failed {
             latency_ms: 10,
             kind: Some(FailureKind::Timeout),
         },
     );
     assert_eq!(handed_back.len(), 1, "the waiter fails over at once");
-    match c.admit(T0 + 4, T0 + 100_000) {
+    match c.admit(T0 + 4, T0 + 100_000, None) {
         Admission::Rejected(r @ Rejection::CircuitOpen { .. }) => {
             let wait = r.available_in_ms().unwrap();
             assert!((4_999..=6_000).contains(&wait), "{wait}");
@@ -255,25 +265,31 @@ fn half_open_lets_one_trial_through_and_closes_on_success() {
         fail(&mut c, T0 + i);
     }
     let later = T0 + 10_000;
-    let trial = lease(c.admit(later, later + 10_000));
+    let trial = lease(c.admit(later, later + 10_000, None));
     assert!(trial.trial);
     assert_eq!(
-        c.admit(later, later + 10_000),
+        c.admit(later, later + 10_000, None),
         Admission::Rejected(Rejection::TrialInProgress)
     );
-    c.release(later, trial.lease_id, Outcome::Success { latency_ms: 5 });
+    c.release(
+        later,
+        trial.lease_id,
+        None,
+        Outcome::Success { latency_ms: 5 },
+    );
     assert_eq!(c.status(later).circuit_state, "closed");
-    assert!(!lease(c.admit(later, later + 10_000)).trial);
+    assert!(!lease(c.admit(later, later + 10_000, None)).trial);
 }
 
 #[test]
 fn a_bad_request_does_not_count_against_the_pair() {
     let mut c = cap(100, None);
     for i in 0..5 {
-        let l = lease(c.admit(T0 + i, T0 + 100_000));
+        let l = lease(c.admit(T0 + i, T0 + 100_000, None));
         c.release(
             T0 + i,
             l.lease_id,
+            None,
             Outcome::Failed {
                 latency_ms: 1,
                 kind: None,
@@ -296,11 +312,11 @@ fn permits_granted_ahead_follow_the_room_and_are_recorded_when_reported() {
         "an unreported permit counts in flight"
     );
     // The slow path sees the unreported permit: one more call fits, then the cap.
-    lease(c.admit(T0, T0 + 1_000));
+    lease(c.admit(T0, T0 + 1_000, None));
     assert!(!fast.try_take(), "admit took the unused permits back");
     c.grant_ahead(T0);
     assert_eq!(fast.available(), 0);
-    assert_eq!(c.admit(T0, T0 + 120_000), Admission::Enqueue);
+    assert_eq!(c.admit(T0, T0 + 120_000, None), Admission::Enqueue);
     // The permit's release records its dispatch at the time it was granted.
     c.release_fast(T0 + 500, T0, Outcome::Success { latency_ms: 500 });
     let s = c.status(T0 + 500);
@@ -318,19 +334,20 @@ fn permits_granted_ahead_follow_the_room_and_are_recorded_when_reported() {
 #[test]
 fn no_permit_while_waiters_queue_or_the_circuit_is_not_closed() {
     let mut c = cap(1, None);
-    lease(c.admit(T0, T0 + 200_000));
-    assert_eq!(c.admit(T0, T0 + 200_000), Admission::Enqueue);
-    c.enqueue(T0, T0 + 200_000, h(1)).unwrap();
+    lease(c.admit(T0, T0 + 200_000, None));
+    assert_eq!(c.admit(T0, T0 + 200_000, None), Admission::Enqueue);
+    c.enqueue(T0, T0 + 200_000, None, h(1)).unwrap();
     c.grant_ahead(T0 + 60_000);
     assert_eq!(c.fast_grants().available(), 0, "the waiter goes first");
     assert_eq!(c.pump(T0 + 60_000).granted.len(), 1);
 
     let mut c = cap(100, None);
     for _ in 0..CircuitConfig::default().consecutive_failures {
-        let l = lease(c.admit(T0, T0 + 1_000));
+        let l = lease(c.admit(T0, T0 + 1_000, None));
         c.release(
             T0,
             l.lease_id,
+            None,
             Outcome::Failed {
                 latency_ms: 1,
                 kind: Some(FailureKind::Server),
@@ -442,14 +459,14 @@ proptest::proptest! {
                         c.release_fast(now, at, o);
                     }
                 }
-                Op::Admit(wait) => match c.admit(now, now + wait) {
+                Op::Admit(wait) => match c.admit(now, now + wait, None) {
                     Admission::Granted(l) => {
                         slow_out.push(l);
                         sent.push(now);
                     }
                     Admission::Enqueue => {
                         next_waiter += 1;
-                        let _ = c.enqueue(now, now + wait, h(next_waiter));
+                        let _ = c.enqueue(now, now + wait, None, h(next_waiter));
                     }
                     Admission::Rejected(_) => {}
                 },
@@ -461,7 +478,7 @@ proptest::proptest! {
                             let p = sent.iter().position(|&t| t == l.granted_at).unwrap();
                             sent.remove(p);
                         }
-                        c.release(now, l.lease_id, o);
+                        c.release(now, l.lease_id, None, o);
                     }
                 }
                 Op::Pump => {
@@ -487,6 +504,171 @@ proptest::proptest! {
                     fast_out.len() + slow_out.len() <= conc as usize,
                     "concurrency exceeded"
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_estimate_for_after_the_permits_counts_them_as_calls_made() {
+    let mut c = cap(1, None);
+    c.grant_ahead(T0);
+    assert_eq!(c.fast_grants().available(), 1);
+    assert_eq!(c.estimate(T0).rate_limit_wait_ms, 0);
+    let spent = c.estimate_exhausted(T0);
+    assert_eq!(spent.rate_limit_wait_ms, 60_000);
+    assert_eq!(spent.blocker, "rpm");
+}
+
+#[test]
+fn a_start_past_the_latest_accepted_is_refused_not_queued() {
+    let mut c = cap(1, None);
+    lease(c.admit(T0, T0 + 120_000, None));
+    assert_eq!(
+        c.admit(T0 + 1_000, T0 + 120_000, Some(T0 + 5_000)),
+        Admission::Rejected(Rejection::OverBudget {
+            available_in_ms: 59_000,
+            blocker: "rpm"
+        })
+    );
+    assert_eq!(
+        c.admit(T0 + 1_000, T0 + 120_000, Some(T0 + 61_000)),
+        Admission::Enqueue
+    );
+    // Without a latest start it queues as before.
+    assert_eq!(c.admit(T0 + 1_000, T0 + 120_000, None), Admission::Enqueue);
+}
+
+#[test]
+fn a_pause_past_a_waiters_latest_start_hands_it_back() {
+    let mut c = cap(1, None);
+    let l = lease(c.admit(T0, T0 + 120_000, None));
+    c.enqueue(T0, T0 + 120_000, Some(T0 + 70_000), h(1))
+        .unwrap();
+    c.enqueue(T0, T0 + 120_000, None, h(2)).unwrap();
+    let late = c.release(
+        T0 + 100,
+        l.lease_id,
+        Some(T0),
+        Outcome::RateLimited {
+            retry_after_ms: Some(80_000),
+        },
+    );
+    assert_eq!(late.iter().map(|w| w.0).collect::<Vec<_>>(), vec![1]);
+}
+
+#[test]
+fn a_released_lease_holds_the_window_from_when_it_was_sent() {
+    let mut c = cap(1, None);
+    let l = lease(c.admit(T0, T0 + 120_000, None));
+    c.release(
+        T0 + 500,
+        l.lease_id,
+        Some(T0 + 40),
+        Outcome::Success { latency_ms: 460 },
+    );
+    assert_eq!(c.estimate(T0 + 60_000).rate_limit_wait_ms, 40);
+}
+
+#[test]
+fn the_latency_percentile_starts_at_the_seed_and_follows_observations() {
+    let mut c = cap(100, None);
+    assert_eq!(c.latency_p95(), 500);
+    for ms in 1..=20 {
+        let l = lease(c.admit(T0, T0 + 1_000, None));
+        c.release(
+            T0,
+            l.lease_id,
+            None,
+            Outcome::Success {
+                latency_ms: ms * 100,
+            },
+        );
+    }
+    // Nearest rank: the 19th of 20 sorted samples.
+    assert_eq!(c.latency_p95(), 1_900);
+}
+
+#[derive(Debug, Clone)]
+enum ViewOp {
+    Take,
+    Publish,
+    Report(usize),
+    Step(Millis),
+}
+
+fn view_op() -> impl proptest::strategy::Strategy<Value = ViewOp> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => Just(ViewOp::Take),
+        2 => Just(ViewOp::Publish),
+        2 => (0usize..8).prop_map(ViewOp::Report),
+        3 => (0i64..25_000).prop_map(ViewOp::Step),
+    ]
+}
+
+proptest::proptest! {
+    /// Plans made right after permits are taken see them: whenever the published view
+    /// says a newcomer could start now and no permit is left, the RPM and RPD limits
+    /// really allow a call now — counted against every call made so far at the time it
+    /// was made, reported to the actor or not.
+    #[test]
+    fn the_published_view_never_promises_a_start_the_limits_forbid(
+        rpm in 1u32..5,
+        rpd in 1u32..20,
+        conc in proptest::option::of(1u32..3),
+        margin in 0i64..400,
+        ops in proptest::collection::vec(view_op(), 1..200),
+    ) {
+        let published = std::sync::Arc::new(crate::published::Published::default());
+        let mut c: KeyModelCapacity<H> = KeyModelCapacity::new(
+            RateWindow::new(rpm, rpd, Tz::UTC, T0).with_margin(margin),
+            CircuitConfig::default(),
+            conc,
+            5,
+            100,
+        )
+        .with_fast_grants(published.fast_grants().clone());
+        let fast = c.fast_grants().clone();
+        let mut now = T0;
+        let mut sent: Vec<Millis> = Vec::new();
+        let mut out: Vec<Millis> = Vec::new();
+        let publish = |c: &mut KeyModelCapacity<H>, now| {
+            c.grant_ahead(now);
+            let e = c.estimate(now);
+            let spent = c.estimate_exhausted(now);
+            published.publish_both(now, &e, &spent, c.latency_p95());
+        };
+        publish(&mut c, now);
+        for op in ops {
+            match op {
+                ViewOp::Take => {
+                    if fast.try_take() {
+                        published.note_take(now);
+                        sent.push(now);
+                        out.push(now);
+                    }
+                }
+                ViewOp::Publish => publish(&mut c, now),
+                ViewOp::Report(i) => {
+                    if !out.is_empty() {
+                        let at = out.remove(i % out.len());
+                        c.release_fast(now, at, Outcome::Success { latency_ms: 10 });
+                    }
+                }
+                ViewOp::Step(ms) => now += ms,
+            }
+            let v = published.read(now);
+            let says_now = v.unavailable.is_none() && v.rate_limit_wait_ms + v.queue_wait_ms == 0;
+            if says_now && fast.available() == 0 {
+                let span = crate::rate_window::WINDOW_MS + margin;
+                let in_window = sent.iter().filter(|&&t| t + span > now).count();
+                let day = |t: Millis| (t - T0).div_euclid(86_400_000);
+                let today = sent.iter().filter(|&&t| day(t) == day(now)).count();
+                proptest::prop_assert!(in_window < rpm as usize, "rpm: {sent:?} at {now}");
+                proptest::prop_assert!(today < rpd as usize, "rpd: {sent:?} at {now}");
+                // A concurrency wait is an estimate of when calls end (the service-time
+                // average), not a limit the view can know; it is left out here.
             }
         }
     }

@@ -18,6 +18,19 @@ use crate::key_model::{FlushLater, RELEASE_BATCH};
 use crate::mailbox::MailboxMeter;
 use crate::published::Published;
 
+/// What a request asks of [`KeyModelHandle::acquire_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct Want {
+    /// Unix ms after which the request no longer wants the slot.
+    pub deadline: Millis,
+    /// The latest start the request accepts here (see [`Reserve`]'s field); `None`: any
+    /// start before the deadline.
+    pub latest_start: Option<Millis>,
+    /// Whether a permit granted ahead may be taken. `false` after this pair answered 429:
+    /// the actor may not have taken the pause in yet, so the request must ask it.
+    pub fast: bool,
+}
+
 /// Address of one key/model actor plus what is known about it statically.
 #[derive(Clone)]
 pub struct KeyModelHandle {
@@ -57,6 +70,12 @@ impl KeyModelHandle {
         self.published.read(now)
     }
 
+    /// The 95th percentile of the pair's recent successful latencies (its configured
+    /// `avg_response_time_ms` before the first), as last published.
+    pub fn latency_p95_ms(&self) -> Millis {
+        self.published.latency_p95_ms()
+    }
+
     /// Wait-time query, `None` if the actor does not answer within `timeout`.
     pub async fn wait_time(&self, timeout: Duration) -> Option<WaitEstimate> {
         self.meter.sent();
@@ -85,17 +104,35 @@ impl KeyModelHandle {
         deadline: Millis,
         now: impl Fn() -> Millis,
     ) -> Result<LeaseGuard, Rejection> {
-        if self.published.fast_grants().try_take() {
+        let want = Want {
+            deadline,
+            latest_start: None,
+            fast: true,
+        };
+        self.acquire_with(want, now).await
+    }
+
+    /// [`acquire`](Self::acquire) with a latest acceptable start and a choice of the
+    /// fast path (see [`Want`]).
+    pub async fn acquire_with(
+        &self,
+        want: Want,
+        now: impl Fn() -> Millis,
+    ) -> Result<LeaseGuard, Rejection> {
+        let deadline = want.deadline;
+        if want.fast && self.published.fast_grants().try_take() {
+            let granted_at = now();
+            self.published.note_take(granted_at);
             return Ok(LeaseGuard {
                 handle: self.clone(),
                 lease: Lease {
                     lease_id: FAST_LEASE,
-                    granted_at: now(),
+                    granted_at,
                     queue_wait_ms: 0,
                     rate_limit_wait_ms: 0,
                     trial: false,
                 },
-                sent: false,
+                sent_at: None,
                 released: false,
             });
         }
@@ -105,6 +142,7 @@ impl KeyModelHandle {
             .addr
             .send(Reserve {
                 deadline,
+                latest_start: want.latest_start,
                 sent_at: Instant::now(),
             })
             .timeout(remaining(now()).min(Duration::from_secs(5)))
@@ -140,7 +178,7 @@ impl KeyModelHandle {
         Ok(LeaseGuard {
             handle: self.clone(),
             lease,
-            sent: false,
+            sent_at: None,
             released: false,
         })
     }
@@ -200,7 +238,7 @@ impl KeyModelHandle {
         self.addr.do_send(Nudge);
     }
 
-    fn release(&self, lease: &Lease, outcome: Outcome) {
+    fn release(&self, lease: &Lease, sent_at: Option<Millis>, outcome: Outcome) {
         // A successful call on a permit granted ahead, while nobody waits: nothing the
         // actor must act on now, so it joins a batch the actor takes in shortly (see
         // `FlushLater`) instead of waking the actor thread once per request. Failures,
@@ -209,7 +247,8 @@ impl KeyModelHandle {
             && matches!(outcome, Outcome::Success { .. })
             && self.published.queued() == 0;
         if batchable {
-            let n = self.published.batch_release(lease.granted_at, outcome);
+            let at = sent_at.unwrap_or(lease.granted_at);
+            let n = self.published.batch_release(at, outcome);
             if n == 1 || n == RELEASE_BATCH {
                 self.meter.sent();
                 self.addr.do_send(FlushLater {
@@ -222,6 +261,7 @@ impl KeyModelHandle {
         self.addr.do_send(Release {
             lease_id: lease.lease_id,
             granted_at: lease.granted_at,
+            sent_at,
             outcome,
         });
     }
@@ -258,7 +298,8 @@ impl Drop for CancelOnDrop<'_> {
 pub struct LeaseGuard {
     handle: KeyModelHandle,
     lease: Lease,
-    sent: bool,
+    /// When the upstream request left (see [`LeaseGuard::mark_sent`]).
+    sent_at: Option<Millis>,
     released: bool,
 }
 
@@ -268,27 +309,29 @@ impl LeaseGuard {
         &self.lease
     }
 
-    /// Call right before the upstream request leaves.
-    pub fn mark_sent(&mut self) {
-        self.sent = true;
+    /// Call right before the upstream request leaves, with the time (Unix ms): the
+    /// actor records the dispatch then, since the provider counts the call from its
+    /// arrival.
+    pub fn mark_sent(&mut self, at: Millis) {
+        self.sent_at = Some(at);
     }
 
     /// Releases the slot with the call's outcome.
     pub fn finish(mut self, outcome: Outcome) {
         self.released = true;
-        self.handle.release(&self.lease, outcome);
+        self.handle.release(&self.lease, self.sent_at, outcome);
     }
 }
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
         if !self.released {
-            let outcome = if self.sent {
+            let outcome = if self.sent_at.is_some() {
                 Outcome::Abandoned
             } else {
                 Outcome::NotSent
             };
-            self.handle.release(&self.lease, outcome);
+            self.handle.release(&self.lease, self.sent_at, outcome);
         }
     }
 }

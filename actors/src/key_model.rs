@@ -47,6 +47,9 @@ pub struct KeyModelSpec {
     pub avg_response_time_ms: u64,
     /// Circuit breaker thresholds.
     pub circuit: CircuitConfig,
+    /// Safety margin at the RPM window's edge and before the day boundary, for the
+    /// provider counting arrivals (`rate_limit_margin_ms`; see `rate_window`).
+    pub rate_margin_ms: Millis,
 }
 
 /// Query: what would a new request face here?
@@ -63,6 +66,10 @@ pub struct GetWaitTime {
 pub struct Reserve {
     /// Unix ms after which the request no longer wants the slot.
     pub deadline: Millis,
+    /// The latest start the request accepts here, when another candidate could serve it
+    /// within its wait budget: a later start is refused ([`Rejection::OverBudget`]), and a
+    /// waiter that a 429 pause would hold past it is handed back.
+    pub latest_start: Option<Millis>,
     /// When it was sent (mailbox-wait metric).
     pub sent_at: Instant,
 }
@@ -97,9 +104,10 @@ pub struct CancelWait {
 pub struct Release {
     /// From the [`Lease`]; [`FAST_LEASE`] for a permit granted ahead.
     pub lease_id: u64,
-    /// From the [`Lease`]: when the call was allowed to go (recorded as the dispatch time
-    /// of a permit granted ahead).
+    /// From the [`Lease`]: when the call was allowed to go.
     pub granted_at: Millis,
+    /// When the call really left, if it did: recorded as its dispatch time.
+    pub sent_at: Option<Millis>,
     /// How the call ended.
     pub outcome: Outcome,
 }
@@ -199,7 +207,8 @@ impl KeyModelActor {
         published: Arc<Published>,
     ) -> Self {
         let now = clock.now_ms();
-        let window = RateWindow::new(spec.rpm, spec.rpd, spec.rpd_timezone, now);
+        let window = RateWindow::new(spec.rpm, spec.rpd, spec.rpd_timezone, now)
+            .with_margin(spec.rate_margin_ms);
         let mut capacity = KeyModelCapacity::new(
             window,
             spec.circuit,
@@ -230,7 +239,9 @@ impl KeyModelActor {
         let now = self.clock.now_ms();
         self.capacity.grant_ahead(now);
         let e = self.capacity.estimate(now);
-        self.published.publish(now, &e);
+        let spent = self.capacity.estimate_exhausted(now);
+        self.published
+            .publish_both(now, &e, &spent, self.capacity.latency_p95());
     }
 
     fn snapshot(&self) -> PairSnapshot {
@@ -266,7 +277,8 @@ impl KeyModelActor {
             for (tx, lease) in pump.granted {
                 if tx.send(Ok(lease)).is_err() {
                     // The requester left between the check and the grant: take it back.
-                    self.capacity.release(now, lease.lease_id, Outcome::NotSent);
+                    self.capacity
+                        .release(now, lease.lease_id, None, Outcome::NotSent);
                     undelivered = true;
                 }
             }
@@ -306,8 +318,8 @@ impl KeyModelActor {
             return false;
         }
         let now = self.clock.now_ms();
-        for (granted_at, outcome) in batch {
-            let late = self.capacity.release_fast(now, granted_at, outcome);
+        for (sent_at, outcome) in batch {
+            let late = self.capacity.release_fast(now, sent_at, outcome);
             self.refuse_late(now, late);
         }
         true
@@ -379,6 +391,7 @@ impl Handler<Reconfigure> for KeyModelActor {
         let s = &msg.spec;
         self.capacity
             .reconfigure(s.rpm, s.rpd, s.max_concurrent, s.max_queue, s.circuit);
+        self.capacity.window_mut().set_margin(s.rate_margin_ms);
         self.spec = Arc::new(msg.spec);
         self.pump(ctx);
     }
@@ -441,7 +454,7 @@ impl Handler<Reserve> for KeyModelActor {
         let _m = self.meter.handling();
         self.absorb_batched();
         let now = self.clock.now_ms();
-        let reply = match self.capacity.admit(now, msg.deadline) {
+        let reply = match self.capacity.admit(now, msg.deadline, msg.latest_start) {
             Admission::Granted(lease) => {
                 self.dirty = true;
                 self.publish();
@@ -450,7 +463,10 @@ impl Handler<Reserve> for KeyModelActor {
             Admission::Rejected(r) => ReserveReply::Rejected(r),
             Admission::Enqueue => {
                 let (tx, rx) = oneshot::channel();
-                match self.capacity.enqueue(now, msg.deadline, tx) {
+                match self
+                    .capacity
+                    .enqueue(now, msg.deadline, msg.latest_start, tx)
+                {
                     Ok(waiter_id) => {
                         self.pump(ctx);
                         ReserveReply::Queued {
@@ -485,9 +501,11 @@ impl Handler<Release> for KeyModelActor {
         let now = self.clock.now_ms();
         self.absorb_batched();
         let late = if msg.lease_id == FAST_LEASE {
-            self.capacity.release_fast(now, msg.granted_at, msg.outcome)
+            let sent_at = msg.sent_at.unwrap_or(msg.granted_at);
+            self.capacity.release_fast(now, sent_at, msg.outcome)
         } else {
-            self.capacity.release(now, msg.lease_id, msg.outcome)
+            self.capacity
+                .release(now, msg.lease_id, msg.sent_at, msg.outcome)
         };
         self.refuse_late(now, late);
         self.pump(ctx);

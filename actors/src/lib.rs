@@ -35,7 +35,7 @@ pub use capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate};
 pub use clock::{Clock, ManualClock, Millis, SharedClock, SystemClock};
 pub use dashboard::{DashboardActor, GetDashboard, GetDashboardStatus};
 pub use events::{AttemptError, CompletedBatch, RequestCompleted};
-pub use handle::{KeyModelHandle, LeaseGuard};
+pub use handle::{KeyModelHandle, LeaseGuard, Want};
 pub use ids::{KeyModelId, RoutingMethod, Tier};
 pub use key_model::{KeyModelActor, KeyModelSpec};
 pub use mailbox::{MailboxMeter, MailboxReading};

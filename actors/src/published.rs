@@ -6,6 +6,15 @@
 //! (when the rate limit frees, when a newcomer could start), and the router reads them
 //! without a message: the estimate is exact until the next state change, and routing is
 //! advisory anyway — reserving a slot re-checks.
+//!
+//! A call taken on a permit granted ahead (see `fast_grant`) changes what the next request
+//! faces *before* the actor hears of it. So the actor publishes two estimates: one for
+//! while permits are left (a newcomer starts at once), and one for when they have run out
+//! (every permit counted as a call made now). A reader picks by the permit counter, which
+//! the take itself lowers, so the very next plan after the last permit is taken sees the
+//! window as it will be, not as it was. The estimate for after counts the permits as
+//! taken when it was published; a take later than that (an idle pair's first call in a
+//! while) shifts it by the difference, through the time of the latest take.
 
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,18 +28,34 @@ const BLOCKERS: [&str; 5] = ["none", "rpm", "rpd", "paused", "concurrency"];
 /// The published estimate of one key/model.
 #[derive(Debug, Default)]
 pub struct Published {
+    /// While permits are left: when the rate limit frees (absolute Unix ms).
     next_free_at: AtomicI64,
+    /// While permits are left: when a newcomer could start.
     start_at: AtomicI64,
-    service_ms: AtomicI64,
-    queue_len: AtomicU64,
+    /// While permits are left: calls in flight.
     in_flight: AtomicU32,
+    /// While permits are left: what holds a newcomer back (index into `BLOCKERS`).
     blocker: AtomicU8,
+    /// Once every permit is taken: the same four.
+    spent_next_free_at: AtomicI64,
+    spent_start_at: AtomicI64,
+    spent_in_flight: AtomicU32,
+    spent_blocker: AtomicU8,
+    /// When the estimates were computed.
+    published_at: AtomicI64,
+    /// When a handler last took a permit.
+    last_take_at: AtomicI64,
+    /// Expected upstream time (moving average).
+    service_ms: AtomicI64,
+    /// 95th percentile of recent successful latencies (the attempt timeout's base).
+    latency_p95_ms: AtomicI64,
+    queue_len: AtomicU64,
     unavailable: AtomicU8,
     available_at: AtomicI64,
     capacity: AtomicU64,
     fast: Arc<FastGrants>,
     /// Successful calls on permits granted ahead whose release the actor has not taken
-    /// in yet (see `KeyModelHandle`): `(granted_at, outcome)`.
+    /// in yet (see `KeyModelHandle`): `(sent_at, outcome)`.
     batched: Mutex<Vec<(Millis, Outcome)>>,
 }
 
@@ -45,9 +70,9 @@ impl Published {
     }
 
     /// Adds a finished call to the batch; returns the batch's length.
-    pub fn batch_release(&self, granted_at: Millis, outcome: Outcome) -> usize {
+    pub fn batch_release(&self, sent_at: Millis, outcome: Outcome) -> usize {
         let mut b = self.batched.lock().unwrap_or_else(PoisonError::into_inner);
-        b.push((granted_at, outcome));
+        b.push((sent_at, outcome));
         b.len()
     }
 
@@ -61,15 +86,42 @@ impl Published {
         self.queue_len.load(Relaxed)
     }
 
-    /// Records `e`, computed at `now`.
+    /// The 95th percentile of recent successful latencies, as last published.
+    pub fn latency_p95_ms(&self) -> Millis {
+        self.latency_p95_ms.load(Relaxed)
+    }
+
+    /// Records `e`, computed at `now` (alone: as if no permit were left).
     pub fn publish(&self, now: Millis, e: &WaitEstimate) {
+        self.publish_both(now, e, e, e.service_ms);
+    }
+
+    /// Notes that a handler took a permit at `now` (see the module header).
+    pub fn note_take(&self, now: Millis) {
+        self.last_take_at.fetch_max(now, Relaxed);
+    }
+
+    /// Records the estimate while permits are left (`e`), the one once they are all taken
+    /// (`spent`), both computed at `now`, and the latency percentile.
+    pub fn publish_both(&self, now: Millis, e: &WaitEstimate, spent: &WaitEstimate, p95: Millis) {
+        self.published_at.store(now, Relaxed);
         self.next_free_at.store(now + e.rate_limit_wait_ms, Relaxed);
         self.start_at
             .store(now + e.rate_limit_wait_ms + e.queue_wait_ms, Relaxed);
-        self.service_ms.store(e.service_ms, Relaxed);
-        self.queue_len.store(e.queue_len as u64, Relaxed);
         self.in_flight.store(e.in_flight, Relaxed);
         self.blocker.store(blocker_code(e.blocker), Relaxed);
+        self.spent_next_free_at
+            .store(now + spent.rate_limit_wait_ms, Relaxed);
+        self.spent_start_at.store(
+            now + spent.rate_limit_wait_ms + spent.queue_wait_ms,
+            Relaxed,
+        );
+        self.spent_in_flight.store(spent.in_flight, Relaxed);
+        self.spent_blocker
+            .store(blocker_code(spent.blocker), Relaxed);
+        self.service_ms.store(e.service_ms, Relaxed);
+        self.latency_p95_ms.store(p95, Relaxed);
+        self.queue_len.store(e.queue_len as u64, Relaxed);
         let (code, at, capacity) = match &e.unavailable {
             None => (0, 0, 0),
             Some(Rejection::Disabled { .. }) => (1, 0, 0),
@@ -94,10 +146,35 @@ impl Published {
         self.unavailable.store(code, Relaxed);
     }
 
-    /// The estimate as it stands at `now`.
+    /// The estimate as it stands at `now`: while the actor's permits last, the one it
+    /// published for them; once they are all taken, the one for after.
     pub fn read(&self, now: Millis) -> WaitEstimate {
-        let rate = (self.next_free_at.load(Relaxed) - now).max(0);
-        let start = (self.start_at.load(Relaxed) - now).max(0);
+        let (mut next_free_at, mut start_at) =
+            (self.next_free_at.load(Relaxed), self.start_at.load(Relaxed));
+        let (in_flight, blocker) = if self.fast.available() > 0 {
+            (&self.in_flight, &self.blocker)
+        } else {
+            let (spent_free, spent_start) = (
+                self.spent_next_free_at.load(Relaxed),
+                self.spent_start_at.load(Relaxed),
+            );
+            // The permits were counted as taken at publication; taken later, they hold
+            // the window (or the concurrency slots) that much longer. A day limit ends at
+            // midnight whenever they were taken.
+            let late = (self.last_take_at.load(Relaxed) - self.published_at.load(Relaxed)).max(0);
+            let shift = |spent: Millis, plain: Millis| {
+                if spent > plain && self.spent_blocker.load(Relaxed) != blocker_code("rpd") {
+                    spent + late
+                } else {
+                    spent
+                }
+            };
+            next_free_at = shift(spent_free, next_free_at);
+            start_at = shift(spent_start, start_at);
+            (&self.spent_in_flight, &self.spent_blocker)
+        };
+        let rate = (next_free_at - now).max(0);
+        let start = (start_at - now).max(0);
         let service_ms = self.service_ms.load(Relaxed);
         let available_at = self.available_at.load(Relaxed);
         let unavailable = match self.unavailable.load(Relaxed) {
@@ -124,7 +201,7 @@ impl Published {
             _ => Some(Rejection::ActorUnavailable),
         };
         let blocker = if start > 0 {
-            BLOCKERS[usize::from(self.blocker.load(Relaxed)).min(BLOCKERS.len() - 1)]
+            BLOCKERS[usize::from(blocker.load(Relaxed)).min(BLOCKERS.len() - 1)]
         } else {
             "none"
         };
@@ -134,7 +211,7 @@ impl Published {
             service_ms,
             total_ms: start + service_ms,
             queue_len: self.queue_len.load(Relaxed) as usize,
-            in_flight: self.in_flight.load(Relaxed),
+            in_flight: in_flight.load(Relaxed),
             blocker,
             unavailable,
         }
@@ -171,6 +248,32 @@ mod tests {
             (0, 0, 300)
         );
         assert_eq!(done.blocker, "none");
+    }
+
+    #[test]
+    fn the_estimate_for_after_the_permits_shows_once_the_last_is_taken() {
+        let p = Published::default();
+        p.fast_grants().replace(0, 1).unwrap();
+        p.publish_both(1_000, &est(0, 0, None), &est(60_000, 0, None), 300);
+        assert_eq!(p.read(1_000).rate_limit_wait_ms, 0);
+        assert!(p.fast_grants().try_take());
+        p.note_take(1_000);
+        let after = p.read(1_001);
+        assert_eq!(after.rate_limit_wait_ms, 59_999);
+        assert_eq!(after.blocker, "rpm");
+        assert_eq!(p.latency_p95_ms(), 300);
+    }
+
+    #[test]
+    fn a_permit_taken_long_after_publication_holds_the_window_from_then() {
+        let p = Published::default();
+        p.fast_grants().replace(0, 1).unwrap();
+        p.publish_both(1_000, &est(0, 0, None), &est(60_000, 0, None), 300);
+        // An idle hour later the permit is taken.
+        let t = 3_601_000;
+        assert!(p.fast_grants().try_take());
+        p.note_take(t);
+        assert_eq!(p.read(t + 1).rate_limit_wait_ms, 59_999);
     }
 
     #[test]

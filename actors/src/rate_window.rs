@@ -6,6 +6,13 @@
 //! across a boundary). RPD counts dispatches per calendar day in the provider's time zone.
 //! A 429 from upstream pauses the pair until its Retry-After has passed. Every call sent
 //! upstream counts, failed ones included, because that is how providers count.
+//!
+//! Providers count *arrivals*, later than bkvy's dispatch by a send delay that varies from
+//! call to call (a busy worker, a new connection). A call that left quickly at the edge of
+//! the window can arrive less than 60 s after one that left slowly, and the provider then
+//! sees `rpm + 1` calls in its minute. So the window keeps a safety `margin`: a dispatch
+//! holds its place for 60 s + margin, and one sent within `margin` before the day
+//! boundary counts for the next day too.
 
 use std::collections::VecDeque;
 
@@ -63,6 +70,9 @@ pub struct RateWindow {
     day_end: Millis,
     day_count: u32,
     paused_until: Millis,
+    /// Extra time a dispatch holds its place in the window (and before the day boundary,
+    /// in the next day's count), for the provider counting arrivals.
+    margin: Millis,
 }
 
 /// Start and end (exclusive) of the calendar day containing `now` in `tz`, in Unix ms.
@@ -100,7 +110,25 @@ impl RateWindow {
             day_end,
             day_count: 0,
             paused_until: 0,
+            margin: 0,
         }
+    }
+
+    /// The same window with a safety `margin` (see the module header).
+    #[must_use]
+    pub fn with_margin(mut self, margin: Millis) -> Self {
+        self.margin = margin.max(0);
+        self
+    }
+
+    /// Changes the safety margin (config reload).
+    pub fn set_margin(&mut self, margin: Millis) {
+        self.margin = margin.max(0);
+    }
+
+    /// How long a dispatch holds its place: 60 s plus the margin.
+    fn span(&self) -> Millis {
+        WINDOW_MS + self.margin
     }
 
     /// Limits per minute and per day.
@@ -115,14 +143,26 @@ impl RateWindow {
     }
 
     fn roll(&mut self, now: Millis) {
-        while self.recent.front().is_some_and(|&t| t + WINDOW_MS <= now) {
-            self.recent.pop_front();
-        }
         if now >= self.day_end || now < self.day_start {
             let (s, e) = day_bounds(self.tz, now);
+            // Calls sent within `margin` before the boundary may arrive after it: the
+            // provider counts them in the new day.
+            let old_end = self.day_end;
+            let carried = if s == old_end {
+                self.recent
+                    .iter()
+                    .filter(|&&t| t >= old_end - self.margin && t < old_end)
+                    .count() as u32
+            } else {
+                0
+            };
             self.day_start = s;
             self.day_end = e;
-            self.day_count = 0;
+            self.day_count = carried;
+        }
+        let span = self.span();
+        while self.recent.front().is_some_and(|&t| t + span <= now) {
+            self.recent.pop_front();
         }
     }
 
@@ -147,7 +187,7 @@ impl RateWindow {
         let len = self.recent.len();
         if len >= self.rpm as usize {
             let oldest_that_matters = self.recent[len - self.rpm as usize];
-            consider(oldest_that_matters + WINDOW_MS - now, Blocker::Rpm);
+            consider(oldest_that_matters + self.span() - now, Blocker::Rpm);
         }
         wait
     }
@@ -178,7 +218,7 @@ impl RateWindow {
             } else {
                 now
             };
-            consider(oldest_that_matters + WINDOW_MS - now, Blocker::Rpm);
+            consider(oldest_that_matters + self.span() - now, Blocker::Rpm);
         }
         wait
     }
@@ -200,7 +240,7 @@ impl RateWindow {
     pub fn record_at(&mut self, now: Millis, at: Millis) {
         self.roll(now);
         let at = at.min(now);
-        if at + WINDOW_MS > now {
+        if at + self.span() > now {
             let pos = self
                 .recent
                 .iter()
@@ -208,8 +248,32 @@ impl RateWindow {
                 .map_or(0, |p| p + 1);
             self.recent.insert(pos, at);
         }
-        if at >= self.day_start && at < self.day_end {
+        if self.counts_today(at) {
             self.day_count = self.day_count.saturating_add(1);
+        }
+    }
+
+    /// Whether a dispatch at `at` belongs to today's count: sent today, or within the
+    /// margin before today began.
+    fn counts_today(&self, at: Millis) -> bool {
+        at >= self.day_start - self.margin && at < self.day_end
+    }
+
+    /// Moves a dispatch recorded at `from` to `to`, when the call actually left (later
+    /// than its grant), so that it holds its place from the time the provider sees it.
+    pub fn move_dispatch(&mut self, now: Millis, from: Millis, to: Millis) {
+        if to <= from {
+            return;
+        }
+        if let Some(pos) = self.recent.iter().rposition(|&t| t == from) {
+            self.recent.remove(pos);
+            let to = to.min(now);
+            let at = self
+                .recent
+                .iter()
+                .rposition(|&t| t <= to)
+                .map_or(0, |p| p + 1);
+            self.recent.insert(at, to);
         }
     }
 
@@ -226,7 +290,7 @@ impl RateWindow {
         if let Some(pos) = self.recent.iter().rposition(|&t| t == at) {
             self.recent.remove(pos);
         }
-        if at >= self.day_start && at < self.day_end {
+        if self.counts_today(at) {
             self.day_count = self.day_count.saturating_sub(1);
         }
     }
@@ -262,7 +326,7 @@ impl RateWindow {
     /// When the oldest call leaves the window (the next time RPM room grows), if any.
     pub fn minute_reset_at(&mut self, now: Millis) -> Option<Millis> {
         self.roll(now);
-        self.recent.front().map(|&t| t + WINDOW_MS)
+        self.recent.front().map(|&t| t + self.span())
     }
 
     /// When the day counter resets.
@@ -310,7 +374,7 @@ impl RateWindow {
                     continue;
                 }
                 if window.len() >= rpm {
-                    let gate = window[window.len() - rpm] + WINDOW_MS;
+                    let gate = window[window.len() - rpm] + self.span();
                     if gate > t {
                         t = gate;
                         continue;
@@ -567,6 +631,41 @@ mod tests {
     }
 
     #[test]
+    fn a_margin_holds_each_dispatch_past_sixty_seconds() {
+        let mut w = RateWindow::new(1, 100, Tz::UTC, T0).with_margin(300);
+        w.record(T0);
+        assert_eq!(w.minute_reset_at(T0 + 1), Some(T0 + WINDOW_MS + 300));
+        assert_eq!(w.wait(T0 + WINDOW_MS).ms, 300);
+        assert_eq!(w.wait(T0 + WINDOW_MS + 300).ms, 0);
+    }
+
+    #[test]
+    fn a_call_sent_just_before_midnight_counts_in_the_next_day_too() {
+        let midnight = T0 + 86_400_000;
+        let mut w = RateWindow::new(100, 2, Tz::UTC, midnight - 1_000).with_margin(300);
+        w.record(midnight - 1_000);
+        w.record(midnight - 100);
+        assert_eq!(
+            w.day_used(midnight + 10),
+            1,
+            "the call 100 ms before midnight is carried"
+        );
+        // A call granted ahead and reported after midnight, sent 200 ms before it.
+        w.record_at(midnight + 20, midnight - 200);
+        assert_eq!(w.day_used(midnight + 20), 2);
+        assert_eq!(w.wait(midnight + 20).blocker, Blocker::Rpd);
+    }
+
+    #[test]
+    fn a_dispatch_moves_to_when_the_call_left() {
+        let mut w = RateWindow::new(1, 100, Tz::UTC, T0);
+        w.record(T0);
+        w.move_dispatch(T0 + 500, T0, T0 + 40);
+        assert_eq!(w.wait(T0 + WINDOW_MS).ms, 40);
+        assert_eq!(w.day_used(T0 + 500), 1);
+    }
+
+    #[test]
     fn a_damaged_count_cannot_blow_up_the_window() {
         let snap = RateSnapshot {
             recent_runs: vec![(T0, u32::MAX), (T0 + 1, u32::MAX)],
@@ -609,6 +708,41 @@ mod tests {
                 *per_day.entry(t.div_euclid(86_400_000)).or_insert(0u32) += 1;
             }
             prop_assert!(per_day.values().all(|&c| c <= rpd));
+        }
+
+        /// A provider counting *arrivals* — each call arriving 0..=margin after bkvy
+        /// recorded it, the delay varying per call — never sees more than `rpm` calls in
+        /// any 60-second interval nor more than `rpd` in one UTC day, across the day
+        /// boundary included.
+        #[test]
+        fn arrivals_never_exceed_the_limits_with_a_margin(
+            rpm in 1u32..12,
+            rpd in 1u32..60,
+            margin in 0i64..500,
+            start_before_midnight in 0i64..120_000,
+            steps in proptest::collection::vec((0i64..20_000, 0i64..=1_000), 1..300),
+        ) {
+            let t0 = T0 + 86_400_000 - start_before_midnight;
+            let mut w = RateWindow::new(rpm, rpd, Tz::UTC, t0).with_margin(margin);
+            let mut now = t0;
+            let mut arrivals = Vec::new();
+            for (gap, delay_permille) in steps {
+                now += gap;
+                if w.wait(now).ms == 0 {
+                    w.record(now);
+                    arrivals.push(now + margin * delay_permille / 1_000);
+                }
+            }
+            arrivals.sort_unstable();
+            for (i, &start) in arrivals.iter().enumerate() {
+                let in_window = arrivals[i..].iter().take_while(|&&t| t < start + WINDOW_MS).count();
+                prop_assert!(in_window <= rpm as usize, "{} arrivals in 60 s from {}", in_window, start);
+            }
+            let mut per_day = std::collections::HashMap::new();
+            for t in &arrivals {
+                *per_day.entry(t.div_euclid(86_400_000)).or_insert(0u32) += 1;
+            }
+            prop_assert!(per_day.values().all(|&c| c <= rpd), "{:?}", per_day);
         }
 
         /// A caller that waits exactly as long as told is admitted at that moment.

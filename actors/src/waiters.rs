@@ -29,6 +29,9 @@ pub struct Waiter<T> {
     pub enqueued_at: Millis,
     /// When its request gives up.
     pub deadline: Millis,
+    /// The latest start it accepts here (its wait budget, when another candidate could
+    /// serve it within that); the deadline when it takes any start before that.
+    pub latest_start: Millis,
     /// Since when it has been at the head held back by a rate limit or pause.
     pub rate_blocked_since: Option<Millis>,
     /// Time spent at the head held back by a rate limit or pause, closed intervals only.
@@ -84,7 +87,13 @@ impl<T: WaiterHandle> WaiterQueue<T> {
     }
 
     /// Appends a waiter at the tail.
-    pub fn push(&mut self, now: Millis, deadline: Millis, handle: T) -> Result<u64, QueueFull> {
+    pub fn push(
+        &mut self,
+        now: Millis,
+        deadline: Millis,
+        latest_start: Option<Millis>,
+        handle: T,
+    ) -> Result<u64, QueueFull> {
         if self.queue.len() >= self.capacity {
             return Err(QueueFull {
                 capacity: self.capacity,
@@ -96,6 +105,7 @@ impl<T: WaiterHandle> WaiterQueue<T> {
             id,
             enqueued_at: now,
             deadline,
+            latest_start: latest_start.unwrap_or(deadline),
             rate_blocked_since: None,
             rate_waited: 0,
             handle,
@@ -184,9 +194,9 @@ mod tests {
     #[test]
     fn fifo_order_and_bound() {
         let mut q = WaiterQueue::new(2);
-        let a = q.push(0, 100, h().0).unwrap();
-        let b = q.push(1, 100, h().0).unwrap();
-        assert_eq!(q.push(2, 100, h().0), Err(QueueFull { capacity: 2 }));
+        let a = q.push(0, 100, None, h().0).unwrap();
+        let b = q.push(1, 100, None, h().0).unwrap();
+        assert_eq!(q.push(2, 100, None, h().0), Err(QueueFull { capacity: 2 }));
         assert_eq!(q.pop().map(|w| w.id), Some(a));
         assert_eq!(q.pop().map(|w| w.id), Some(b));
         assert!(q.is_empty());
@@ -196,10 +206,10 @@ mod tests {
     fn sweep_drops_gone_and_returns_expired_keeping_order() {
         let mut q = WaiterQueue::new(10);
         let (gone, flag) = h();
-        q.push(0, 1_000, h().0).unwrap();
-        q.push(0, 1_000, gone).unwrap();
-        q.push(0, 50, h().0).unwrap();
-        let d = q.push(0, 1_000, h().0).unwrap();
+        q.push(0, 1_000, None, h().0).unwrap();
+        q.push(0, 1_000, None, gone).unwrap();
+        q.push(0, 50, None, h().0).unwrap();
+        let d = q.push(0, 1_000, None, h().0).unwrap();
         flag.set(true);
         let expired = q.sweep(100);
         assert_eq!(expired.len(), 1);
@@ -210,9 +220,9 @@ mod tests {
     #[test]
     fn remove_leaves_others_in_place() {
         let mut q = WaiterQueue::new(10);
-        let a = q.push(0, 10, h().0).unwrap();
-        let b = q.push(0, 10, h().0).unwrap();
-        let c = q.push(0, 10, h().0).unwrap();
+        let a = q.push(0, 10, None, h().0).unwrap();
+        let b = q.push(0, 10, None, h().0).unwrap();
+        let c = q.push(0, 10, None, h().0).unwrap();
         assert!(q.remove(b).is_some());
         assert!(q.remove(b).is_none());
         assert_eq!(q.position(a), Some(0));

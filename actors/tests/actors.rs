@@ -28,6 +28,7 @@ fn spec(
         max_queue: 100,
         avg_response_time_ms: 1_000,
         circuit: bkvy_actors::circuit::CircuitConfig::default(),
+        rate_margin_ms: 0,
     }
 }
 
@@ -98,7 +99,7 @@ async fn a_dropped_lease_gives_its_slot_back() {
     let s = h.status(Duration::from_secs(1)).await.unwrap();
     assert_eq!((s.requests_this_minute, s.in_flight), (0, 0));
     let mut g = h.acquire(T0 + 10_000, &now).await.unwrap();
-    g.mark_sent();
+    g.mark_sent(T0);
     drop(g); // sent, requester gone: still counts against RPM, but frees concurrency
     let s = h.status(Duration::from_secs(1)).await.unwrap();
     assert_eq!((s.requests_this_minute, s.in_flight), (1, 0));
@@ -114,8 +115,8 @@ async fn batched_releases_are_taken_in_before_any_answer_about_capacity() {
     for _ in 0..5 {
         let mut a = h.acquire(T0 + 10_000, &now).await.unwrap();
         let mut b = h.acquire(T0 + 10_000, &now).await.unwrap();
-        a.mark_sent();
-        b.mark_sent();
+        a.mark_sent(T0);
+        b.mark_sent(T0);
         a.finish(Outcome::Success { latency_ms: 10 });
         b.finish(Outcome::Success { latency_ms: 10 });
     }
@@ -125,8 +126,8 @@ async fn batched_releases_are_taken_in_before_any_answer_about_capacity() {
     // The concurrency cap still holds with releases pending in a batch.
     let mut a = h.acquire(T0 + 10_000, &now).await.unwrap();
     let mut b = h.acquire(T0 + 10_000, &now).await.unwrap();
-    a.mark_sent();
-    b.mark_sent();
+    a.mark_sent(T0);
+    b.mark_sent(T0);
     let third = tokio::time::timeout(Duration::from_millis(200), h.acquire(T0 + 300, &now)).await;
     assert!(
         !matches!(third, Ok(Ok(_))),

@@ -149,6 +149,16 @@ pub struct Settings {
     /// A streamed answer that sends nothing for this long is ended with an error
     /// (`stream_idle_timeout_seconds`, default 30).
     pub stream_idle_timeout: Duration,
+    /// Safety margin at each RPM window's edge and before the RPD day boundary, for
+    /// providers counting arrivals rather than bkvy's dispatches
+    /// (`rate_limit_margin_ms`, default 250).
+    pub rate_limit_margin_ms: i64,
+    /// One attempt may take this multiple of the pair's recent 95th-percentile latency
+    /// (`attempt_timeout_multiplier`, default 4).
+    pub attempt_timeout_multiplier: f64,
+    /// … but never less than this (`attempt_timeout_floor_seconds`, default 30); and never
+    /// more than the provider's `timeout_seconds`.
+    pub attempt_timeout_floor: Duration,
 }
 
 impl Default for Settings {
@@ -159,6 +169,9 @@ impl Default for Settings {
             max_queue: 1000,
             circuit: bkvy_actors::circuit::CircuitConfig::default(),
             stream_idle_timeout: Duration::from_secs(30),
+            rate_limit_margin_ms: 250,
+            attempt_timeout_multiplier: 4.0,
+            attempt_timeout_floor: Duration::from_secs(30),
         }
     }
 }

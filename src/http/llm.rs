@@ -385,6 +385,7 @@ pub async fn plan(
         options: p.options.clone(),
         tooling: p.tooling.clone(),
         deadline,
+        budget_end: (started + max_wait_ms).min(deadline),
     };
     Ok((plan, job))
 }

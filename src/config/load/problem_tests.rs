@@ -274,7 +274,7 @@ fn unknown_fields_everywhere() {
             "providers.openai.keys.k1.org: unknown field \"org\"; expected one of api_key, rate_limits",
             "providers.openai.keys.k1.rate_limits.gpt-4o.tpm: unknown field \"tpm\"; expected one of rpm, rpd, max_concurrent",
             "providers.openai.models.gpt-4o.context: unknown field \"context\"; expected one of endpoint, cost_per_1k_tokens, cost_per_1k_input_tokens, cost_per_1k_output_tokens, intelligence_tier, supports_thinking, avg_response_time_ms, version",
-            "routing.fallback: unknown field \"fallback\"; expected one of scenarios, request_timeout_seconds, max_attempts_per_candidate, max_queue, circuit_breaker, stream_idle_timeout_seconds",
+            "routing.fallback: unknown field \"fallback\"; expected one of scenarios, request_timeout_seconds, max_attempts_per_candidate, max_queue, circuit_breaker, stream_idle_timeout_seconds, rate_limit_margin_ms, attempt_timeout_multiplier, attempt_timeout_floor_seconds",
             "routing.scenarios.s[0].weight: unknown field \"weight\"; expected one of provider, model, priority",
         ]
     );

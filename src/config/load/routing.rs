@@ -21,6 +21,9 @@ const ROUTING_FIELDS: &[&str] = &[
     "max_queue",
     "circuit_breaker",
     "stream_idle_timeout_seconds",
+    "rate_limit_margin_ms",
+    "attempt_timeout_multiplier",
+    "attempt_timeout_floor_seconds",
 ];
 const CIRCUIT_FIELDS: &[&str] = &[
     "consecutive_failures",
@@ -102,6 +105,36 @@ pub(super) fn routing(
         d.stream_idle_timeout,
         Checker::seconds,
     );
+    let margin = ck.or(
+        path,
+        obj,
+        "rate_limit_margin_ms",
+        d.rate_limit_margin_ms,
+        |ck, p, v| {
+            ck.int_in(p, v, 0, 10_000)
+                .and_then(|n| i64::try_from(n).ok())
+        },
+    );
+    let multiplier = ck.or(
+        path,
+        obj,
+        "attempt_timeout_multiplier",
+        d.attempt_timeout_multiplier,
+        |ck, p, v| {
+            let n = v.as_f64().filter(|n| (1.0..=100.0).contains(n));
+            if n.is_none() {
+                ck.problem(p, "expected a number from 1 to 100");
+            }
+            n
+        },
+    );
+    let floor = ck.or(
+        path,
+        obj,
+        "attempt_timeout_floor_seconds",
+        d.attempt_timeout_floor,
+        Checker::seconds,
+    );
     Some(Routing {
         scenarios: scenarios?,
         scenarios_raw: obj.get("scenarios").cloned().unwrap_or(Value::Null),
@@ -111,6 +144,9 @@ pub(super) fn routing(
             max_queue: queue?,
             circuit: circuit?,
             stream_idle_timeout: idle?,
+            rate_limit_margin_ms: margin?,
+            attempt_timeout_multiplier: multiplier?,
+            attempt_timeout_floor: floor?,
         },
     })
 }
