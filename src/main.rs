@@ -9,7 +9,9 @@ use bkvy::config::{self, Config};
 use bkvy::fake::{FakeOptions, FakeUpstream};
 use bkvy::http::access::AccessPolicy;
 use bkvy::http::HttpLimits;
-use bkvy::server::{self, DashboardOptions, Running, ServerOptions, StatsOptions};
+use bkvy::server::{
+    self, ConnectionOptions, DashboardOptions, Running, ServerOptions, StatsOptions,
+};
 use bkvy_actors::SystemClock;
 use clap::{Args, Parser, Subcommand};
 
@@ -72,6 +74,41 @@ struct ServeArgs {
     /// Seconds in-flight requests may run on after SIGTERM/SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     shutdown_grace_seconds: u64,
+    #[command(flatten)]
+    connections: ConnectionArgs,
+}
+
+/// Client connection settings, shared by `serve` and `demo`.
+#[derive(Debug, Args)]
+struct ConnectionArgs {
+    /// Seconds an idle kept-alive client connection stays open (0 = no keep-alive).
+    /// Keep it longer than the idle timeout of the clients' connection pools.
+    #[arg(
+        long,
+        env = "KEEP_ALIVE_SECONDS",
+        default_value_t = ConnectionOptions::DEFAULT_KEEP_ALIVE_SECONDS,
+        value_parser = clap::value_parser!(u64).range(0..=3600)
+    )]
+    keep_alive_seconds: u64,
+    /// Pending connections queued before they are accepted (capped by the kernel, on
+    /// Linux at net.core.somaxconn).
+    #[arg(
+        long,
+        env = "LISTEN_BACKLOG",
+        default_value_t = ConnectionOptions::DEFAULT_LISTEN_BACKLOG,
+        value_parser = clap::value_parser!(u32).range(1..=65535)
+    )]
+    listen_backlog: u32,
+}
+
+impl ConnectionArgs {
+    fn options(&self) -> ConnectionOptions {
+        ConnectionOptions {
+            keep_alive: std::time::Duration::from_secs(self.keep_alive_seconds),
+            listen_backlog: self.listen_backlog,
+            ..ConnectionOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +125,8 @@ struct DemoArgs {
     /// Port of the fake providers (the demo config points at 10007).
     #[arg(long, default_value_t = 10007)]
     upstream_port: u16,
+    #[command(flatten)]
+    connections: ConnectionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +234,7 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
             stats: StatsOptions::from_env(),
             dashboard: DashboardOptions::from_env(),
             access_log: server::access_log_from_env(),
+            connections: args.connections.options(),
         },
     )?;
     log::info!("bkvy listening on {}", running.url());
@@ -335,6 +375,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             probes: bkvy::probes::ProbeOptions::from_env(),
             dashboard: DashboardOptions::from_env(),
             access_log: server::access_log_from_env(),
+            connections: args.connections.options(),
         },
     )?;
     let url = running.url();
@@ -374,6 +415,7 @@ async fn fake_upstream(args: FakeArgs) -> std::io::Result<ExitCode> {
         fail_status: args.fail_status,
         retry_after_secs: args.retry_after_secs,
         workers: args.workers.max(1),
+        ..FakeOptions::default()
     };
     bkvy::fake::serve_forever(args.port, &args.host, opts).await?;
     Ok(ExitCode::SUCCESS)

@@ -62,6 +62,63 @@ pub struct ServerOptions {
     pub dashboard: DashboardOptions,
     /// One `info` line per HTTP request (`ACCESS_LOG`, on by default).
     pub access_log: bool,
+    /// Client connections: keep-alive, listen backlog, header and shutdown timeouts
+    /// (`ConnectionOptions::default()` unless configured).
+    pub connections: ConnectionOptions,
+}
+
+/// How the HTTP server treats client connections.
+///
+/// actix-web's own defaults suit a server that clients do not pool: a kept-alive
+/// connection is closed after 5 s idle, which is shorter than the idle time of most
+/// client pools (Python's httpx/aiohttp, Go's `http.Transport`, Node's agents keep
+/// connections 15–90 s), so a pooled client's next request meets a connection the server
+/// has just closed ("server disconnected"). And the listener's backlog is whatever its
+/// creator gave it (128 for `std::net::TcpListener::bind`), which a burst of new
+/// connections overflows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionOptions {
+    /// How long an idle kept-alive connection stays open (`KEEP_ALIVE_SECONDS`, default
+    /// 75, longer than the usual client pool's idle timeout so that the client closes
+    /// first). Zero switches keep-alive off.
+    pub keep_alive: Duration,
+    /// Pending connections the kernel queues before bkvy accepts them (`LISTEN_BACKLOG`,
+    /// default 4096). Linux caps it at `net.core.somaxconn`.
+    pub listen_backlog: u32,
+    /// How long a new connection may take to send its first request's head (actix's
+    /// default is 5 s, which cuts off slow clients on poor networks and connections
+    /// opened ahead of use). The body has its own limit, `HttpLimits::body_timeout`.
+    pub client_request_timeout: Duration,
+    /// How long closing a connection may take to flush what is left of the answer to a
+    /// slow reader (actix's default is 1 s). Kept short: it is also how long a client that
+    /// stalled (a body that never came, answered 408) holds its connection after the answer.
+    pub client_disconnect_timeout: Duration,
+}
+
+impl ConnectionOptions {
+    /// `KEEP_ALIVE_SECONDS` default.
+    pub const DEFAULT_KEEP_ALIVE_SECONDS: u64 = 75;
+    /// `LISTEN_BACKLOG` default.
+    pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(Self::DEFAULT_KEEP_ALIVE_SECONDS),
+            listen_backlog: Self::DEFAULT_LISTEN_BACKLOG,
+            client_request_timeout: Duration::from_secs(30),
+            client_disconnect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Sets the backlog of an already listening socket (calling `listen(2)` again, which on
+/// Linux and the BSDs updates the queue length; Windows keeps the first value). The
+/// kernel caps it: on Linux at `net.core.somaxconn` (4096 since 5.4, 128 before).
+pub fn apply_listen_backlog(listener: &TcpListener, backlog: u32) -> std::io::Result<()> {
+    let backlog = i32::try_from(backlog.max(1)).unwrap_or(i32::MAX);
+    socket2::SockRef::from(listener).listen(backlog)
 }
 
 /// `ACCESS_LOG`: `false` (or `0`, `off`, `no`) switches the per-request access log off;
@@ -227,6 +284,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let addr = listener.local_addr()?;
+    apply_listen_backlog(&listener, opts.connections.listen_backlog)?;
     let key_model_meter = MailboxMeter::new();
     let router_meter = MailboxMeter::new();
     let (store, loaded) = match &opts.state_dir {
@@ -297,6 +355,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
 
     let state_handle = state.clone();
     let access_log = opts.access_log;
+    let connections = opts.connections;
     crate::probes::start(state.clone(), opts.probes);
     let mut server = HttpServer::new(move || {
         let clients = Clients::for_config(&state.live().upstreams.config);
@@ -312,6 +371,9 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
             .configure(http::configure)
     })
     .shutdown_timeout(shutdown_timeout)
+    .keep_alive(connections.keep_alive)
+    .client_request_timeout(connections.client_request_timeout)
+    .client_disconnect_timeout(connections.client_disconnect_timeout)
     // Signals are handled by the caller (see `begin_shutdown`), so that queued requests
     // are answered at once instead of holding the shutdown open.
     .disable_signals();

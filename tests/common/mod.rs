@@ -200,6 +200,8 @@ pub struct GatewayOpts {
     pub dashboard: DashboardOptions,
     pub limits: HttpLimits,
     pub probes: bkvy::probes::ProbeOptions,
+    /// Keep-alive, listen backlog and client timeouts (bkvy's defaults).
+    pub connections: server::ConnectionOptions,
 }
 
 impl Default for GatewayOpts {
@@ -216,6 +218,7 @@ impl Default for GatewayOpts {
                 body_timeout: Duration::from_secs(2),
             },
             probes: bkvy::probes::ProbeOptions::disabled(),
+            connections: server::ConnectionOptions::default(),
         }
     }
 }
@@ -234,6 +237,7 @@ pub fn start_gateway_full(
         dashboard,
         limits,
         probes,
+        connections,
     } = opts;
     let gateway = server::start(
         TcpListener::bind("127.0.0.1:0").unwrap(),
@@ -250,6 +254,7 @@ pub fn start_gateway_full(
             probes,
             dashboard,
             access_log: true,
+            connections,
         },
     )
     .unwrap();
