@@ -447,8 +447,6 @@ where
         let mut retry = 0;
         // After a 429 the actor may not have taken the pause in yet: ask it.
         let mut fast = true;
-        // Set once a pause within the budget is being waited out here.
-        let mut waiting_out = false;
         loop {
             retry += 1;
             let record = |error_type: &str, error: String, status, strategy| AttemptRecord {
@@ -466,11 +464,19 @@ where
             if t >= job.deadline {
                 return Err(fail(FailureKind::Deadline, attempts, alternatives_tried));
             }
-            // Past the budget only when no other candidate is estimated within it.
-            let latest_start = (!past_budget
-                && !waiting_out
-                && progress.other_within_budget(rank, t, job.budget_end, None))
-            .then(|| job.budget_end - cand.handle.estimate_now(t).service_ms);
+            // Past the budget only when no other candidate is estimated within it, and
+            // never later than a candidate already left for the budget could start.
+            let latest_start = if past_budget {
+                None
+            } else {
+                let latest = job.budget_end - cand.handle.estimate_now(t).service_ms;
+                let earliest_left = over_budget.iter().map(|&(_, at)| at).min();
+                if progress.other_within_budget(rank, t, job.budget_end, None) {
+                    Some(latest)
+                } else {
+                    earliest_left.map(|e| latest.max(e))
+                }
+            };
             let want = Want {
                 deadline: job.deadline,
                 latest_start,
@@ -510,6 +516,10 @@ where
                 job.deadline - t,
                 progress.next_total(rank, t),
             );
+            // A limit set by the request's own deadline is the caller's choice: running
+            // into it says nothing about the pair's health.
+            let bounded_by_caller =
+                timeout >= Duration::from_millis((job.deadline - t).max(0) as u64);
             let started_ms = t;
             let started_mono = Instant::now();
             guard.mark_sent(started_ms);
@@ -564,7 +574,6 @@ where
                     });
                     if wait_out {
                         fast = false;
-                        waiting_out = true;
                         "wait_and_retry"
                     } else {
                         "next_alternative"
@@ -583,15 +592,20 @@ where
                 }
                 e => {
                     failed_upstream = true;
+                    let caller_timeout = matches!(e, UpstreamError::Timeout) && bounded_by_caller;
                     guard.finish(Outcome::Failed {
                         latency_ms: upstream_ms,
-                        kind: failure_kind(e),
+                        kind: if caller_timeout {
+                            None
+                        } else {
+                            failure_kind(e)
+                        },
                     });
                     let time_left = job.deadline - t;
                     // An attempt abandoned for taking too long moves on when another
                     // candidate can be tried: the pair is likely hung.
                     let timed_out_with_others = matches!(e, UpstreamError::Timeout)
-                        && progress.others(rank, t).next().is_some();
+                        && progress.others(rank, t).any(|(_, total)| total.is_some());
                     if e.retryable()
                         && !timed_out_with_others
                         && retry < settings.max_attempts_per_candidate

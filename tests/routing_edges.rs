@@ -588,3 +588,65 @@ async fn a_provider_counting_arrivals_never_refuses_what_bkvy_sends_under_a_burs
          in the second minute; none was ({summary})"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Waiting out a pause only while it fits; a caller's deadline is not the provider's fault
+// ---------------------------------------------------------------------------------------
+
+/// The cheap model answers 429 with a short Retry-After, but the call it refused still
+/// fills its one-a-minute window: waiting out the pause would mean waiting a minute, so
+/// the request moves to the dearer model that answers within the budget.
+#[actix_web::test]
+async fn a_pause_within_the_budget_is_not_waited_out_when_the_window_holds_the_pair_longer() {
+    let h = start_with(CHEAP_RPM_1, EDGE_ROUTING, FakeOptions::default());
+    h.fake.script("gpt-4.1-nano", [Fault::rate_limited(2)]);
+    let url = format!("{}/llm/intelligence", h.url);
+    let a = send(&patient_client(), &url, low(5, "pause"), "low request").await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(
+        a.body["model_used"], "claude-haiku",
+        "after the 429 the cheap model could start only in a minute: {}",
+        a.text
+    );
+    assert!(
+        a.elapsed < Duration::from_secs(5),
+        "answered within the 5 s budget, took {:?}",
+        a.elapsed
+    );
+    assert_eq!(
+        attempts(&a),
+        vec!["gpt-4.1-nano:rate_limited", "gpt-4.1-nano:over_budget"],
+        "the debug answer shows the wait being tried and given up"
+    );
+}
+
+/// Requests whose own deadline is shorter than the model's answer time run out of time on
+/// every attempt; that is the callers' choice and must not open the pair's circuit.
+#[actix_web::test]
+async fn a_callers_short_deadline_does_not_count_against_the_provider() {
+    let slow = FakeOptions {
+        per_model: vec![bkvy::fake::FakeModelOptions {
+            model: "claude-haiku".into(),
+            latency: Duration::from_millis(800),
+            latency_jitter: Duration::ZERO,
+            fail_rate: 0.0,
+            fail_status: 500,
+        }],
+        ..FakeOptions::default()
+    };
+    let h = start_with(ONE_MODEL, EDGE_ROUTING, slow);
+    let url = format!("{}/llm/direct", h.url);
+    let client = patient_client();
+    for n in 0..5 {
+        let mut body = direct_haiku(1);
+        body["timeout_seconds"] = json!(0.2);
+        let a = send(&client, &url, body, "hurried request").await;
+        assert_eq!(a.status, 504, "request {n}: {}", a.text);
+    }
+    let (_, circuits) = get(&format!("{}/circuits/status", h.url)).await;
+    let c = &circuits["circuits"]["anthropic_claude-haiku_an1"];
+    assert_eq!(c["state"], "closed", "{c}");
+    assert_eq!(c["consecutive_failures"], 0, "{c}");
+    let a = send(&client, &url, direct_haiku(10), "patient request").await;
+    assert_eq!(a.status, 200, "{}", a.text);
+}

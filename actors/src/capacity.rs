@@ -838,6 +838,18 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         self.conclude(now, dispatched_at, lease.trial, lease_id, outcome)
     }
 
+    /// A lease granted through `Reserve` was used: its call left at `at`. The dispatch
+    /// moves there at once, so that the window holds the call from when the provider can
+    /// see it even while the call is still running.
+    pub fn sent(&mut self, now: Millis, lease_id: u64, at: Millis) {
+        if let Some(lease) = self.leases.get_mut(&lease_id) {
+            if at > lease.dispatched_at {
+                self.window.move_dispatch(now, lease.dispatched_at, at);
+                lease.dispatched_at = at.min(now);
+            }
+        }
+    }
+
     /// Ends a lease taken from the permits granted ahead ([`FAST_LEASE`]) whose call left
     /// at `sent_at` (its grant time if it never left): records its dispatch (unless it
     /// was never sent), then treats the outcome like [`release`](Self::release).

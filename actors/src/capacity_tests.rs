@@ -377,7 +377,8 @@ fn a_snapshot_counts_unreported_permits_as_dispatched_now() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Take,
+    /// Take a permit; the call leaves this many ms later.
+    Take(i64),
     GrantAhead,
     ReportFast(usize, u8),
     Admit(i64),
@@ -389,7 +390,7 @@ enum Op {
 fn op() -> impl proptest::strategy::Strategy<Value = Op> {
     use proptest::prelude::*;
     prop_oneof![
-        4 => Just(Op::Take),
+        4 => (0i64..2_000).prop_map(Op::Take),
         3 => Just(Op::GrantAhead),
         3 => (any::<usize>(), 0u8..5).prop_map(|(i, o)| Op::ReportFast(i, o)),
         2 => (0i64..90_000).prop_map(Op::Admit),
@@ -416,8 +417,9 @@ fn outcome(o: u8) -> Outcome {
 proptest::proptest! {
     /// Permits taken by handlers at any moment, recomputed by the actor at any moment,
     /// reported in any order, mixed with calls the actor grants itself (at once or from
-    /// the queue): no half-open 60 s interval ever holds more than `rpm` calls, no day
-    /// more than `rpd`, and never more than `max_concurrent` are in flight.
+    /// the queue), calls on permits leaving up to 2 s after the take: no half-open 60 s
+    /// interval ever holds more than `rpm` calls as a provider counts them (when they
+    /// leave), no day more than `rpd`, and never more than `max_concurrent` are in flight.
     #[test]
     fn permits_granted_ahead_never_exceed_the_limits(
         rpm in 1u32..6,
@@ -441,16 +443,20 @@ proptest::proptest! {
         let mut next_waiter = 0;
         for op in ops {
             match op {
-                Op::Take => {
+                Op::Take(delay) => {
                     if fast.try_take() {
-                        fast_out.push(now);
-                        sent.push(now);
+                        // The provider sees the call when it leaves, `delay` later.
+                        fast_out.push(now + delay);
+                        sent.push(now + delay);
                     }
                 }
                 Op::GrantAhead => c.grant_ahead(now),
                 Op::ReportFast(i, o) => {
-                    if !fast_out.is_empty() {
-                        let at = fast_out.remove(i % fast_out.len());
+                    // Only a call that has left can have ended.
+                    let left: Vec<usize> =
+                        (0..fast_out.len()).filter(|&k| fast_out[k] <= now).collect();
+                    if !left.is_empty() {
+                        let at = fast_out.remove(left[i % left.len()]);
                         let o = outcome(o);
                         if o == Outcome::NotSent {
                             let p = sent.iter().position(|&t| t == at).unwrap();
@@ -489,15 +495,17 @@ proptest::proptest! {
                 }
                 Op::Step(ms) => now += ms,
             }
-            for &start in &sent {
-                let in_window = sent
+            // Calls that have left by now, as the provider counts them.
+            let arrived: Vec<Millis> = sent.iter().copied().filter(|&t| t <= now).collect();
+            for &start in &arrived {
+                let in_window = arrived
                     .iter()
                     .filter(|&&t| t >= start && t < start + crate::rate_window::WINDOW_MS)
                     .count();
                 proptest::prop_assert!(in_window <= rpm as usize, "rpm exceeded: {sent:?}");
             }
             let day = |t: Millis| (t - T0).div_euclid(86_400_000);
-            let today = sent.iter().filter(|&&t| day(t) == day(now)).count();
+            let today = arrived.iter().filter(|&&t| day(t) == day(now)).count();
             proptest::prop_assert!(today <= rpd as usize, "rpd exceeded");
             if let Some(conc) = conc {
                 proptest::prop_assert!(

@@ -314,6 +314,15 @@ impl LeaseGuard {
     /// arrival.
     pub fn mark_sent(&mut self, at: Millis) {
         self.sent_at = Some(at);
+        // A permit granted ahead is not in the actor's window until its release, which
+        // carries the time; a `Reserve` grant is, at its grant time, so it moves now.
+        if self.lease.lease_id != FAST_LEASE {
+            self.handle.meter.sent();
+            self.handle.addr.do_send(crate::key_model::Sent {
+                lease_id: self.lease.lease_id,
+                at,
+            });
+        }
     }
 
     /// Releases the slot with the call's outcome.

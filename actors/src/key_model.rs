@@ -112,6 +112,17 @@ pub struct Release {
     pub outcome: Outcome,
 }
 
+/// Event: the call on a lease granted through [`Reserve`] left at `at` (its dispatch
+/// moves there; a permit granted ahead says so in its release instead).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Sent {
+    /// From the [`Lease`].
+    pub lease_id: u64,
+    /// When the request left (Unix ms).
+    pub at: Millis,
+}
+
 /// Command: take in the batched releases of successful calls, `now` or after
 /// [`RELEASE_FLUSH`] (the first release of a batch asks for the latter, a full batch for
 /// the former).
@@ -509,6 +520,18 @@ impl Handler<Release> for KeyModelActor {
         };
         self.refuse_late(now, late);
         self.pump(ctx);
+    }
+}
+
+impl Handler<Sent> for KeyModelActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Sent, _: &mut Self::Context) {
+        let _m = self.meter.handling();
+        let now = self.clock.now_ms();
+        self.capacity.sent(now, msg.lease_id, msg.at);
+        self.dirty = true;
+        self.publish();
     }
 }
 

@@ -265,15 +265,26 @@ impl RateWindow {
         if to <= from {
             return;
         }
+        self.roll(now);
+        let to = to.min(now);
         if let Some(pos) = self.recent.iter().rposition(|&t| t == from) {
             self.recent.remove(pos);
-            let to = to.min(now);
+        }
+        // Even when the grant has left the window already, the call that left later
+        // still holds its place.
+        if to + self.span() > now {
             let at = self
                 .recent
                 .iter()
                 .rposition(|&t| t <= to)
                 .map_or(0, |p| p + 1);
             self.recent.insert(at, to);
+        }
+        // A call granted before the day (or its margin) began but sent after counts today.
+        match (self.counts_today(from), self.counts_today(to)) {
+            (false, true) => self.day_count = self.day_count.saturating_add(1),
+            (true, false) => self.day_count = self.day_count.saturating_sub(1),
+            _ => {}
         }
     }
 
@@ -654,6 +665,23 @@ mod tests {
         w.record_at(midnight + 20, midnight - 200);
         assert_eq!(w.day_used(midnight + 20), 2);
         assert_eq!(w.wait(midnight + 20).blocker, Blocker::Rpd);
+    }
+
+    #[test]
+    fn a_dispatch_moved_across_midnight_counts_in_the_new_day() {
+        let midnight = T0 + 86_400_000;
+        let mut w = RateWindow::new(100, 2, Tz::UTC, midnight - 1_000).with_margin(250);
+        w.record(midnight - 1_000);
+        w.move_dispatch(midnight + 20, midnight - 1_000, midnight + 10);
+        assert_eq!(w.day_used(midnight + 20), 1);
+    }
+
+    #[test]
+    fn a_dispatch_moved_after_its_grant_left_the_window_still_holds_its_place() {
+        let mut w = RateWindow::new(1, 100, Tz::UTC, T0);
+        w.record(T0);
+        w.move_dispatch(T0 + 60_300, T0, T0 + 1_000);
+        assert_eq!(w.wait(T0 + 60_300).ms, 700);
     }
 
     #[test]

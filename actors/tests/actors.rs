@@ -339,3 +339,37 @@ async fn an_auth_failure_takes_the_key_out_for_all_its_models() {
     }
     assert_eq!(disabled, vec![true, false, true, false]);
 }
+
+/// Both kinds of lease hold the RPM window from when their call left, not from when they
+/// were granted: a provider counts the arrival.
+#[actix::test]
+async fn the_window_holds_each_call_from_when_it_left() {
+    for fast in [true, false] {
+        let (manual, clock) = clock();
+        let h = one_pair(&clock, 1, None);
+        let now = {
+            let c = clock.clone();
+            move || c.now_ms()
+        };
+        // The first status read lets the actor leave its permit; without it the first
+        // acquire goes through `Reserve`.
+        if fast {
+            let _ = h.status(Duration::from_secs(1)).await.unwrap();
+        }
+        let mut g = h.acquire(T0 + 600_000, &now).await.unwrap();
+        assert_eq!(
+            g.lease().lease_id == bkvy_actors::capacity::FAST_LEASE,
+            fast
+        );
+        manual.advance(500);
+        g.mark_sent(T0 + 500);
+        g.finish(Outcome::Success { latency_ms: 10 });
+        manual.advance(59_600); // T0 + 60.1 s: 60 s after the grant, not after the send
+        let s = h.status(Duration::from_secs(1)).await.unwrap();
+        assert_eq!(
+            (s.requests_this_minute, s.rate_limit_wait_ms),
+            (1, 400),
+            "fast = {fast}: the call left at T0 + 500 ms"
+        );
+    }
+}
