@@ -22,8 +22,8 @@ const EVENT_BATCH: usize = 256;
 /// The subscribers of completion events: the metrics (updated in place) and the actors.
 ///
 /// Events reach the actors in batches, one message per batch and actor: delivering each
-/// one at once woke the actors' thread once per request. The first event of a batch starts a [`EVENT_FLUSH`] timer on
-/// the handler's own thread; a full batch, a statistics or dashboard read ([`flush`])
+/// one at once woke the actors' thread once per request. The first event of a batch
+/// starts an `EVENT_FLUSH` timer on the handler's own thread; a full batch, a statistics or dashboard read ([`flush`])
 /// and shutdown deliver what is pending at once, so a read always sees every request
 /// answered before it.
 ///

@@ -454,8 +454,8 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     /// or the pair is disabled or draining.
     ///
     /// Why the limits hold: let `room` be what the recorded state allows at `now`
-    /// ([`recorded_room`](Self::recorded_room)) and `u` the permits taken but not yet
-    /// reported when the replacement succeeds. The new count is `room - u` (never negative),
+    /// (`recorded_room`) and `u` the permits taken but not yet reported when the
+    /// replacement succeeds. The new count is `room - u` (never negative),
     /// so unreported permits, old and new, never exceed `room`. Recorded dispatches in any
     /// later 60 s window ending at `t >= now` are a subset of those in the window at
     /// `now`, because every recorded dispatch is at or before `now` until the next state

@@ -2,8 +2,9 @@
 //! and FIFO queue, answers wait-time queries, grants slots in arrival order, and is told
 //! when a slot is released with the outcome.
 //!
-//! The actor never calls upstream; the HTTP handler does, holding a [`LeaseGuard`]
-//! (crate::lease) that releases the slot even when the handler is dropped.
+//! The actor never calls upstream; the HTTP handler does, holding a
+//! [`LeaseGuard`](crate::LeaseGuard) that releases the slot even when the handler is
+//! dropped.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

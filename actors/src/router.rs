@@ -1,5 +1,5 @@
 //! `RouterActor`: builds the candidates of a request, reads their key/model actors'
-//! wait-time estimates, and fixes the attempt order with [`choice::choose`].
+//! wait-time estimates, and fixes the attempt order with [`choice::choose`](crate::choice::choose).
 //!
 //! The key/model actors push their estimates (see [`crate::published`]) instead of being
 //! asked with a message per candidate per request, so a choice needs no round trip. The

@@ -1,7 +1,7 @@
 //! `DashboardActor`: the aggregates behind the web dashboard, kept in memory so a page or a
 //! data request never reads the transaction CSV.
 //!
-//! It receives the same [`RequestCompleted`] events as the `StatsActor` and counts each in
+//! It receives the same [`RequestCompleted`](crate::RequestCompleted) events as the `StatsActor` and counts each in
 //! per-minute and per-hour buckets ([`store`]); at start-up a thread of its own loads the
 //! CSV history in `LOG_DIR` ([`loader`]) and hands it back to be merged. Queries
 //! ([`GetDashboard`]) add up the buckets of the range, which takes milliseconds for any
