@@ -200,12 +200,12 @@ impl Live {
                         });
                     }
                     let message = format!("upstream stream failed after content was sent: {err}");
-                    let deltas = self.deltas;
+                    // No usage arrives on a broken stream: the output token count is
+                    // unknown (the number of pieces forwarded is not a token count).
                     self.emit(|e| {
                         e.success = false;
                         e.error_type = Some("stream_interrupted".into());
                         e.error_message = Some(message.clone());
-                        e.output_tokens = Some(deltas);
                         e.finish_reason = Some("error".into());
                     });
                     return Some(self.format.error(&message, "stream_interrupted"));
@@ -221,12 +221,10 @@ impl Drop for Live {
         if !self.finished {
             // The client went away mid-stream: dropping `upstream` closes the upstream
             // connection and dropping the guard releases the slot as abandoned.
-            let deltas = self.deltas;
             self.emit(|e| {
                 e.success = false;
                 e.error_type = Some("client_disconnected".into());
                 e.error_message = Some("the client closed the connection mid-stream".into());
-                e.output_tokens = Some(deltas);
             });
         }
     }
@@ -251,6 +249,9 @@ pub fn live_body(
     event.rate_limit_wait_ms = Some(answered.guard.lease().rate_limit_wait_ms);
     event.alternatives_tried = answered.alternatives_tried as u32;
     event.fallback_attempts = answered.attempts.len() as u32;
+    // The tries that failed before this stream answered count like a plain request's
+    // (upstream error and capacity rejection metrics, statistics).
+    event.attempt_errors = crate::http::llm::attempt_errors(&answered.attempts);
     let live = Live {
         upstream: answered.value.stream,
         pending: answered.value.first,

@@ -243,3 +243,78 @@ async fn metrics_count_a_known_sequence_of_requests() {
         0.0
     );
 }
+
+async fn scrape(h: &Harness) -> prometheus_parse::Scrape {
+    // A statistics read delivers the pending completion events first.
+    let (s, _) = get(&format!("{}/statistics/summary", h.url)).await;
+    assert_eq!(s, 200);
+    let mut res = client()
+        .get(format!("{}/metrics", h.url))
+        .send()
+        .await
+        .unwrap();
+    let body = res.body().limit(1 << 22).await.unwrap();
+    parse(std::str::from_utf8(&body).unwrap())
+}
+
+async fn stream_post(url: &str, body: &serde_json::Value) -> (u16, String) {
+    let mut res = client().post(url).send_json(body).await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.body().limit(1 << 20).await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A streamed request that fails over before its first token counts its failed tries in
+/// the upstream-error metrics, as a plain request does.
+#[actix_web::test]
+async fn a_streamed_failover_counts_its_failed_tries() {
+    let h = start();
+    h.fake.script(
+        "gemini-2.5-flash",
+        [
+            bkvy::fake::Fault::status(500),
+            bkvy::fake::Fault::status(500),
+        ],
+    );
+    let (status, body) = stream_post(
+        &format!("{}/llm/intelligence", h.url),
+        &serde_json::json!({"intelligence_level": "low", "stream": true,
+            "messages": [{"role": "user", "content": "hello"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("gpt-4o-mini"), "failed over: {body}");
+    let m = scrape(&h).await;
+    assert_eq!(
+        value(
+            &m,
+            "bkvy_upstream_errors_total",
+            &[("model", "gemini-2.5-flash"), ("kind", "server_error")]
+        ),
+        2.0,
+        "both 500s of the streamed request"
+    );
+}
+
+/// A stream cut after content has no usage: nothing is added to the output token count
+/// (the number of pieces forwarded is not a number of tokens).
+#[actix_web::test]
+async fn a_cut_stream_adds_no_made_up_output_tokens() {
+    let h = start();
+    h.fake.script("gpt-4o", [bkvy::fake::Fault::Truncated]);
+    let (status, body) = stream_post(
+        &format!("{}/llm/direct", h.url),
+        &serde_json::json!({"provider": "openai", "model": "gpt-4o", "stream": true,
+            "messages": [{"role": "user", "content": "one two three four five six seven eight"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("stream_interrupted"), "{body}");
+    let m = scrape(&h).await;
+    let counted = m.samples.iter().any(|s| {
+        s.metric == "bkvy_tokens_total"
+            && s.labels.get("model") == Some("gpt-4o")
+            && s.labels.get("kind") == Some("output")
+    });
+    assert!(!counted, "output tokens counted for a stream without usage");
+}

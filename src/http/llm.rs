@@ -605,7 +605,8 @@ impl streaming::ChunkFormat for LlmChunks {
     }
 }
 
-fn attempt_errors(attempts: &[gateway::AttemptRecord]) -> Vec<AttemptError> {
+/// The failed tries of a request as its completion event records them.
+pub(crate) fn attempt_errors(attempts: &[gateway::AttemptRecord]) -> Vec<AttemptError> {
     attempts
         .iter()
         .map(|a| AttemptError {
