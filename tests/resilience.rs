@@ -480,3 +480,78 @@ async fn health_probes_use_the_free_model_list_and_are_shown_per_key_model() {
     );
     assert!(!gemini.query.contains("key="));
 }
+
+/// A request works on the config snapshot it started with: a reload that removes the
+/// model it would fail over to, while its first candidate is still being tried, does not
+/// make it skip that model.
+#[actix_web::test]
+async fn a_request_keeps_its_snapshot_across_a_reload() {
+    let dir = std::env::temp_dir().join(format!("bkvy-snapshot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The cheapest low model fails slowly, twice: the request is still on it when the
+    // reload lands.
+    let slow_failure = FakeOptions {
+        per_model: vec![bkvy::fake::FakeModelOptions {
+            model: "gemini-2.5-flash".into(),
+            latency: Duration::from_millis(700),
+            latency_jitter: Duration::ZERO,
+            fail_rate: 1.0,
+            fail_status: 500,
+        }],
+        ..FakeOptions::default()
+    };
+    let fake = FakeUpstream::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        slow_failure,
+    )
+    .unwrap();
+    let on_disk = PROVIDERS
+        .replace("{FAKE}", &fake.url())
+        .replace("{DEAD}", "http://127.0.0.1:9")
+        .replace("env:TEST_OPENAI_KEY_1", "sk-test-openai-secret-1")
+        .replace("env:TEST_OPENAI_KEY_2", "sk-test-openai-secret-2")
+        .replace("env:TEST_ANTHROPIC_KEY_1", "sk-ant-test-secret-1")
+        .replace("env:TEST_GEMINI_KEY_1", "gemini-test-secret-1");
+    std::fs::write(dir.join("providers.json"), &on_disk).unwrap();
+    std::fs::write(dir.join("routing.json"), ROUTING).unwrap();
+    let config = bkvy::config::load(&dir).unwrap();
+    let h = start_gateway_full(
+        fake,
+        config,
+        GatewayOpts {
+            config_dir: Some(dir.clone()),
+            ..GatewayOpts::default()
+        },
+    );
+    // The same config without gpt-4o-mini (the next cheapest low model).
+    let mut without: serde_json::Value = serde_json::from_str(&on_disk).unwrap();
+    for key in ["oa1", "oa2"] {
+        without["openai"]["keys"][key]["rate_limits"]
+            .as_object_mut()
+            .unwrap()
+            .remove("gpt-4o-mini");
+    }
+    without["openai"]["models"]
+        .as_object_mut()
+        .unwrap()
+        .remove("gpt-4o-mini");
+    let url = h.url.clone();
+    let request = actix_web::rt::spawn(async move {
+        post(&format!("{url}/llm/intelligence"), &ask("low", "snapshot")).await
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(dir.join("providers.json"), without.to_string()).unwrap();
+    let (s, b) = post(&format!("{}/admin/reload", h.url), &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, body) = request.await.unwrap();
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        body["model_used"], "gpt-4o-mini",
+        "the request planned on the old config fails over as planned: {body}"
+    );
+    // A request that starts now no longer sees the removed model.
+    let (_, later) = post(&format!("{}/llm/intelligence", h.url), &ask("low", "after")).await;
+    assert_eq!(later["model_used"], "claude-haiku", "{later}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

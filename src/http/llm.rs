@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::body::{parse_json, read_limited, Object};
 use super::error::{respond, ApiError};
-use super::{names, AppState};
+use super::{names, AppState, Live};
 use crate::clients::Clients;
 use crate::gateway::{self, Failure, FailureKind, Job, Success};
 use crate::streaming;
@@ -344,14 +344,20 @@ pub fn record_target(event: &mut RequestCompleted, target: &RouteTarget) {
 /// A routing failure: the error and, when every candidate was unavailable, why each was.
 pub type RouteFailure = (ApiError, Option<Value>);
 
-/// Asks the router for a plan and fixes the request's deadline.
+/// A request's plan, its execution inputs, and the config snapshot both were made from
+/// (a reload while the request runs does not change what it sees).
+pub type Planned = (Plan, Job, Arc<Live>);
+
+/// Asks the router for a plan and fixes the request's deadline. The live snapshot is
+/// loaded once here; execution must use the one returned.
 pub async fn plan(
     state: &AppState,
     p: &Prepared,
     event: &mut RequestCompleted,
-) -> Result<(Plan, Job), RouteFailure> {
+) -> Result<Planned, RouteFailure> {
     let started = event.started_at;
-    let settings = &state.live().upstreams.config.settings;
+    let live = state.live();
+    let settings = &live.upstreams.config.settings;
     let timeout_ms = p
         .timeout_seconds
         .map_or(settings.request_timeout.as_millis() as Millis, secs_to_ms)
@@ -366,7 +372,6 @@ pub async fn plan(
     };
     // The choice is made here from the estimates the key/model actors publish (the same
     // table the RouterActor holds): no round trip on the request path.
-    let live = state.live();
     let plan = match live.table.plan(&route, state.clock.now_ms()) {
         Ok(plan) => plan,
         Err(route_err) => {
@@ -387,7 +392,7 @@ pub async fn plan(
         deadline,
         budget_end: (started + max_wait_ms).min(deadline),
     };
-    Ok((plan, job))
+    Ok((plan, job, live))
 }
 
 /// Records a failed execution in the event and returns its error.
@@ -449,7 +454,7 @@ async fn run(
         timeout_seconds: req.timeout_seconds,
         tooling: Arc::default(),
     };
-    let (plan, job) = match plan(state, &prepared, &mut call.event).await {
+    let (plan, job, live) = match plan(state, &prepared, &mut call.event).await {
         Ok(p) => p,
         Err((e, considered)) => {
             call.failed(&e);
@@ -465,7 +470,7 @@ async fn run(
         }
     };
     if req.stream.unwrap_or(false) {
-        return match streaming::execute_stream(&state.live().upstreams, client, &plan, &job).await {
+        return match streaming::execute_stream(&live.upstreams, client, &plan, &job).await {
             Ok(answered) => streaming_reply(answered, plan.decision_reason, call, state, |id| {
                 Box::new(LlmChunks {
                     request_id: request_id.clone(),
@@ -487,7 +492,7 @@ async fn run(
             }
         };
     }
-    match gateway::execute(&state.live().upstreams, client, &plan, &job).await {
+    match gateway::execute(&live.upstreams, client, &plan, &job).await {
         Ok(success) => {
             record_success(&mut call.event, &success);
             Reply::Done(success_response(

@@ -830,12 +830,12 @@ async fn run(
     call.event.client_id = parsed.client_id.clone();
     call.event.max_wait_seconds = parsed.prepared.max_wait_seconds;
     record_target(&mut call.event, &parsed.prepared.target);
-    let (plan, job) = match llm::plan(state, &parsed.prepared, &mut call.event).await {
+    let (plan, job, live) = match llm::plan(state, &parsed.prepared, &mut call.event).await {
         Ok(p) => p,
         Err((e, _)) => return fail(OaiError::from_api(&e), call),
     };
     if parsed.stream {
-        return match streaming::execute_stream(&state.live().upstreams, client, &plan, &job).await {
+        return match streaming::execute_stream(&live.upstreams, client, &plan, &job).await {
             Ok(answered) => {
                 let include_usage = parsed.include_usage;
                 llm::streaming_reply(answered, plan.decision_reason, call, state, |id| {
@@ -853,7 +853,7 @@ async fn run(
             }
         };
     }
-    match gateway::execute(&state.live().upstreams, client, &plan, &job).await {
+    match gateway::execute(&live.upstreams, client, &plan, &job).await {
         Ok(success) => {
             llm::record_success(&mut call.event, &success);
             let id = success.candidate.id();
