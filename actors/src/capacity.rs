@@ -348,24 +348,40 @@ enum Block {
 /// The capacity state of one key/model pair.
 #[derive(Debug)]
 pub struct KeyModelCapacity<T> {
+    /// RPM/RPD window and 429 pause.
     window: RateWindow,
+    /// The pair's circuit breaker.
     circuit: Circuit,
+    /// Calls allowed in flight at once (`max_concurrent`), if capped.
     max_concurrent: Option<u32>,
+    /// Calls in flight on leases granted through `admit`/`pump` (those on permits granted
+    /// ahead and not yet reported are [`fast_unreported`](Self::fast_unreported)).
     in_flight: u32,
+    /// Leases granted through `admit`/`pump` and not yet released, by lease id.
     leases: HashMap<u64, LeaseRecord>,
+    /// The next lease id (never [`FAST_LEASE`]).
     next_lease: u64,
+    /// Requests waiting for a slot, in arrival order.
     queue: WaiterQueue<T>,
+    /// Moving average of successful calls' latency, seeded by `avg_response_time_ms`.
     service_ms: f64,
     /// Recent latencies of successful calls (the attempt timeout's percentile).
     latencies: LatencyRing,
     /// The configured `avg_response_time_ms`, the latency assumed before any observation.
     service_seed_ms: Millis,
+    /// Why the pair is out of rotation (authentication failed), if it is.
     disabled: Option<String>,
+    /// Shutdown has begun: nothing more is admitted.
     draining: bool,
+    /// The last health probe of the key: (answered, when, what failed).
     probe: Option<(bool, Millis, Option<String>)>,
+    /// 429s in a row without a Retry-After-free success (doubles the default pause).
     consecutive_429: u32,
+    /// Calls dispatched since start (status).
     dispatched_total: u64,
+    /// 429 answers since start (status).
     rate_limited_total: u64,
+    /// The permits granted ahead, shared with the handles.
     fast: Arc<FastGrants>,
     /// Permits ever left in `fast`, minus those taken back unused.
     fast_issued: u64,

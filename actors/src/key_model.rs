@@ -192,13 +192,21 @@ pub struct Nudge;
 
 /// The actor.
 pub struct KeyModelActor {
+    /// The pair's static description (replaced by `Reconfigure`).
     spec: Arc<KeyModelSpec>,
+    /// Time source (manual in tests).
     clock: SharedClock,
+    /// Everything the pair knows about its capacity: the single writer's state.
     capacity: KeyModelCapacity<GrantSender>,
+    /// The armed wake-up timer: when it fires and its handle (to re-arm earlier).
     wake: Option<(Millis, SpawnHandle)>,
+    /// Mailbox counters of the key/model actors.
     meter: MailboxMeter,
+    /// Where snapshots are saved, when state persists.
     store: Option<StateStore>,
+    /// State changed since the last snapshot.
     dirty: bool,
+    /// The read-only view handlers read: estimates, permits, batched releases.
     published: Arc<Published>,
     /// A batch flush is scheduled (see [`FlushLater`]).
     flush_armed: bool,

@@ -49,10 +49,15 @@ pub struct Published {
     service_ms: AtomicI64,
     /// 95th percentile of recent successful latencies (the attempt timeout's base).
     latency_p95_ms: AtomicI64,
+    /// Requests waiting in the pair's FIFO.
     queue_len: AtomicU64,
+    /// Why no request can be admitted (0: it can; codes as in [`Published::publish_both`]).
     unavailable: AtomicU8,
+    /// When an unavailable pair expects to admit again (queue full, circuit open).
     available_at: AtomicI64,
+    /// The queue bound, for a full queue's rejection.
     capacity: AtomicU64,
+    /// The permits the actor grants ahead (see `fast_grant`).
     fast: Arc<FastGrants>,
     /// Successful calls on permits granted ahead whose release the actor has not taken
     /// in yet (see `KeyModelHandle`): `(sent_at, outcome)`.
