@@ -14,7 +14,7 @@ use crate::key_model::{
     CancelWait, Disable, GetStatus, GetWaitTime, KeyModelActor, KeyModelSpec, Nudge, Release,
     Reserve, ReserveReply, Reset,
 };
-use crate::key_model::{FlushLater, RELEASE_BATCH};
+use crate::key_model::{FlushReleases, RELEASE_BATCH};
 use crate::mailbox::MailboxMeter;
 use crate::published::Published;
 
@@ -241,7 +241,7 @@ impl KeyModelHandle {
     fn release(&self, lease: &Lease, sent_at: Option<Millis>, outcome: Outcome) {
         // A successful call on a permit granted ahead, while nobody waits: nothing the
         // actor must act on now, so it joins a batch the actor takes in shortly (see
-        // `FlushLater`) instead of waking the actor thread once per request. Failures,
+        // `FlushReleases`) instead of waking the actor thread once per request. Failures,
         // queued pairs and slow-path leases are reported at once.
         let batchable = lease.lease_id == FAST_LEASE
             && matches!(outcome, Outcome::Success { .. })
@@ -251,8 +251,8 @@ impl KeyModelHandle {
             let n = self.published.batch_release(at, outcome);
             if n == 1 || n == RELEASE_BATCH {
                 self.meter.sent();
-                self.addr.do_send(FlushLater {
-                    now: n == RELEASE_BATCH,
+                self.addr.do_send(FlushReleases {
+                    at_once: n == RELEASE_BATCH,
                 });
             }
             return;

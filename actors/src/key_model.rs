@@ -124,14 +124,13 @@ pub struct Sent {
     pub at: Millis,
 }
 
-/// Command: take in the batched releases of successful calls, `now` or after
-/// [`RELEASE_FLUSH`] (the first release of a batch asks for the latter, a full batch for
-/// the former).
+/// Command: take in the batched releases of successful calls, within [`RELEASE_FLUSH`]
+/// (sent by the first release of a batch) or at once (sent by a full batch).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct FlushLater {
-    /// At once rather than after [`RELEASE_FLUSH`].
-    pub now: bool,
+pub struct FlushReleases {
+    /// At once rather than within [`RELEASE_FLUSH`].
+    pub at_once: bool,
 }
 
 /// How long a batch of successful releases may wait before the actor takes it in.
@@ -208,7 +207,7 @@ pub struct KeyModelActor {
     dirty: bool,
     /// The read-only view handlers read: estimates, permits, batched releases.
     published: Arc<Published>,
-    /// A batch flush is scheduled (see [`FlushLater`]).
+    /// A batch flush is scheduled (see [`FlushReleases`]).
     flush_armed: bool,
 }
 
@@ -329,9 +328,17 @@ impl KeyModelActor {
 }
 
 impl KeyModelActor {
-    /// Takes in the batched releases (see [`FlushLater`]); `true` if there were any.
-    /// Every handler that decides or reports on capacity calls this first, so a batch
-    /// never makes an answer stale.
+    /// Where every handler but [`FlushReleases`]'s starts: counts the message for the
+    /// mailbox metrics and takes in the batched releases first, so that no decision or
+    /// report is ever made on counts a batch has not reached yet. Returns the metrics
+    /// guard and whether anything was taken in (the handler then pumps).
+    fn begin(&mut self) -> (crate::mailbox::Handling, bool) {
+        let guard = self.meter.handling();
+        let absorbed = self.absorb_batched();
+        (guard, absorbed)
+    }
+
+    /// Takes in the batched releases (see [`FlushReleases`]); `true` if there were any.
     fn absorb_batched(&mut self) -> bool {
         let batch = self.published.take_batched();
         if batch.is_empty() {
@@ -363,12 +370,12 @@ impl KeyModelActor {
     }
 }
 
-impl Handler<FlushLater> for KeyModelActor {
+impl Handler<FlushReleases> for KeyModelActor {
     type Result = ();
 
-    fn handle(&mut self, msg: FlushLater, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: FlushReleases, ctx: &mut Self::Context) {
         let _m = self.meter.handling();
-        if msg.now {
+        if msg.at_once {
             if self.absorb_batched() {
                 self.pump(ctx);
             }
@@ -407,7 +414,7 @@ impl Handler<Reconfigure> for KeyModelActor {
     type Result = ();
 
     fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
-        let _m = self.meter.handling();
+        let _m = self.begin();
         let s = &msg.spec;
         self.capacity
             .reconfigure(s.rpm, s.rpd, s.max_concurrent, s.max_queue, s.circuit);
@@ -421,7 +428,7 @@ impl Handler<ProbeResult> for KeyModelActor {
     type Result = ();
 
     fn handle(&mut self, msg: ProbeResult, ctx: &mut Self::Context) {
-        let _m = self.meter.handling();
+        let _m = self.begin();
         let now = self.clock.now_ms();
         self.capacity.record_probe(now, msg.ok, msg.error);
         self.pump(ctx);
@@ -432,8 +439,7 @@ impl Handler<Drain> for KeyModelActor {
     type Result = ();
 
     fn handle(&mut self, _: Drain, _: &mut Self::Context) {
-        let _m = self.meter.handling();
-        self.absorb_batched();
+        let _m = self.begin();
         for tx in self.capacity.drain() {
             let _ = tx.send(Err(Rejection::ShuttingDown));
         }
@@ -445,8 +451,8 @@ impl Handler<GetSnapshot> for KeyModelActor {
     type Result = MessageResult<GetSnapshot>;
 
     fn handle(&mut self, _: GetSnapshot, ctx: &mut Self::Context) -> Self::Result {
-        let _m = self.meter.handling();
-        if self.absorb_batched() {
+        let (_m, absorbed) = self.begin();
+        if absorbed {
             self.pump(ctx);
         }
         MessageResult(self.snapshot())
@@ -458,8 +464,8 @@ impl Handler<GetWaitTime> for KeyModelActor {
 
     fn handle(&mut self, msg: GetWaitTime, ctx: &mut Self::Context) -> Self::Result {
         self.meter.waited(msg.sent_at);
-        let _m = self.meter.handling();
-        if self.absorb_batched() {
+        let (_m, absorbed) = self.begin();
+        if absorbed {
             self.pump(ctx);
         }
         MessageResult(self.capacity.estimate(self.clock.now_ms()))
@@ -471,8 +477,7 @@ impl Handler<Reserve> for KeyModelActor {
 
     fn handle(&mut self, msg: Reserve, ctx: &mut Self::Context) -> Self::Result {
         self.meter.waited(msg.sent_at);
-        let _m = self.meter.handling();
-        self.absorb_batched();
+        let _m = self.begin();
         let now = self.clock.now_ms();
         let reply = match self.capacity.admit(now, msg.deadline, msg.latest_start) {
             Admission::Granted(lease) => {
@@ -506,7 +511,7 @@ impl Handler<CancelWait> for KeyModelActor {
     type Result = ();
 
     fn handle(&mut self, msg: CancelWait, ctx: &mut Self::Context) {
-        let _m = self.meter.handling();
+        let _m = self.begin();
         if self.capacity.cancel(msg.waiter_id) {
             self.pump(ctx);
         }
@@ -517,9 +522,8 @@ impl Handler<Release> for KeyModelActor {
     type Result = ();
 
     fn handle(&mut self, msg: Release, ctx: &mut Self::Context) {
-        let _m = self.meter.handling();
+        let _m = self.begin();
         let now = self.clock.now_ms();
-        self.absorb_batched();
         let late = if msg.lease_id == FAST_LEASE {
             let sent_at = msg.sent_at.unwrap_or(msg.granted_at);
             self.capacity.release_fast(now, sent_at, msg.outcome)
@@ -536,7 +540,7 @@ impl Handler<Sent> for KeyModelActor {
     type Result = ();
 
     fn handle(&mut self, msg: Sent, _: &mut Self::Context) {
-        let _m = self.meter.handling();
+        let _m = self.begin();
         let now = self.clock.now_ms();
         self.capacity.sent(now, msg.lease_id, msg.at);
         self.dirty = true;
@@ -548,8 +552,7 @@ impl Handler<Disable> for KeyModelActor {
     type Result = ();
 
     fn handle(&mut self, msg: Disable, _: &mut Self::Context) {
-        let _m = self.meter.handling();
-        self.absorb_batched();
+        let _m = self.begin();
         log::warn!("{} taken out of rotation: {}", self.spec.id, msg.message);
         self.dirty = true;
         for tx in self.capacity.disable(msg.message.clone()) {
@@ -565,8 +568,7 @@ impl Handler<Reset> for KeyModelActor {
     type Result = ();
 
     fn handle(&mut self, _: Reset, ctx: &mut Self::Context) {
-        let _m = self.meter.handling();
-        self.absorb_batched();
+        let _m = self.begin();
         log::info!("{} reset: back in rotation", self.spec.id);
         self.capacity.reset();
         self.pump(ctx);
@@ -577,8 +579,8 @@ impl Handler<GetStatus> for KeyModelActor {
     type Result = MessageResult<GetStatus>;
 
     fn handle(&mut self, _: GetStatus, ctx: &mut Self::Context) -> Self::Result {
-        let _m = self.meter.handling();
-        if self.absorb_batched() {
+        let (_m, absorbed) = self.begin();
+        if absorbed {
             self.pump(ctx);
         }
         MessageResult(self.capacity.status(self.clock.now_ms()))
@@ -589,7 +591,7 @@ impl Handler<Nudge> for KeyModelActor {
     type Result = ();
 
     fn handle(&mut self, _: Nudge, ctx: &mut Self::Context) {
-        let _m = self.meter.handling();
+        let _m = self.begin();
         self.pump(ctx);
     }
 }
