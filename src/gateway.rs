@@ -4,9 +4,12 @@
 //! This runs in the HTTP handler on its worker (the upstream call needs that worker's
 //! `awc::Client`); the key/model actors only grant and release capacity. Failures are
 //! classified by status and error body in `providers`, never by message text:
-//! 429 pauses the key/model and moves on; 401/403 takes the key out of rotation for all
-//! its models; other 4xx moves on without retrying; 5xx, timeouts, connection errors and
-//! malformed bodies get a bounded, jittered retry, then the next candidate.
+//! 429 pauses the key/model and moves on, or waits the pause out on the same pair when it
+//! ends within the wait budget and nothing no dearer fits; 401/403 takes the key out of
+//! rotation for all its models; other 4xx moves on without retrying; a timeout moves on
+//! when another candidate is available; 5xx, connection errors and malformed bodies get a
+//! bounded, jittered retry, then the next candidate. A candidate that could start only
+//! past the budget is left for one that fits it (see [`execute_with`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

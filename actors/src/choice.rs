@@ -2,8 +2,8 @@
 //!
 //! The whole fallback order is fixed at the moment of choice: the chosen candidate first,
 //! then the rest in the order the rule gives. Candidates that cannot start before the
-//! request's deadline (disabled, queue full, paused or limited past it, or whose actor did
-//! not answer) are left out and reported with the reason.
+//! request's deadline (disabled, queue full, circuit open, shutting down, paused or limited
+//! past it) are left out and reported with the reason.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;

@@ -6,7 +6,8 @@
 //! now (its *room*) and leaves that many permits in one atomic counter; a handler that
 //! finds a permit takes it with a compare-and-swap and calls upstream at once. The actor
 //! stays the only one that decides how much capacity exists: handlers only ever take what
-//! it left, and it learns of each taken permit from the lease's `Release`.
+//! it left, and it learns of each taken permit from the lease's release (a `Release`
+//! message, or for a success the batch it takes in on `FlushReleases`).
 //!
 //! Why one counter of *available* permits rather than a pair (`taken`, `ceiling`): a
 //! handler that read a ceiling and then incremented `taken` could overrun a ceiling the

@@ -1,5 +1,7 @@
-//! How the rest of bkvy talks to a key/model actor: a [`KeyModelHandle`] whose every send
-//! is bounded by a timeout and counted for mailbox metrics, and a [`LeaseGuard`] that
+//! How the rest of bkvy talks to a key/model actor: a [`KeyModelHandle`] that reads the
+//! actor's published view, takes its permits without a message, bounds every `send` that
+//! waits for a reply by a timeout and counts every message for mailbox metrics, and a
+//! [`LeaseGuard`] that
 //! releases a granted slot exactly once, even when the request is dropped mid-way
 //! (client gone, deadline passed).
 

@@ -1,6 +1,6 @@
 //! `KeyModelActor`: one per (provider, API key, model). It owns that pair's RPM/RPD state
-//! and FIFO queue, answers wait-time queries, grants slots in arrival order, and is told
-//! when a slot is released with the outcome.
+//! and FIFO queue, publishes its wait estimates and the permits it grants ahead, grants
+//! queued slots in arrival order, and is told when a slot is released with the outcome.
 //!
 //! The actor never calls upstream; the HTTP handler does, holding a
 //! [`LeaseGuard`](crate::LeaseGuard) that releases the slot even when the handler is

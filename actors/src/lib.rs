@@ -1,11 +1,17 @@
 //! bkvy's actor system and the plain-struct logic it wraps.
 //!
+//! Each actor is the single writer of its state and publishes a read-only view; the
+//! request path reads views and messages an actor only when the view says no.
+//!
 //! ```text
-//!   HTTP handler ──Route──▶ RouterActor ──GetWaitTime (fan-out)──▶ KeyModelActor ×N
-//!        │                      (choice::choose fixes the attempt order)
-//!        ├──Reserve / CancelWait──▶ KeyModelActor   (FIFO grant → LeaseGuard)
+//!   HTTP handler ── RoutingTable::plan: reads every candidate's Published estimate
+//!        │                              (choice::choose fixes the attempt order; no message)
+//!        ├── takes a permit the actor left (FastGrants, compare-and-swap; no message)
+//!        │   └─ none left ──Reserve / CancelWait──▶ KeyModelActor (FIFO grant → LeaseGuard)
 //!        ├── upstream call (in the handler, never in an actor)
-//!        └──Release{outcome}──▶ KeyModelActor       (429 → pause; NotSent → slot back)
+//!        └── release: a success on a permit joins a batch (FlushReleases);
+//!            anything else ──Release{outcome}──▶ KeyModelActor (429 → pause; NotSent → back)
+//!   RouterActor: owns the table for reloads (SetTable) and fans KeyAuthFailed out as Disable
 //! ```
 //!
 //! The rules live in plain structs with unit and property tests: [`rate_window`] (sliding

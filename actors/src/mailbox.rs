@@ -2,9 +2,10 @@
 //!
 //! actix does not expose a mailbox's length, so senders count what they send
 //! ([`MailboxMeter::sent`]) and handlers count what they handle
-//! ([`MailboxMeter::handling`]); the difference is the backlog. Messages on the request
-//! path carry their send time, and their handlers record how long they waited in the
-//! mailbox ([`MailboxMeter::waited`]) into a fixed-bucket histogram.
+//! ([`MailboxMeter::handling`]); the difference is the backlog. The one message on the
+//! request path that the request waits for, `Reserve`, carries its send time, and its
+//! handler records how long it waited in the mailbox ([`MailboxMeter::waited`]) into a
+//! fixed-bucket histogram.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

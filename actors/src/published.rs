@@ -3,8 +3,8 @@
 //! Routing needs every candidate's estimate for every request. Asking each actor with a
 //! message per candidate cost a mailbox round trip and a timer each, on the hot path. So
 //! each actor publishes its estimate after every change of its state, in absolute times
-//! (when the rate limit frees, when a newcomer could start), and the router reads them
-//! without a message: the estimate is exact until the next state change, and routing is
+//! (when the rate limit frees, when a newcomer could start), and the request path reads
+//! them (`RoutingTable::plan`) without a message: the estimate is exact until the next state change, and routing is
 //! advisory anyway — reserving a slot re-checks.
 //!
 //! A call taken on a permit granted ahead (see `fast_grant`) changes what the next request

@@ -1,5 +1,8 @@
-//! `RouterActor`: builds the candidates of a request, reads their key/model actors'
-//! wait-time estimates, and fixes the attempt order with [`choice::choose`](crate::choice::choose).
+//! `RouterActor` and the [`RoutingTable`]: the table builds the candidates of a request,
+//! reads their key/model actors' published estimates and fixes the attempt order with
+//! [`choice::choose`](crate::choice::choose) (`RoutingTable::plan`, called by the HTTP
+//! handler itself); the actor replaces the table on reload and takes a key's pairs out of
+//! rotation when the key fails authentication.
 //!
 //! The key/model actors push their estimates (see [`crate::published`]) instead of being
 //! asked with a message per candidate per request, so a choice needs no round trip. The

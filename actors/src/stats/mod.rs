@@ -1,6 +1,6 @@
 //! `StatsActor`: the two opt-in usage logs and the numbers behind `/statistics/*`.
 //!
-//! It consumes one [`RequestCompleted`] per request. Handling an event is O(1): count it
+//! It consumes one [`RequestCompleted`] per request, delivered in `CompletedBatch`es. Handling an event is O(1): count it
 //! in memory (daily statistics, transaction-log summary) and push it to a batch. Once a
 //! second the batch goes to the writer thread ([`writer`]) over a bounded channel; the
 //! actor itself never touches a file, so a slow disk never slows a request or a query.
