@@ -306,7 +306,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         store.as_ref(),
         &loaded,
     );
-    let router = RouterActor::new(table.clone(), opts.clock.clone(), router_meter.clone()).start();
+    let router = RouterActor::new(table.clone(), router_meter.clone()).start();
     let config = Arc::new(opts.config);
     let shutdown_timeout = opts.shutdown_grace.as_secs().max(1);
     let table = Arc::new(table);

@@ -13,8 +13,8 @@ use actix::Addr;
 use crate::capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate, FAST_LEASE};
 use crate::clock::Millis;
 use crate::key_model::{
-    CancelWait, Disable, GetStatus, GetWaitTime, KeyModelActor, KeyModelSpec, Nudge, Release,
-    Reserve, ReserveReply, Reset,
+    CancelWait, Disable, GetStatus, KeyModelActor, KeyModelSpec, Nudge, Release, Reserve,
+    ReserveReply, Reset,
 };
 use crate::key_model::{FlushReleases, RELEASE_BATCH};
 use crate::mailbox::MailboxMeter;
@@ -76,18 +76,6 @@ impl KeyModelHandle {
     /// `avg_response_time_ms` before the first), as last published.
     pub fn latency_p95_ms(&self) -> Millis {
         self.published.latency_p95_ms()
-    }
-
-    /// Wait-time query, `None` if the actor does not answer within `timeout`.
-    pub async fn wait_time(&self, timeout: Duration) -> Option<WaitEstimate> {
-        self.meter.sent();
-        self.addr
-            .send(GetWaitTime {
-                sent_at: Instant::now(),
-            })
-            .timeout(timeout)
-            .await
-            .ok()
     }
 
     /// Live numbers, `None` if the actor does not answer within `timeout`.

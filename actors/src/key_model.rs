@@ -13,8 +13,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::capacity::{
-    Admission, CapacityStatus, KeyModelCapacity, Lease, Outcome, Rejection, WaitEstimate,
-    FAST_LEASE,
+    Admission, CapacityStatus, KeyModelCapacity, Lease, Outcome, Rejection, FAST_LEASE,
 };
 use crate::circuit::CircuitConfig;
 use crate::clock::{Millis, SharedClock};
@@ -51,14 +50,6 @@ pub struct KeyModelSpec {
     /// Safety margin at the RPM window's edge and before the day boundary, for the
     /// provider counting arrivals (`rate_limit_margin_ms`; see `rate_window`).
     pub rate_margin_ms: Millis,
-}
-
-/// Query: what would a new request face here?
-#[derive(Debug, Message)]
-#[rtype(result = "WaitEstimate")]
-pub struct GetWaitTime {
-    /// When it was sent (mailbox-wait metric).
-    pub sent_at: Instant,
 }
 
 /// Command: ask for a slot, waiting in the FIFO if needed, until `deadline`.
@@ -456,19 +447,6 @@ impl Handler<GetSnapshot> for KeyModelActor {
             self.pump(ctx);
         }
         MessageResult(self.snapshot())
-    }
-}
-
-impl Handler<GetWaitTime> for KeyModelActor {
-    type Result = MessageResult<GetWaitTime>;
-
-    fn handle(&mut self, msg: GetWaitTime, ctx: &mut Self::Context) -> Self::Result {
-        self.meter.waited(msg.sent_at);
-        let (_m, absorbed) = self.begin();
-        if absorbed {
-            self.pump(ctx);
-        }
-        MessageResult(self.capacity.estimate(self.clock.now_ms()))
     }
 }
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::capacity::WaitEstimate;
 use crate::choice::{choose, CandidateView, NotChosen, Rule};
-use crate::clock::{Millis, SharedClock};
+use crate::clock::Millis;
 use crate::handle::KeyModelHandle;
 use crate::ids::{KeyModelId, RoutingMethod, Tier};
 use crate::mailbox::MailboxMeter;
@@ -102,9 +102,8 @@ impl RouteTarget {
     }
 }
 
-/// Command: plan a request.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Plan, RouteError>")]
+/// What a request asks of [`RoutingTable::plan`].
+#[derive(Debug, Clone)]
 pub struct Route {
     /// What was asked for.
     pub target: RouteTarget,
@@ -112,8 +111,6 @@ pub struct Route {
     pub max_wait_ms: Millis,
     /// Hard deadline, Unix ms.
     pub deadline: Millis,
-    /// When it was sent (mailbox-wait metric).
-    pub sent_at: std::time::Instant,
 }
 
 /// A candidate in the attempt order.
@@ -272,17 +269,17 @@ type Ranked = (Arc<Candidate>, i64);
 
 /// The actor.
 pub struct RouterActor {
+    /// The table for reloads and auth fan-out (the request path reads the live one).
     table: Arc<RoutingTable>,
-    clock: SharedClock,
+    /// Mailbox counters of the router.
     meter: MailboxMeter,
 }
 
 impl RouterActor {
     /// A router over `table`.
-    pub fn new(table: RoutingTable, clock: SharedClock, meter: MailboxMeter) -> Self {
+    pub fn new(table: RoutingTable, meter: MailboxMeter) -> Self {
         Self {
             table: Arc::new(table),
-            clock,
             meter,
         }
     }
@@ -376,29 +373,9 @@ impl Actor for RouterActor {
     }
 }
 
-impl Handler<Route> for RouterActor {
-    // Each key/model actor publishes its estimate after every change of its state
-    // (`published`), so the router reads them directly: no message per candidate, and
-    // the choice is made within this one handler.
-    type Result = MessageResult<Route>;
-
-    fn handle(&mut self, msg: Route, _: &mut Self::Context) -> Self::Result {
-        self.meter.waited(msg.sent_at);
-        let _m = self.meter.handling();
-        MessageResult(self.plan(&msg))
-    }
-}
-
-impl RouterActor {
-    fn plan(&self, msg: &Route) -> Result<Plan, RouteError> {
-        self.table.plan(msg, self.clock.now_ms())
-    }
-}
-
 impl RoutingTable {
     /// Plans a request from the estimates the key/model actors published: the whole
-    /// routing decision, with no message. Both the `RouterActor` and, on the request
-    /// path, the HTTP handler (with the same table) use it.
+    /// routing decision, with no message; the HTTP handler calls it on the live table.
     pub fn plan(&self, msg: &Route, now: Millis) -> Result<Plan, RouteError> {
         let (list, rule) = self.candidates_for(&msg.target)?;
         let remaining = (msg.deadline - now).max(0);

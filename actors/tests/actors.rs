@@ -226,7 +226,7 @@ async fn router_orders_by_rule_and_reports_what_it_left_out() {
             (Tier::Medium, 0.001),
         ],
     );
-    let router = RouterActor::new(t, clock.clone(), MailboxMeter::new()).start();
+    let now = clock.now_ms();
     // Use up a/k1/cheap's only call this minute.
     first
         .acquire(T0 + 1_000, || T0)
@@ -234,15 +234,15 @@ async fn router_orders_by_rule_and_reports_what_it_left_out() {
         .unwrap()
         .finish(Outcome::Success { latency_ms: 5 });
 
-    let plan = router
-        .send(Route {
-            target: RouteTarget::Intelligence(Tier::Low),
-            max_wait_ms: 30_000,
-            deadline: T0 + 30_000,
-            sent_at: std::time::Instant::now(),
-        })
-        .await
-        .unwrap()
+    let plan = t
+        .plan(
+            &Route {
+                target: RouteTarget::Intelligence(Tier::Low),
+                max_wait_ms: 30_000,
+                deadline: T0 + 30_000,
+            },
+            now,
+        )
         .unwrap();
     let order: Vec<String> = plan
         .ordered
@@ -260,15 +260,15 @@ async fn router_orders_by_rule_and_reports_what_it_left_out() {
         .reason_not_chosen
         .starts_with("would_miss_deadline"));
 
-    let plan = router
-        .send(Route {
-            target: RouteTarget::Scenario("s".into()),
-            max_wait_ms: 30_000,
-            deadline: T0 + 120_000,
-            sent_at: std::time::Instant::now(),
-        })
-        .await
-        .unwrap()
+    let plan = t
+        .plan(
+            &Route {
+                target: RouteTarget::Scenario("s".into()),
+                max_wait_ms: 30_000,
+                deadline: T0 + 120_000,
+            },
+            now,
+        )
         .unwrap();
     let order: Vec<String> = plan
         .ordered
@@ -277,19 +277,19 @@ async fn router_orders_by_rule_and_reports_what_it_left_out() {
         .collect();
     assert_eq!(order, vec!["b_k1_mid", "a_k2_cheap", "a_k1_cheap"]);
 
-    let err = router
-        .send(Route {
-            target: RouteTarget::Direct {
-                provider: "a".into(),
-                model: "nope".into(),
-                key_id: None,
+    let err = t
+        .plan(
+            &Route {
+                target: RouteTarget::Direct {
+                    provider: "a".into(),
+                    model: "nope".into(),
+                    key_id: None,
+                },
+                max_wait_ms: 1,
+                deadline: T0 + 1_000,
             },
-            max_wait_ms: 1,
-            deadline: T0 + 1_000,
-            sent_at: std::time::Instant::now(),
-        })
-        .await
-        .unwrap()
+            now,
+        )
         .unwrap_err();
     assert!(matches!(err, RouteError::ModelNotFound(_)));
     assert_eq!(err.code(), "model_not_found");
@@ -319,7 +319,6 @@ async fn an_auth_failure_takes_the_key_out_for_all_its_models() {
                 (Tier::Medium, 0.0),
             ],
         ),
-        clock,
         MailboxMeter::new(),
     )
     .start();

@@ -368,7 +368,6 @@ pub async fn plan(
         target: p.target.clone(),
         max_wait_ms,
         deadline,
-        sent_at: std::time::Instant::now(),
     };
     // The choice is made here from the estimates the key/model actors publish (the same
     // table the RouterActor holds): no round trip on the request path.
