@@ -24,6 +24,7 @@
 pub mod clients;
 pub mod config;
 pub mod events;
+#[cfg(feature = "fake")]
 pub mod fake;
 pub mod gateway;
 pub mod http;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use bkvy::config::{self, Config};
+#[cfg(feature = "fake")]
 use bkvy::fake::{FakeOptions, FakeUpstream};
 use bkvy::http::access::AccessPolicy;
 use bkvy::http::HttpLimits;
@@ -37,6 +38,7 @@ enum Command {
     /// Run the gateway (the default).
     Serve(ServeArgs),
     /// Run the gateway against built-in fake providers: no API keys, no internet.
+    #[cfg(feature = "fake")]
     Demo(DemoArgs),
     /// Validate the config and print every problem with its JSON path.
     CheckConfig {
@@ -45,6 +47,7 @@ enum Command {
         config_dir: PathBuf,
     },
     /// Run fake provider servers (OpenAI, Anthropic, Gemini, Ollama wire formats).
+    #[cfg(feature = "fake")]
     FakeUpstream(FakeArgs),
 }
 
@@ -111,6 +114,7 @@ impl ConnectionArgs {
     }
 }
 
+#[cfg(feature = "fake")]
 #[derive(Debug, Args)]
 struct DemoArgs {
     /// Directory holding the demo providers.json and routing.json.
@@ -129,6 +133,7 @@ struct DemoArgs {
     connections: ConnectionArgs,
 }
 
+#[cfg(feature = "fake")]
 #[derive(Debug, Args)]
 struct FakeArgs {
     /// Port to listen on.
@@ -158,6 +163,7 @@ struct FakeArgs {
 }
 
 /// The demo config points its endpoints at this address.
+#[cfg(feature = "fake")]
 const DEMO_UPSTREAM: &str = "http://127.0.0.1:10007";
 
 fn init_logging() {
@@ -304,6 +310,7 @@ async fn wait_for_stop_signal() {
     }
 }
 
+#[cfg(feature = "fake")]
 #[allow(clippy::print_stdout)]
 fn print_demo_banner(url: &str, upstream: &str, dashboard: bool) {
     println!(
@@ -334,6 +341,7 @@ Press Ctrl-C to stop.
     }
 }
 
+#[cfg(feature = "fake")]
 async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
     let fake_listener = TcpListener::bind(("127.0.0.1", args.upstream_port))?;
     let fake = FakeUpstream::start(
@@ -407,6 +415,7 @@ fn check_config(dir: &Path) -> ExitCode {
     }
 }
 
+#[cfg(feature = "fake")]
 async fn fake_upstream(args: FakeArgs) -> std::io::Result<ExitCode> {
     let opts = FakeOptions {
         latency: std::time::Duration::from_millis(args.latency_ms),
@@ -428,8 +437,10 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
+        #[cfg(feature = "fake")]
         Some(Command::Demo(args)) => demo(args).await,
         Some(Command::CheckConfig { config_dir }) => Ok(check_config(&config_dir)),
+        #[cfg(feature = "fake")]
         Some(Command::FakeUpstream(args)) => fake_upstream(args).await,
     };
     match result {
