@@ -46,6 +46,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MalformedJson("the request body is empty".into()));
     }
+    // JSON is UTF-8 (RFC 8259). serde skips the strings of fields it ignores without
+    // checking them, so a body with invalid bytes there would otherwise be accepted.
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(ApiError::MalformedJson(format!(
+            "the request body is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        )));
+    }
     crate::json::from_bytes::<Object<T>>(bytes)
         .map(|o| o.0)
         .map_err(|e| classify(bytes, &e))
@@ -104,6 +112,19 @@ mod tests {
     #[allow(dead_code)]
     struct T {
         a: u32,
+    }
+
+    #[test]
+    fn invalid_utf8_is_malformed_even_where_serde_would_not_look() {
+        // `x` is a field the type ignores: serde skips its string unchecked.
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Lenient {
+            a: u32,
+        }
+        let e = parse_json::<Lenient>(b"{\"a\": 1, \"x\": \"\x83\"}").unwrap_err();
+        assert!(matches!(e, ApiError::MalformedJson(_)), "{e:?}");
+        assert!(parse_json::<Lenient>("{\"a\": 1, \"x\": \"h\u{e9}\"}".as_bytes()).is_ok());
     }
 
     #[test]

@@ -76,7 +76,7 @@ struct StreamOptions {
 
 /// The OpenAI Chat Completions request, plus bkvy's optional fields.
 #[derive(Debug, Deserialize)]
-struct OaiRequest {
+pub struct OaiRequest {
     model: String,
     messages: Vec<OaiMessage>,
     #[serde(default)]
@@ -142,7 +142,7 @@ const IGNORED: &[&str] = &[
 ];
 
 /// An error on this surface, in OpenAI's shape.
-struct OaiError {
+pub struct OaiError {
     status: StatusCode,
     message: String,
     kind: &'static str,
@@ -163,7 +163,8 @@ impl OaiError {
         }
     }
 
-    fn from_api(e: &ApiError) -> Self {
+    /// The OpenAI-shaped form of one of bkvy's own errors.
+    pub fn from_api(e: &ApiError) -> Self {
         let status = match e {
             ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
             other => other.status_code(),
@@ -183,7 +184,8 @@ impl OaiError {
         }
     }
 
-    fn response(&self, request_id: &str) -> HttpResponse {
+    /// The error response, with the request id header.
+    pub fn response(&self, request_id: &str) -> HttpResponse {
         let mut res = HttpResponse::build(self.status);
         res.insert_header((names::REQUEST_ID, request_id));
         if let Some(s) = self.retry_after {
@@ -510,14 +512,21 @@ fn bearer_id(req: &HttpRequest) -> Option<String> {
     Some(format!("bearer-{:012x}", hash >> 16))
 }
 
-struct Parsed {
-    prepared: Prepared,
-    client_id: String,
-    stream: bool,
-    include_usage: bool,
+/// A request that passed every check, ready for routing.
+pub struct Parsed {
+    /// Target, messages, options, tools and answer format.
+    pub prepared: Prepared,
+    /// Who is calling.
+    pub client_id: String,
+    /// Whether the answer is streamed.
+    pub stream: bool,
+    /// Whether a streamed answer ends with a usage chunk.
+    pub include_usage: bool,
 }
 
-fn parse(req: &HttpRequest, body: OaiRequest, max_messages: usize) -> Result<Parsed, OaiError> {
+/// Checks a parsed body (and bkvy's `x-bkvy-*` and `authorization` headers) as
+/// `POST /v1/chat/completions` does before routing.
+pub fn parse(req: &HttpRequest, body: OaiRequest, max_messages: usize) -> Result<Parsed, OaiError> {
     let target = target_of(&body.model)?;
     if body.n.is_some_and(|n| n != 1) {
         return Err(OaiError::invalid("n", "only n = 1 is supported"));
