@@ -93,26 +93,7 @@ async fn metrics_count_a_known_sequence_of_requests() {
     )
     .await;
     assert_eq!(s, 404);
-    // Completion events reach the statistics actor in batches; a statistics read delivers
-    // the pending ones and answers after the actor has handled them.
-    let (s, _) = get(&format!("{}/statistics/summary", h.url)).await;
-    assert_eq!(s, 200);
-
-    let mut res = client()
-        .get(format!("{}/metrics", h.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    let ct = res
-        .headers()
-        .get("content-type")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
-    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    let text = scrape_text(&h).await;
     assert!(!text.contains(marker));
     for (_, secret) in SECRETS {
         assert!(!text.contains(secret));
@@ -244,8 +225,10 @@ async fn metrics_count_a_known_sequence_of_requests() {
     );
 }
 
-async fn scrape(h: &Harness) -> prometheus_parse::Scrape {
-    // A statistics read delivers the pending completion events first.
+/// `/metrics` as text, after every request answered so far is in it.
+async fn scrape_text(h: &Harness) -> String {
+    // Completion events reach the statistics actor in batches; a statistics read delivers
+    // the pending ones and answers after the actor has handled them.
     let (s, _) = get(&format!("{}/statistics/summary", h.url)).await;
     assert_eq!(s, 200);
     let mut res = client()
@@ -253,8 +236,20 @@ async fn scrape(h: &Harness) -> prometheus_parse::Scrape {
         .send()
         .await
         .unwrap();
-    let body = res.body().limit(1 << 22).await.unwrap();
-    parse(std::str::from_utf8(&body).unwrap())
+    assert_eq!(res.status().as_u16(), 200);
+    let ct = res
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    String::from_utf8(res.body().limit(1 << 22).await.unwrap().to_vec()).unwrap()
+}
+
+async fn scrape(h: &Harness) -> prometheus_parse::Scrape {
+    parse(&scrape_text(h).await)
 }
 
 async fn stream_post(url: &str, body: &serde_json::Value) -> (u16, String) {

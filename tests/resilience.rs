@@ -305,18 +305,17 @@ async fn shutdown_lets_in_flight_requests_finish_answers_queued_ones_and_keeps_e
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[actix_web::test]
-async fn a_reload_applies_a_valid_config_keeps_state_and_rejects_an_invalid_one() {
-    let dir = std::env::temp_dir().join(format!("bkvy-reload-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// A gateway whose config lives in `dir` (written from the standard test config, with
+/// literal keys so that a reload, which reads the process environment, needs no
+/// variables), in front of a fake with `fake_opts`. Returns the providers.json written.
+fn reloadable(dir: &std::path::Path, fake_opts: FakeOptions) -> (Harness, String) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
     let fake = FakeUpstream::start(
         std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-        FakeOptions::default(),
+        fake_opts,
     )
     .unwrap();
-    // Files on disk use literal keys so the reload (which reads the process environment)
-    // needs no variables.
     let on_disk = PROVIDERS
         .replace("{FAKE}", &fake.url())
         .replace("{DEAD}", "http://127.0.0.1:9")
@@ -326,15 +325,22 @@ async fn a_reload_applies_a_valid_config_keeps_state_and_rejects_an_invalid_one(
         .replace("env:TEST_GEMINI_KEY_1", "gemini-test-secret-1");
     std::fs::write(dir.join("providers.json"), &on_disk).unwrap();
     std::fs::write(dir.join("routing.json"), ROUTING).unwrap();
-    let config = bkvy::config::load(&dir).unwrap();
+    let config = bkvy::config::load(dir).unwrap();
     let h = start_gateway_full(
         fake,
         config,
         GatewayOpts {
-            config_dir: Some(dir.clone()),
+            config_dir: Some(dir.to_path_buf()),
             ..GatewayOpts::default()
         },
     );
+    (h, on_disk)
+}
+
+#[actix_web::test]
+async fn a_reload_applies_a_valid_config_keeps_state_and_rejects_an_invalid_one() {
+    let dir = std::env::temp_dir().join(format!("bkvy-reload-{}", std::process::id()));
+    let (h, on_disk) = reloadable(&dir, FakeOptions::default());
     let (s, _) = post(&format!("{}/llm/intelligence", h.url), &ask("low", "x")).await;
     assert_eq!(s, 200);
 
@@ -487,8 +493,6 @@ async fn health_probes_use_the_free_model_list_and_are_shown_per_key_model() {
 #[actix_web::test]
 async fn a_request_keeps_its_snapshot_across_a_reload() {
     let dir = std::env::temp_dir().join(format!("bkvy-snapshot-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     // The cheapest low model fails slowly, twice: the request is still on it when the
     // reload lands.
     let slow_failure = FakeOptions {
@@ -501,29 +505,7 @@ async fn a_request_keeps_its_snapshot_across_a_reload() {
         }],
         ..FakeOptions::default()
     };
-    let fake = FakeUpstream::start(
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-        slow_failure,
-    )
-    .unwrap();
-    let on_disk = PROVIDERS
-        .replace("{FAKE}", &fake.url())
-        .replace("{DEAD}", "http://127.0.0.1:9")
-        .replace("env:TEST_OPENAI_KEY_1", "sk-test-openai-secret-1")
-        .replace("env:TEST_OPENAI_KEY_2", "sk-test-openai-secret-2")
-        .replace("env:TEST_ANTHROPIC_KEY_1", "sk-ant-test-secret-1")
-        .replace("env:TEST_GEMINI_KEY_1", "gemini-test-secret-1");
-    std::fs::write(dir.join("providers.json"), &on_disk).unwrap();
-    std::fs::write(dir.join("routing.json"), ROUTING).unwrap();
-    let config = bkvy::config::load(&dir).unwrap();
-    let h = start_gateway_full(
-        fake,
-        config,
-        GatewayOpts {
-            config_dir: Some(dir.clone()),
-            ..GatewayOpts::default()
-        },
-    );
+    let (h, on_disk) = reloadable(&dir, slow_failure);
     // The same config without gpt-4o-mini (the next cheapest low model).
     let mut without: serde_json::Value = serde_json::from_str(&on_disk).unwrap();
     for key in ["oa1", "oa2"] {

@@ -240,6 +240,15 @@ impl RateWindow {
     pub fn record_at(&mut self, now: Millis, at: Millis) {
         self.roll(now);
         let at = at.min(now);
+        self.insert_in_window(now, at);
+        if self.counts_today(at) {
+            self.day_count = self.day_count.saturating_add(1);
+        }
+    }
+
+    /// Puts a dispatch at `at` (at most `now`) into the window in time order, if it still
+    /// holds a place there at `now`.
+    fn insert_in_window(&mut self, now: Millis, at: Millis) {
         if at + self.span() > now {
             let pos = self
                 .recent
@@ -247,9 +256,6 @@ impl RateWindow {
                 .rposition(|&t| t <= at)
                 .map_or(0, |p| p + 1);
             self.recent.insert(pos, at);
-        }
-        if self.counts_today(at) {
-            self.day_count = self.day_count.saturating_add(1);
         }
     }
 
@@ -272,14 +278,7 @@ impl RateWindow {
         }
         // Even when the grant has left the window already, the call that left later
         // still holds its place.
-        if to + self.span() > now {
-            let at = self
-                .recent
-                .iter()
-                .rposition(|&t| t <= to)
-                .map_or(0, |p| p + 1);
-            self.recent.insert(at, to);
-        }
+        self.insert_in_window(now, to);
         // A call granted before the day (or its margin) began but sent after counts today.
         match (self.counts_today(from), self.counts_today(to)) {
             (false, true) => self.day_count = self.day_count.saturating_add(1),
