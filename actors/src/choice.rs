@@ -235,6 +235,83 @@ mod tests {
         assert_eq!(reasons, vec!["higher_cost", "exceeds_max_wait"]);
     }
 
+    fn reasons(c: &Choice) -> Vec<&str> {
+        c.not_chosen.iter().map(|n| n.reason.as_ref()).collect()
+    }
+
+    #[test]
+    fn each_fallback_says_why_it_was_not_first() {
+        // Intelligence, one fits: a dearer one that fits, an equal one, a faster-but-dearer
+        // one that does not fit.
+        let cs = [
+            cand(0.001, 0, 1_000),
+            cand(0.002, 0, 1_000),
+            cand(0.001, 0, 1_000),
+            cand(0.001, 0, 3_000),
+        ];
+        let c = choose(Rule::Intelligence, &cs, 2_000, 120_000);
+        assert_eq!(c.order, vec![0, 2, 1, 3]);
+        assert_eq!(
+            reasons(&c),
+            vec![
+                "same_estimate_later_in_config",
+                "higher_cost",
+                "exceeds_max_wait"
+            ]
+        );
+        // None fits: ordered by estimate, reasons by estimate only.
+        let c = choose(Rule::Intelligence, &cs, 500, 120_000);
+        assert_eq!(c.decision_reason, "fastest_none_within_estimate");
+        assert_eq!(
+            reasons(&c),
+            vec![
+                "same_estimate_later_in_config",
+                "same_estimate_later_in_config",
+                "longer_estimate"
+            ]
+        );
+        // Scenario: priority first, then cost, then estimate.
+        let mut sc = [
+            cand(0.001, 0, 1_000),
+            cand(0.002, 0, 1_000),
+            cand(0.001, 0, 2_000),
+            cand(0.0, 0, 1_000),
+            cand(0.001, 0, 1_000),
+        ];
+        sc[3].priority = 2;
+        for c in &mut sc[..3] {
+            c.priority = 1;
+        }
+        sc[4].priority = 1;
+        let c = choose(Rule::Scenario, &sc, 10_000, 120_000);
+        assert_eq!(c.order, vec![0, 4, 2, 1, 3]);
+        assert_eq!(
+            reasons(&c),
+            vec![
+                "same_estimate_later_in_config",
+                "longer_estimate",
+                "higher_cost",
+                "lower_priority"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_start_exactly_at_the_deadline_is_still_usable() {
+        let mut queued = cand(0.001, 4_000, 1_000);
+        if let Some(e) = queued.estimate.as_mut() {
+            e.queue_wait_ms = 1_000;
+            e.total_ms = 6_000;
+        }
+        let c = choose(Rule::Intelligence, &[queued.clone()], 10_000, 5_000);
+        assert_eq!(c.order, vec![0], "start 5,000 ms with 5,000 ms left");
+        let c = choose(Rule::Intelligence, &[queued], 10_000, 4_999);
+        assert!(
+            c.order.is_empty(),
+            "start (rate + queue) past the time left"
+        );
+    }
+
     #[test]
     fn fastest_when_none_fits() {
         let cs = [cand(0.001, 30_000, 1_000), cand(0.01, 20_000, 1_000)];

@@ -192,6 +192,26 @@ mod tests {
     }
 
     #[test]
+    fn the_heads_wait_and_a_changed_bound() {
+        let mut q = WaiterQueue::new(1);
+        assert_eq!(q.oldest_wait(50), 0);
+        q.push(10, 100, None, h().0).unwrap();
+        assert_eq!(q.oldest_wait(50), 40);
+        assert!(q.push(11, 100, None, h().0).is_err());
+        q.set_capacity(2);
+        assert_eq!(q.capacity(), 2);
+        assert!(q.push(11, 100, None, h().0).is_ok());
+    }
+
+    #[test]
+    fn a_oneshot_waiter_is_gone_once_its_receiver_is_dropped() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        assert!(!tx.is_gone());
+        drop(rx);
+        assert!(tx.is_gone());
+    }
+
+    #[test]
     fn fifo_order_and_bound() {
         let mut q = WaiterQueue::new(2);
         let a = q.push(0, 100, None, h().0).unwrap();
