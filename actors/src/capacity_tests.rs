@@ -681,3 +681,531 @@ proptest::proptest! {
         }
     }
 }
+
+fn open_circuit(c: &mut KeyModelCapacity<H>, now: Millis) {
+    for i in 0..Millis::from(CircuitConfig::default().consecutive_failures) {
+        fail(c, now + i);
+    }
+}
+
+#[test]
+fn a_pair_at_its_concurrency_cap_estimates_one_service_time() {
+    let mut c = cap(100, Some(1));
+    lease(c.admit(T0, T0 + 10_000, None));
+    let e = c.estimate(T0);
+    assert_eq!(
+        (e.rate_limit_wait_ms, e.queue_wait_ms, e.total_ms),
+        (0, 500, 1_000)
+    );
+    assert_eq!(e.blocker, "concurrency");
+    assert_eq!(c.status(T0).estimated_queue_wait_ms, 500);
+}
+
+#[test]
+fn waiters_behind_a_full_concurrency_cap_wait_whole_rounds_of_service() {
+    let mut c = cap(100, Some(2));
+    lease(c.admit(T0, T0 + 10_000, None));
+    lease(c.admit(T0, T0 + 10_000, None));
+    for n in 0..2 {
+        assert_eq!(c.admit(T0, T0 + 10_000, None), Admission::Enqueue);
+        c.enqueue(T0, T0 + 10_000, None, h(n)).unwrap();
+    }
+    // Two in flight and two queued ahead on two slots: the newcomer is the fifth call,
+    // in the third round, two service times away.
+    let e = c.estimate(T0);
+    assert_eq!((e.queue_wait_ms, e.blocker), (1_000, "concurrency"));
+    // With one slot free the first waiter's call goes at once: no wait.
+    let mut c = cap(100, Some(2));
+    lease(c.admit(T0, T0 + 10_000, None));
+    assert_eq!(c.estimate(T0).queue_wait_ms, 0);
+}
+
+#[test]
+fn the_budget_boundary_exactly_at_max_wait_is_within_budget() {
+    let mut c = cap(1, None);
+    lease(c.admit(T0, T0 + 120_000, None));
+    // The window frees at T0 + 60,000: a start exactly at the latest accepted one fits.
+    assert_eq!(
+        c.admit(T0 + 1_000, T0 + 120_000, Some(T0 + 60_000)),
+        Admission::Enqueue
+    );
+    assert!(matches!(
+        c.admit(T0 + 1_000, T0 + 120_000, Some(T0 + 59_999)),
+        Admission::Rejected(Rejection::OverBudget { .. })
+    ));
+}
+
+#[test]
+fn a_start_exactly_at_the_deadline_is_still_queued() {
+    let mut c = cap(1, None);
+    lease(c.admit(T0, T0 + 120_000, None));
+    assert_eq!(c.admit(T0 + 1_000, T0 + 60_000, None), Admission::Enqueue);
+    assert!(matches!(
+        c.admit(T0 + 1_000, T0 + 59_999, None),
+        Admission::Rejected(Rejection::WouldMissDeadline {
+            available_in_ms: 59_000,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_reload_that_lowers_rpm_below_the_current_count_refuses_the_next_call() {
+    let mut c = cap(3, None);
+    lease(c.admit(T0, T0 + 1_000, None));
+    lease(c.admit(T0, T0 + 1_000, None));
+    c.reconfigure(2, 1_000, None, 10, CircuitConfig::default());
+    assert!(matches!(
+        c.admit(T0, T0 + 1_000, None),
+        Admission::Rejected(Rejection::WouldMissDeadline { blocker: "rpm", .. })
+    ));
+    assert_eq!(c.status(T0).rpm_limit, 2);
+}
+
+#[test]
+fn a_reload_applies_the_new_concurrency_cap_queue_bound_and_circuit_thresholds() {
+    let mut c = cap(100, None);
+    lease(c.admit(T0, T0 + 1_000, None));
+    c.reconfigure(
+        100,
+        1_000,
+        Some(1),
+        1,
+        CircuitConfig {
+            consecutive_failures: 1,
+            ..CircuitConfig::default()
+        },
+    );
+    let s = c.status(T0);
+    assert_eq!((s.max_concurrent, s.max_queue), (Some(1), 1));
+    // One call in flight on a cap of one: the next one queues, and the queue holds one.
+    assert_eq!(c.admit(T0, T0 + 10_000, None), Admission::Enqueue);
+    c.enqueue(T0, T0 + 10_000, None, h(1)).unwrap();
+    assert!(matches!(
+        c.admit(T0, T0 + 10_000, None),
+        Admission::Rejected(Rejection::QueueFull { capacity: 1, .. })
+    ));
+    // A single failure now opens the circuit.
+    let mut c = cap(100, None);
+    c.reconfigure(
+        100,
+        1_000,
+        None,
+        10,
+        CircuitConfig {
+            consecutive_failures: 1,
+            ..CircuitConfig::default()
+        },
+    );
+    fail(&mut c, T0);
+    assert_eq!(c.status(T0).circuit_state, "open");
+}
+
+#[test]
+fn a_reload_gives_a_key_that_failed_authentication_another_chance() {
+    let mut c = cap(100, None);
+    let l = lease(c.admit(T0, T0 + 1_000, None));
+    c.release(T0, l.lease_id, None, Outcome::AuthFailed);
+    c.disable("401".into());
+    assert_eq!(c.status(T0).circuit_state, "auth_open");
+    c.reconfigure(100, 1_000, None, 10, CircuitConfig::default());
+    let s = c.status(T0);
+    assert_eq!((s.circuit_state, s.disabled), ("closed", None));
+    lease(c.admit(T0, T0 + 1_000, None));
+}
+
+#[test]
+fn a_reload_keeps_a_circuit_opened_by_failures_open() {
+    let mut c = cap(100, None);
+    open_circuit(&mut c, T0);
+    c.reconfigure(100, 1_000, None, 10, CircuitConfig::default());
+    assert!(matches!(
+        c.admit(T0 + 10, T0 + 1_000, None),
+        Admission::Rejected(Rejection::CircuitOpen { .. })
+    ));
+}
+
+#[test]
+fn a_restart_restores_counts_and_an_open_circuit() {
+    let mut c = cap(5, None);
+    open_circuit(&mut c, T0);
+    let (rate, circuit) = c.snapshot(T0 + 10);
+    let mut d = cap(5, None);
+    d.restore(&rate, &circuit, T0 + 10);
+    assert_eq!(d.status(T0 + 10).requests_this_minute, 3);
+    assert!(matches!(
+        d.admit(T0 + 10, T0 + 100_000, None),
+        Admission::Rejected(Rejection::CircuitOpen { .. })
+    ));
+}
+
+#[test]
+fn a_restart_does_not_restore_a_circuit_opened_by_an_auth_failure() {
+    let mut c = cap(100, None);
+    let l = lease(c.admit(T0, T0 + 1_000, None));
+    c.release(T0, l.lease_id, None, Outcome::AuthFailed);
+    let (rate, circuit) = c.snapshot(T0 + 10);
+    assert_eq!(circuit.state, CircuitState::AuthOpen);
+    let mut d = cap(100, None);
+    d.restore(&rate, &circuit, T0 + 10);
+    assert_eq!(d.status(T0 + 10).circuit_state, "closed");
+    lease(d.admit(T0 + 10, T0 + 1_000, None));
+}
+
+#[test]
+fn no_permit_for_a_disabled_or_draining_pair() {
+    let mut c = cap(100, None);
+    c.disable("401".into());
+    c.grant_ahead(T0);
+    assert_eq!(c.fast_grants().available(), 0, "disabled");
+    let mut c = cap(100, None);
+    c.drain();
+    c.grant_ahead(T0);
+    assert_eq!(c.fast_grants().available(), 0, "draining");
+    let mut c = cap(100, None);
+    c.grant_ahead(T0);
+    assert_eq!(c.fast_grants().available(), 100, "a healthy idle pair");
+}
+
+#[test]
+fn a_successful_probe_lets_an_open_pair_try_at_once() {
+    let mut c = cap(100, None);
+    open_circuit(&mut c, T0);
+    c.record_probe(T0 + 100, false, Some("connection refused".into()));
+    assert!(matches!(
+        c.admit(T0 + 100, T0 + 10_000, None),
+        Admission::Rejected(Rejection::CircuitOpen { .. })
+    ));
+    assert_eq!(
+        c.status(T0 + 100).probe,
+        Some((false, T0 + 100, Some("connection refused".to_owned())))
+    );
+    c.record_probe(T0 + 200, true, None);
+    assert_eq!(c.status(T0 + 200).probe, Some((true, T0 + 200, None)));
+    assert!(lease(c.admit(T0 + 200, T0 + 10_000, None)).trial);
+}
+
+#[test]
+fn a_reset_lifts_a_429_pause() {
+    let mut c = cap(100, None);
+    let l = lease(c.admit(T0, T0 + 1_000, None));
+    c.release(
+        T0,
+        l.lease_id,
+        None,
+        Outcome::RateLimited {
+            retry_after_ms: None,
+        },
+    );
+    assert_eq!(c.status(T0).paused_until, Some(T0 + 1_000));
+    c.reset();
+    assert_eq!(c.status(T0).paused_until, None);
+    // The default pause starts again from one second.
+    let l = lease(c.admit(T0, T0 + 1_000, None));
+    c.release(
+        T0,
+        l.lease_id,
+        None,
+        Outcome::RateLimited {
+            retry_after_ms: None,
+        },
+    );
+    assert_eq!(c.status(T0).paused_until, Some(T0 + 1_000));
+}
+
+#[test]
+fn each_rejection_has_its_label_and_says_when_the_pair_may_return() {
+    let all = [
+        (Rejection::ShuttingDown, None),
+        (
+            Rejection::QueueFull {
+                capacity: 3,
+                available_in_ms: 40,
+            },
+            Some(40),
+        ),
+        (
+            Rejection::OverBudget {
+                available_in_ms: 50,
+                blocker: "rpm",
+            },
+            Some(50),
+        ),
+        (
+            Rejection::WouldMissDeadline {
+                available_in_ms: 60,
+                blocker: "rpd",
+            },
+            Some(60),
+        ),
+        (Rejection::DeadlinePassed, None),
+        (
+            Rejection::Disabled {
+                message: "401".into(),
+            },
+            None,
+        ),
+        (Rejection::ActorUnavailable, None),
+        (
+            Rejection::CircuitOpen {
+                available_in_ms: Some(70),
+                kind: "timeout",
+            },
+            Some(70),
+        ),
+        (Rejection::TrialInProgress, None),
+    ];
+    let labels: Vec<_> = all.iter().map(|(r, _)| r.label()).collect();
+    assert_eq!(labels, Rejection::LABELS);
+    for (r, available) in &all {
+        assert_eq!(r.available_in_ms(), *available, "{r:?}");
+    }
+}
+
+#[test]
+fn a_circuit_rejection_message_says_when_the_pair_may_return() {
+    let open = Rejection::CircuitOpen {
+        available_in_ms: Some(5_000),
+        kind: "server_error",
+    };
+    assert_eq!(
+        open.to_string(),
+        "circuit open (server_error), may return in 5000 ms"
+    );
+    let auth = Rejection::CircuitOpen {
+        available_in_ms: None,
+        kind: "auth",
+    };
+    assert_eq!(auth.to_string(), "circuit open (auth), until reset");
+}
+
+#[test]
+fn the_latency_percentile_is_taken_over_the_latest_samples_only() {
+    let mut c = cap(1_000, None);
+    // 32 slow calls, then 32 fast ones: the slow ones have left the ring.
+    for ms in [10_000, 100] {
+        for _ in 0..32 {
+            let l = lease(c.admit(T0, T0 + 1_000, None));
+            c.release(T0, l.lease_id, None, Outcome::Success { latency_ms: ms });
+        }
+    }
+    assert_eq!(c.latency_p95(), 100);
+}
+
+#[test]
+fn the_estimate_once_every_permit_is_taken_counts_all_of_them() {
+    let mut c = cap(2, None);
+    c.grant_ahead(T0);
+    assert_eq!(c.fast_grants().available(), 2);
+    let spent = c.estimate_exhausted(T0);
+    assert_eq!((spent.rate_limit_wait_ms, spent.in_flight), (60_000, 2));
+    // With no permit out, nothing is counted.
+    let mut c = cap(1, None);
+    assert_eq!(c.estimate_exhausted(T0).rate_limit_wait_ms, 0);
+}
+
+#[test]
+fn a_snapshot_without_permits_out_holds_only_the_recorded_calls() {
+    let mut c = cap(10, None);
+    lease(c.admit(T0, T0 + 1_000, None));
+    let (rate, _) = c.snapshot(T0 + 10);
+    assert_eq!(rate.recent_runs, vec![(T0, 1)]);
+    assert_eq!(rate.day_count, 1);
+}
+
+#[test]
+fn when_the_window_and_the_concurrency_cap_free_together_the_rate_limit_is_named() {
+    let mut c = cap(1, Some(1));
+    lease(c.admit(T0, T0 + 1_000, None));
+    // At T0 + 59,500 the window frees in 500 ms, and the call in flight is expected to
+    // end in one service time, 500 ms.
+    let e = c.estimate(T0 + 59_500);
+    assert_eq!((e.rate_limit_wait_ms, e.queue_wait_ms), (500, 0));
+    assert_eq!(e.blocker, "rpm");
+}
+
+#[test]
+fn the_status_counts_calls_429s_and_the_open_circuit() {
+    let mut c = cap(100, None);
+    let l = lease(c.admit(T0, T0 + 1_000, None));
+    c.release(
+        T0,
+        l.lease_id,
+        None,
+        Outcome::RateLimited {
+            retry_after_ms: Some(10),
+        },
+    );
+    let now = T0 + 10;
+    c.grant_ahead(now);
+    assert!(c.fast_grants().try_take());
+    let s = c.status(now);
+    assert_eq!((s.dispatched_total, s.rate_limited_total), (2, 1));
+    assert_eq!(s.circuit_open_until, None);
+    c.release_fast(now, now, Outcome::Success { latency_ms: 5 });
+    assert_eq!(c.status(now).dispatched_total, 2);
+    open_circuit(&mut c, now);
+    let s = c.status(now + 5);
+    assert_eq!(s.circuit_state, "open");
+    assert!(s.circuit_open_until.is_some_and(|u| u >= now + 5_000));
+}
+
+#[test]
+fn a_newcomer_does_not_overtake_a_waiter_when_the_window_frees() {
+    let mut c = cap(1, None);
+    lease(c.admit(T0, T0 + 200_000, None));
+    assert_eq!(c.admit(T0, T0 + 200_000, None), Admission::Enqueue);
+    c.enqueue(T0, T0 + 200_000, None, h(1)).unwrap();
+    // The window frees at T0 + 60,000; the waiter has not been pumped yet.
+    assert_eq!(c.admit(T0 + 60_000, T0 + 200_000, None), Admission::Enqueue);
+    let p = c.pump(T0 + 60_000);
+    assert_eq!(
+        p.granted.iter().map(|(w, _)| w.0).collect::<Vec<_>>(),
+        vec![1]
+    );
+}
+
+#[test]
+fn a_cancelled_waiter_leaves_and_the_others_keep_their_turn() {
+    let mut c = cap(1, None);
+    lease(c.admit(T0, T0 + 200_000, None));
+    let a = c.enqueue(T0, T0 + 200_000, None, h(1)).unwrap();
+    let b = c.enqueue(T0, T0 + 200_000, None, h(2)).unwrap();
+    assert!(c.cancel(b));
+    assert!(!c.cancel(b), "already gone");
+    assert_ne!(a, b);
+    let p = c.pump(T0 + 60_000);
+    assert_eq!(
+        p.granted.iter().map(|(w, _)| w.0).collect::<Vec<_>>(),
+        vec![1]
+    );
+    assert_eq!(c.status(T0 + 60_000).queue_length, 0);
+}
+
+#[test]
+fn a_waiter_held_by_the_window_then_by_the_cap_counts_both_waits_apart() {
+    let mut c = cap(1, Some(1));
+    let first = lease(c.admit(T0, T0 + 200_000, None));
+    c.enqueue(T0, T0 + 200_000, None, h(1)).unwrap();
+    assert_eq!(c.pump(T0).wake_in, Some(60_000), "held by RPM");
+    // The window frees, but the first call is still running: held by the cap.
+    assert!(c.pump(T0 + 60_000).granted.is_empty());
+    c.release(
+        T0 + 70_000,
+        first.lease_id,
+        None,
+        Outcome::Success { latency_ms: 500 },
+    );
+    let p = c.pump(T0 + 70_000);
+    let (_, l) = &p.granted[0];
+    assert_eq!((l.rate_limit_wait_ms, l.queue_wait_ms), (60_000, 10_000));
+}
+
+#[test]
+fn a_call_that_left_late_holds_the_window_from_when_it_left_while_still_running() {
+    let mut c = cap(1, None);
+    let l = lease(c.admit(T0, T0 + 120_000, None));
+    c.sent(T0 + 500, l.lease_id, T0 + 40);
+    assert_eq!(c.estimate(T0 + 60_000).rate_limit_wait_ms, 40);
+    // A report for a time before the grant moves nothing.
+    let mut c = cap(1, None);
+    let l = lease(c.admit(T0, T0 + 120_000, None));
+    c.sent(T0 + 500, l.lease_id, T0 - 40);
+    assert_eq!(c.estimate(T0 + 60_000).rate_limit_wait_ms, 0);
+}
+
+#[test]
+fn a_waiter_whose_latest_start_is_exactly_the_end_of_a_pause_keeps_its_place() {
+    let mut c = cap(100, Some(1));
+    let l = lease(c.admit(T0, T0 + 120_000, None));
+    c.enqueue(T0, T0 + 120_000, Some(T0 + 30_100), h(1))
+        .unwrap();
+    c.enqueue(T0, T0 + 120_000, Some(T0 + 30_099), h(2))
+        .unwrap();
+    let late = c.release(
+        T0 + 100,
+        l.lease_id,
+        None,
+        Outcome::RateLimited {
+            retry_after_ms: Some(30_000),
+        },
+    );
+    assert_eq!(late.iter().map(|w| w.0).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(c.pump(T0 + 30_100).granted.len(), 1);
+}
+
+#[test]
+fn the_backoff_jitter_is_fixed_by_the_lease_and_the_time_and_spreads_over_zero_to_one() {
+    type C = KeyModelCapacity<H>;
+    assert_eq!(C::jitter(1, T0), 0.682_737_115_560_434_6);
+    assert_eq!(C::jitter(2, T0), 0.796_323_765_753_398_5);
+    assert_eq!(C::jitter(7, 0), 0.072_970_398_580_849_3);
+    let values: Vec<f64> = (1..=1_000).map(|id| C::jitter(id, T0)).collect();
+    assert!(values.iter().all(|j| (0.0..1.0).contains(j)));
+    let mean = values.iter().sum::<f64>() / 1_000.0;
+    assert!((0.45..0.55).contains(&mean), "{mean}");
+    assert!(values.iter().any(|&j| j < 0.01) && values.iter().any(|&j| j > 0.99));
+}
+
+#[test]
+fn the_backoff_jitter_of_a_call_on_a_permit_is_fixed_by_its_count_and_send_time() {
+    let mut c = cap(100, None);
+    c.grant_ahead(T0);
+    for _ in 0..3 {
+        assert!(c.fast_grants().try_take());
+    }
+    for _ in 0..3 {
+        c.release_fast(
+            T0 + 10,
+            T0,
+            Outcome::Failed {
+                latency_ms: 10,
+                kind: Some(FailureKind::Server),
+            },
+        );
+    }
+    // The third report opens the circuit: 5 s plus 20 % of the jitter for seed
+    // (3 rotated by 32 bits) XOR the send time.
+    assert_eq!(c.status(T0 + 10).circuit_open_until, Some(T0 + 10 + 5_211));
+}
+
+#[test]
+fn granting_ahead_again_with_nothing_taken_leaves_the_same_permits() {
+    let mut c = cap(3, Some(2));
+    c.grant_ahead(T0);
+    c.grant_ahead(T0);
+    assert_eq!(c.fast_grants().available(), 2);
+    assert_eq!(c.status(T0).in_flight, 0, "nothing was taken");
+    assert!(c.fast_grants().try_take());
+    c.grant_ahead(T0);
+    assert_eq!(c.fast_grants().available(), 1, "one taken, one left of two");
+    assert_eq!(c.status(T0).in_flight, 1);
+}
+
+#[test]
+fn a_pump_with_nobody_waiting_leaves_the_permits_granted_ahead() {
+    let mut c = cap(3, None);
+    c.grant_ahead(T0);
+    assert!(c.pump(T0).granted.is_empty());
+    assert_eq!(c.fast_grants().available(), 3);
+    // With a waiter, the pump takes the permits back: the waiter goes first.
+    c.enqueue(T0, T0 + 1_000, None, h(1)).unwrap();
+    let p = c.pump(T0);
+    assert_eq!(p.granted.len(), 1);
+    assert_eq!(c.fast_grants().available(), 0);
+}
+
+#[test]
+fn a_send_report_at_the_grant_time_changes_nothing_even_after_the_clock_stepped_back() {
+    let mut c = cap(1, None);
+    let l = lease(c.admit(T0, T0 + 1_000, None));
+    // The clock stepped back 100 ms between the grant and the report.
+    c.sent(T0 - 100, l.lease_id, T0);
+    c.release(T0 - 100, l.lease_id, None, Outcome::NotSent);
+    assert_eq!(
+        c.status(T0).requests_this_minute,
+        0,
+        "the slot is given back"
+    );
+    lease(c.admit(T0, T0 + 1_000, None));
+}

@@ -498,6 +498,152 @@ mod tests {
         assert_eq!(d.check(5), c.check(5));
     }
 
+    fn open_and_wait(c: &mut Circuit) -> Millis {
+        for i in 0..3 {
+            c.on_failure(i, FailureKind::Server, None, false, 0.0);
+        }
+        // Backoff 1 s from the third failure at 2.
+        1_002
+    }
+
+    #[test]
+    fn each_failure_kind_and_circuit_state_has_its_label() {
+        let labels: Vec<_> = [
+            FailureKind::RateLimited,
+            FailureKind::Server,
+            FailureKind::Timeout,
+            FailureKind::Auth,
+            FailureKind::BadResponse,
+        ]
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+        assert_eq!(
+            labels,
+            vec![
+                "rate_limited",
+                "server_error",
+                "timeout",
+                "auth",
+                "bad_response"
+            ]
+        );
+        let states: Vec<_> = [
+            CircuitState::Closed,
+            CircuitState::Open { until: 5 },
+            CircuitState::HalfOpen,
+            CircuitState::AuthOpen,
+        ]
+        .iter()
+        .map(CircuitState::as_str)
+        .collect();
+        assert_eq!(states, vec!["closed", "open", "half_open", "auth_open"]);
+    }
+
+    #[test]
+    fn a_half_open_trial_never_sent_gives_its_slot_back() {
+        let mut c = Circuit::new(cfg());
+        let t = open_and_wait(&mut c);
+        assert_eq!(c.admit(t), Ok(true));
+        assert_eq!(c.admit(t), Err(Blocked::TrialInProgress));
+        c.return_trial(true);
+        assert_eq!(c.admit(t), Ok(true), "the returned slot is free again");
+        // Returning a call that was no trial frees nothing.
+        c.return_trial(false);
+        assert_eq!(c.admit(t), Err(Blocked::TrialInProgress));
+    }
+
+    #[test]
+    fn a_reload_that_lowers_the_threshold_opens_on_the_next_failure() {
+        let mut c = Circuit::new(cfg());
+        assert!(!c.on_failure(0, FailureKind::Server, None, false, 0.0));
+        c.set_config(CircuitConfig {
+            consecutive_failures: 2,
+            base_backoff_ms: 7_000,
+            ..cfg()
+        });
+        assert!(c.on_failure(1, FailureKind::Server, None, false, 0.0));
+        assert_eq!(c.check(2), Err(Blocked::Open { until: Some(7_001) }));
+    }
+
+    #[test]
+    fn a_failure_while_half_open_reopens_even_below_the_thresholds() {
+        // Back from a restart half-open, with no failure counted.
+        let mut c = Circuit::new(cfg());
+        c.restore(&CircuitSnapshot {
+            state: CircuitState::HalfOpen,
+            openings: 1,
+            consecutive: 0,
+            recent: Vec::new(),
+            last_kind: Some(FailureKind::Server),
+        });
+        // A call that was no trial (sent before the circuit opened) fails now.
+        assert!(c.on_failure(100, FailureKind::Timeout, None, false, 0.0));
+        assert_eq!(
+            c.check(100),
+            Err(Blocked::Open {
+                until: Some(100 + 2_000)
+            }),
+            "second opening: twice the base backoff"
+        );
+    }
+
+    #[test]
+    fn a_failure_while_already_open_does_not_extend_the_open_period() {
+        let mut c = Circuit::new(cfg());
+        open_and_wait(&mut c);
+        assert!(!c.on_failure(500, FailureKind::Server, None, false, 0.0));
+        assert_eq!(c.check(600), Err(Blocked::Open { until: Some(1_002) }));
+        assert_eq!((c.openings(), c.opened_total()), (1, 1));
+    }
+
+    #[test]
+    fn the_counters_follow_failures_openings_and_a_close() {
+        let mut c = Circuit::new(cfg());
+        assert_eq!(c.last_kind(), None);
+        c.on_failure(0, FailureKind::Server, None, false, 0.0);
+        c.on_failure(1, FailureKind::Timeout, None, false, 0.0);
+        assert_eq!((c.consecutive_failures(), c.window_failures()), (2, 2));
+        assert_eq!((c.openings(), c.opened_total()), (0, 0));
+        c.on_failure(2, FailureKind::BadResponse, None, false, 0.0);
+        assert_eq!((c.consecutive_failures(), c.window_failures()), (3, 3));
+        assert_eq!(c.last_kind(), Some(FailureKind::BadResponse));
+        assert_eq!((c.openings(), c.opened_total()), (1, 1));
+        // A failed trial reopens: two openings in a row.
+        let t = 1_002;
+        assert_eq!(c.admit(t), Ok(true));
+        c.on_failure(t, FailureKind::Server, None, true, 0.0);
+        assert_eq!((c.openings(), c.opened_total()), (2, 2));
+        assert_eq!(c.last_kind(), Some(FailureKind::Server));
+        // A successful trial closes it: openings start again, the total stays.
+        let t2 = t + 2_000;
+        assert_eq!(c.admit(t2), Ok(true));
+        c.on_success(true);
+        assert_eq!((c.openings(), c.opened_total()), (0, 2));
+        assert_eq!((c.consecutive_failures(), c.window_failures()), (0, 0));
+    }
+
+    #[test]
+    fn an_auth_failure_counts_one_opening_however_often_it_repeats() {
+        let mut c = Circuit::new(cfg());
+        assert!(c.on_failure(0, FailureKind::Auth, None, false, 0.0));
+        assert!(!c.on_failure(1, FailureKind::Auth, None, false, 0.0));
+        assert_eq!(c.opened_total(), 1);
+        assert_eq!(c.last_kind(), Some(FailureKind::Auth));
+    }
+
+    #[test]
+    fn a_failure_exactly_one_window_old_has_left_the_window() {
+        let mut c = Circuit::new(cfg());
+        c.on_failure(0, FailureKind::Server, None, false, 0.0);
+        c.on_success(false);
+        c.on_failure(59_999, FailureKind::Server, None, false, 0.0);
+        assert_eq!(c.window_failures(), 2);
+        c.on_success(false);
+        c.on_failure(60_000, FailureKind::Server, None, false, 0.0);
+        assert_eq!(c.window_failures(), 2, "the failure at 0 left at 60,000");
+    }
+
     proptest! {
         /// Whatever happens, the number of trials in flight never exceeds the limit, and an
         /// open circuit never admits a call before its time.

@@ -282,6 +282,150 @@ mod tests {
     }
 
     #[test]
+    fn every_blocker_reads_back_while_a_start_waits() {
+        let p = Published::default();
+        for blocker in BLOCKERS {
+            let mut e = est(1_000, 0, None);
+            e.blocker = blocker;
+            p.publish(0, &e);
+            assert_eq!(p.read(0).blocker, blocker);
+        }
+    }
+
+    #[test]
+    fn both_estimates_read_back_whole() {
+        let p = Published::default();
+        p.fast_grants().replace(0, 1).unwrap();
+        let mut spent = est(2_000, 500, None);
+        spent.in_flight = 3;
+        spent.blocker = "concurrency";
+        let plain = est(300, 200, None);
+        p.publish_both(1_000, &plain, &spent, 300);
+        assert_eq!(p.read(1_000), plain, "while a permit is left");
+        assert!(p.fast_grants().try_take());
+        p.note_take(1_000);
+        assert_eq!(p.read(1_000), spent);
+        let later = p.read(2_500);
+        assert_eq!(
+            (
+                later.rate_limit_wait_ms,
+                later.queue_wait_ms,
+                later.total_ms
+            ),
+            (500, 500, 1_300)
+        );
+    }
+
+    #[test]
+    fn a_late_take_shifts_nothing_when_the_permits_change_nothing() {
+        let p = Published::default();
+        p.fast_grants().replace(0, 1).unwrap();
+        // The permits do not change the estimate: the same wait either way.
+        p.publish_both(1_000, &est(500, 0, None), &est(500, 0, None), 300);
+        assert!(p.fast_grants().try_take());
+        p.note_take(1_100);
+        assert_eq!(p.read(1_200).rate_limit_wait_ms, 300);
+    }
+
+    #[test]
+    fn a_late_take_does_not_move_a_day_limit_past_midnight() {
+        let p = Published::default();
+        p.fast_grants().replace(0, 1).unwrap();
+        let mut spent = est(50_000, 0, None);
+        spent.blocker = "rpd";
+        p.publish_both(1_000, &est(0, 0, None), &spent, 300);
+        assert!(p.fast_grants().try_take());
+        p.note_take(11_000);
+        let after = p.read(11_000);
+        assert_eq!(after.rate_limit_wait_ms, 40_000, "midnight stays at 51,000");
+        assert_eq!(after.blocker, "rpd");
+    }
+
+    #[test]
+    fn every_rejection_reads_back_as_published() {
+        let p = Published::default();
+        let back = |r: Rejection, at: Millis| {
+            p.publish(1_000, &est(0, 0, Some(r)));
+            p.read(at).unavailable
+        };
+        assert_eq!(
+            back(
+                Rejection::Disabled {
+                    message: "401".into()
+                },
+                1_000
+            ),
+            Some(Rejection::Disabled {
+                message: "authentication failed".into()
+            })
+        );
+        let full = Rejection::QueueFull {
+            capacity: 7,
+            available_in_ms: 2_000,
+        };
+        assert_eq!(
+            back(full.clone(), 1_500),
+            Some(Rejection::QueueFull {
+                capacity: 7,
+                available_in_ms: 1_500
+            })
+        );
+        assert_eq!(
+            back(full, 9_000),
+            Some(Rejection::QueueFull {
+                capacity: 7,
+                available_in_ms: 1
+            }),
+            "a full queue whose head is overdue still reports a wait"
+        );
+        let auth = Rejection::CircuitOpen {
+            available_in_ms: None,
+            kind: "auth",
+        };
+        assert_eq!(back(auth.clone(), 1_000_000), Some(auth));
+        assert_eq!(
+            back(Rejection::TrialInProgress, 1_000),
+            Some(Rejection::TrialInProgress)
+        );
+        assert_eq!(
+            back(Rejection::ShuttingDown, 1_000),
+            Some(Rejection::ShuttingDown)
+        );
+        assert_eq!(
+            back(Rejection::DeadlinePassed, 1_000),
+            Some(Rejection::ActorUnavailable)
+        );
+        let open = Rejection::CircuitOpen {
+            available_in_ms: Some(4_000),
+            kind: "open",
+        };
+        assert_eq!(
+            back(open, 2_000),
+            Some(Rejection::CircuitOpen {
+                available_in_ms: Some(3_000),
+                kind: "open"
+            })
+        );
+    }
+
+    #[test]
+    fn the_queue_length_and_the_batch_read_back() {
+        let p = Published::default();
+        p.publish(0, &est(0, 0, None));
+        assert_eq!(p.queued(), 2);
+        assert_eq!(p.batch_release(10, Outcome::Success { latency_ms: 5 }), 1);
+        assert_eq!(p.batch_release(20, Outcome::NotSent), 2);
+        assert_eq!(
+            p.take_batched(),
+            vec![
+                (10, Outcome::Success { latency_ms: 5 }),
+                (20, Outcome::NotSent)
+            ]
+        );
+        assert!(p.take_batched().is_empty());
+    }
+
+    #[test]
     fn an_open_circuit_reopens_for_a_trial_when_its_time_comes() {
         let p = Published::default();
         let open = Rejection::CircuitOpen {

@@ -706,6 +706,204 @@ mod tests {
         assert_eq!(w.minute_used(T0 + 10), 60);
     }
 
+    #[test]
+    fn rpd_day_bounds_in_a_timezone_whose_dst_change_falls_at_midnight() {
+        let havana: Tz = "America/Havana".parse().unwrap();
+        // 2026-03-08: clocks go from 00:00 to 01:00, so the day starts at 01:00 CDT.
+        let start = 1_772_946_000_000;
+        assert_eq!(
+            day_bounds(havana, start + 3_600_000),
+            (start, start + 23 * 3_600_000),
+            "a 23-hour day from 01:00"
+        );
+        assert_eq!(
+            day_bounds(havana, start - 1).1,
+            start,
+            "the day before ends when the next one starts, at 01:00"
+        );
+        // A day limit used up late on 2026-03-07 frees at 01:00 the next morning.
+        let mut w = RateWindow::new(100, 1, havana, start - 1_800_000);
+        w.record(start - 1_800_000);
+        let wait = w.wait(start - 1_000);
+        assert_eq!((wait.ms, wait.blocker), (1_000, Blocker::Rpd));
+        assert_eq!(w.wait(start).ms, 0);
+        // 2026-11-01: clocks go from 01:00 back to 00:00; the day starts at the first
+        // midnight and lasts 25 hours.
+        let first_midnight = 1_793_505_600_000;
+        assert_eq!(
+            day_bounds(havana, first_midnight + 2 * 3_600_000),
+            (first_midnight, first_midnight + 25 * 3_600_000)
+        );
+    }
+
+    #[test]
+    fn the_last_representable_day_still_ends_a_day_after_it_began() {
+        // Noon UTC on the last day chrono can represent: there is no next day to ask.
+        let noon = 8_210_266_833_600_000;
+        assert_eq!(
+            day_bounds(Tz::UTC, noon),
+            (noon - 43_200_000, noon + 43_200_000)
+        );
+    }
+
+    #[test]
+    fn a_call_at_the_first_millisecond_of_the_day_counts_for_that_day() {
+        let mut w = RateWindow::new(100, 1, Tz::UTC, T0);
+        w.record(T0);
+        assert_eq!(w.day_used(T0), 1);
+        assert_eq!(w.wait(T0).blocker, Blocker::Rpd);
+    }
+
+    #[test]
+    fn a_reload_that_lowers_rpm_below_the_current_count_refuses_the_next_call() {
+        let mut w = RateWindow::new(3, 100, Tz::UTC, T0);
+        w.record(T0);
+        w.record(T0 + 1_000);
+        assert_eq!(w.wait(T0 + 2_000).ms, 0);
+        w.set_limits(2, 100);
+        assert_eq!(w.limits(), (2, 100));
+        let wait = w.wait(T0 + 2_000);
+        assert_eq!((wait.ms, wait.blocker), (58_000, Blocker::Rpm));
+        w.set_limits(2, 2);
+        assert_eq!(w.wait(T0 + 2_000).blocker, Blocker::Rpd);
+    }
+
+    #[test]
+    fn a_reload_that_sets_a_margin_holds_calls_already_made_longer() {
+        let mut w = RateWindow::new(1, 100, Tz::UTC, T0);
+        w.record(T0);
+        w.set_margin(300);
+        assert_eq!(w.wait(T0 + WINDOW_MS).ms, 300);
+        w.set_margin(-5);
+        assert_eq!(w.wait(T0 + WINDOW_MS).ms, 0, "a negative margin is none");
+    }
+
+    #[test]
+    fn a_reset_lifts_a_429_pause() {
+        let mut w = RateWindow::new(10, 100, Tz::UTC, T0);
+        w.pause_until(T0 + 30_000);
+        w.clear_pause();
+        assert_eq!(w.wait(T0).ms, 0);
+        assert_eq!(w.paused_until(T0), None);
+        assert_eq!(w.room(T0), 10);
+    }
+
+    #[test]
+    fn a_pause_is_over_at_its_end() {
+        let mut w = RateWindow::new(10, 100, Tz::UTC, T0);
+        w.pause_until(T0 + 30_000);
+        assert_eq!(w.paused_until(T0 + 29_999), Some(T0 + 30_000));
+        assert_eq!(w.paused_until(T0 + 30_000), None);
+        assert_eq!(w.room(T0 + 29_999), 0);
+        assert_eq!(w.room(T0 + 30_000), 10);
+    }
+
+    #[test]
+    fn start_after_during_a_429_pause_starts_counting_when_it_ends() {
+        let mut w = RateWindow::new(1, 100, Tz::UTC, T0);
+        w.pause_until(T0 + 30_000);
+        assert_eq!(w.start_after(T0, 0), 30_000);
+        assert_eq!(w.start_after(T0, 1), 90_000);
+        let mut w = RateWindow::new(5, 100, Tz::UTC, T0);
+        w.pause_until(T0 + 30_000);
+        assert_eq!(
+            w.start_after(T0, 3),
+            30_000,
+            "room for all: they go when it ends"
+        );
+    }
+
+    #[test]
+    fn a_call_taken_back_after_midnight_leaves_the_new_days_count_alone() {
+        let midnight = T0 + 86_400_000;
+        let mut w = RateWindow::new(100, 10, Tz::UTC, midnight - 1_000);
+        w.record(midnight - 1_000);
+        w.record(midnight + 10);
+        w.unrecord(midnight - 1_000);
+        assert_eq!(
+            w.day_used(midnight + 20),
+            1,
+            "yesterday's call was not today's"
+        );
+        assert_eq!(w.minute_used(midnight + 20), 1);
+        // Within the margin before midnight a call counts today too, and is taken back.
+        let mut w = RateWindow::new(100, 10, Tz::UTC, midnight - 1_000).with_margin(300);
+        w.record(midnight - 100);
+        w.record(midnight + 10);
+        assert_eq!(w.day_used(midnight + 10), 2);
+        w.unrecord(midnight - 100);
+        assert_eq!(w.day_used(midnight + 20), 1);
+    }
+
+    #[test]
+    fn when_two_limits_free_at_the_same_moment_the_first_one_checked_is_named() {
+        let mut w = RateWindow::new(1, 100, Tz::UTC, T0);
+        w.record(T0);
+        // The pause and the window both end at T0 + 60,000: the pause is named.
+        w.pause_until(T0 + WINDOW_MS);
+        assert_eq!(w.wait(T0 + 1_000).blocker, Blocker::Paused);
+        // Likewise with a call granted ahead: the window with it frees at the same time.
+        let mut w = RateWindow::new(2, 100, Tz::UTC, T0);
+        w.record(T0);
+        w.pause_until(T0 + WINDOW_MS);
+        let wait = w.wait_with(T0, 1);
+        assert_eq!((wait.ms, wait.blocker), (WINDOW_MS, Blocker::Paused));
+    }
+
+    #[test]
+    fn permits_granted_ahead_count_against_the_day_limit() {
+        let mut w = RateWindow::new(100, 3, Tz::UTC, T0);
+        w.record(T0);
+        assert_eq!(w.wait_with(T0 + 10, 1).ms, 0, "two of three used");
+        let wait = w.wait_with(T0 + 10, 2);
+        assert_eq!((wait.ms, wait.blocker), (86_400_000 - 10, Blocker::Rpd));
+    }
+
+    #[test]
+    fn permits_granted_ahead_that_fill_the_window_exactly_hold_it_from_now() {
+        let mut w = RateWindow::new(3, 100, Tz::UTC, T0);
+        w.record(T0);
+        w.record(T0 + 1_000);
+        // Two recorded and three ahead on an RPM of three: the oldest that matters is a
+        // call granted ahead, counted at now.
+        let wait = w.wait_with(T0 + 2_000, 3);
+        assert_eq!((wait.ms, wait.blocker), (WINDOW_MS, Blocker::Rpm));
+    }
+
+    #[test]
+    fn a_call_reported_exactly_one_window_late_holds_no_place() {
+        let mut w = RateWindow::new(1, 100, Tz::UTC, T0);
+        w.record_at(T0 + WINDOW_MS, T0);
+        assert_eq!(w.last_dispatch(), None);
+        assert_eq!(w.day_used(T0 + WINDOW_MS), 1, "it still counts today");
+        w.record_at(T0 + WINDOW_MS, T0 + 1);
+        assert_eq!(w.last_dispatch(), Some(T0 + 1));
+    }
+
+    #[test]
+    fn a_moved_dispatch_leaves_the_other_calls_in_place() {
+        let mut w = RateWindow::new(3, 100, Tz::UTC, T0);
+        w.record(T0);
+        w.record(T0 + 10);
+        w.move_dispatch(T0 + 500, T0, T0 + 40);
+        assert_eq!(w.snapshot().recent_runs, vec![(T0 + 10, 1), (T0 + 40, 1)]);
+        assert_eq!(w.minute_reset_at(T0 + 500), Some(T0 + 10 + WINDOW_MS));
+    }
+
+    #[test]
+    fn the_status_readings_follow_the_calls() {
+        let mut w = RateWindow::new(5, 100, Tz::UTC, T0 + 5_000);
+        assert_eq!(w.last_dispatch(), None);
+        assert_eq!(w.day_reset_at(T0 + 5_000), T0 + 86_400_000);
+        w.record(T0 + 5_000);
+        w.record(T0 + 6_000);
+        assert_eq!(w.last_dispatch(), Some(T0 + 6_000));
+        assert_eq!(w.minute_used(T0 + 7_000), 2);
+        assert_eq!(w.day_used(T0 + 7_000), 2);
+        assert_eq!(w.minute_reset_at(T0 + 7_000), Some(T0 + 5_000 + WINDOW_MS));
+        assert_eq!(w.day_reset_at(T0 + 86_400_000), T0 + 2 * 86_400_000);
+    }
+
     proptest! {
         /// Whatever the arrival pattern, a caller that dispatches only when `wait` says 0
         /// never puts more than `rpm` calls into any half-open 60-second interval, nor more
