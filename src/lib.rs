@@ -9,15 +9,20 @@
 //! - [`fake`]: fake provider servers speaking the real wire formats, for the demo,
 //!   benchmarks and tests.
 //!
+//! - [`state`]: the state every worker shares and the live snapshot (config and routing
+//!   table) a reload swaps whole.
+//! - [`table`]: the routing table built from the config (start and reload alike).
 //! - [`events`]: fan-out of per-request completion events to their consumers.
-//! - [`gateway`]: carrying out a routing plan (reserve, call, retry, fail over).
-//! - [`http`]: the actix-web layer: routes, request validation, error mapping.
+//! - [`gateway`]: carrying out a routing plan (reserve, call, retry, fail over), plain or
+//!   streamed.
+//! - [`http`]: the actix-web layer: routes, the one chat pipeline (`http::chat`) and its
+//!   front doors, error mapping.
 //! - [`json`]: reading JSON from bytes with one UTF-8 check.
 //! - [`metrics`]: Prometheus metrics for operators.
-//! - [`streaming`]: streamed answers with failover before the first token.
 //! - [`probes`]: optional free health probes of every key.
 //! - [`reload`]: config reload without restart.
-//! - [`server`]: starting the actors and the HTTP server on a listener.
+//! - [`server`]: starting the actors and the HTTP server on a listener, and the one
+//!   shutdown sequence.
 //!
 //! The actor system (key/model actors, router) lives in the `bkvy-actors` crate.
 
@@ -34,5 +39,6 @@ pub mod probes;
 pub mod providers;
 pub mod reload;
 pub mod server;
-pub mod streaming;
+pub mod state;
+pub mod table;
 pub mod types;

@@ -189,23 +189,6 @@ fn load_or_report(dir: &Path) -> Option<Config> {
     }
 }
 
-/// After the HTTP server has drained: write every key/model's final state.
-async fn shutdown(
-    table: &bkvy_actors::RoutingTable,
-    store: Option<&bkvy_actors::persist::StateStore>,
-) {
-    if let Some(store) = store {
-        if server::persist_all(table, store).await {
-            log::info!("state saved to {}", store.dir().display());
-        } else {
-            log::error!(
-                "state could not be saved completely to {}",
-                store.dir().display()
-            );
-        }
-    }
-}
-
 #[allow(clippy::print_stderr)]
 fn access_or_report() -> Option<AccessPolicy> {
     AccessPolicy::from_env()
@@ -248,21 +231,10 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Longest wait for the statistics logs to reach the disk at shutdown.
-const STATS_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// Serves until SIGTERM or SIGINT, then shuts down gracefully: queued requests get 503
-/// at once, in-flight ones finish within the grace period, state and statistics are
-/// written, and the process exits 0.
+/// Serves until SIGTERM or SIGINT (reloading the config on SIGHUP), then shuts down as
+/// [`Running::run`] says, and the process exits 0.
 async fn run_until_shutdown(running: Running) -> std::io::Result<()> {
-    let handle = running.server.handle();
-    let state = running.state_handle.clone();
-    actix_web::rt::spawn(async move {
-        wait_for_stop_signal().await;
-        log::info!("shutting down: draining queues, letting in-flight requests finish");
-        server::begin_shutdown(&state.live().table, &handle).await;
-    });
-    let state = running.state_handle.clone();
+    let state = running.state.clone();
     actix_web::rt::spawn(async move {
         use actix_web::rt::signal::unix::{signal, SignalKind};
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -281,18 +253,7 @@ async fn run_until_shutdown(running: Running) -> std::io::Result<()> {
             }
         }
     });
-    let served = running.server.await;
-    bkvy::http::access_log::flush();
-    shutdown(&running.state_handle.live().table, running.state.as_ref()).await;
-    running.state_handle.sinks.flush();
-    let flush = running.stats.send(bkvy_actors::stats::Flush);
-    match actix_web::rt::time::timeout(STATS_FLUSH_TIMEOUT, flush).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => log::error!("statistics not fully written at shutdown: {e}"),
-        Ok(Err(e)) => log::error!("statistics actor unreachable at shutdown: {e}"),
-        Err(_) => log::error!("statistics flush timed out at shutdown"),
-    }
-    served
+    running.run(wait_for_stop_signal()).await.map(drop)
 }
 
 async fn wait_for_stop_signal() {

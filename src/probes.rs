@@ -5,13 +5,12 @@
 //! key, where it is shown in `/circuits/status` and lets an open circuit (not one opened by
 //! an authentication failure) try again at once when the provider answers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web;
-
 use crate::clients::Clients;
-use crate::http::AppState;
 use crate::providers::probe::{model_list_request, probe};
+use crate::state::AppState;
 
 /// Time allowed for one probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,7 +84,7 @@ pub async fn probe_all(state: &AppState, clients: &Clients) {
 }
 
 /// Runs probe rounds forever on the current arbiter.
-pub fn start(state: web::Data<AppState>, opts: ProbeOptions) {
+pub fn start(state: Arc<AppState>, opts: ProbeOptions) {
     if !opts.enabled {
         return;
     }

@@ -5,20 +5,21 @@
 //! swap: key/model pairs that still exist keep their actor (and with it their RPM/RPD
 //! counts, queue, pauses and circuit) and get their new limits; new pairs get new actors;
 //! removed pairs finish what they have and are dropped. Requests already running finish
-//! on the snapshot they started with.
+//! on the snapshot they started with. The swap is the routing table's only writer: the
+//! router reads the table from the same snapshot, so there is no copy to keep in step.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_web::web;
 use bkvy_actors::persist::Loaded;
-use bkvy_actors::{start_key_models_with_state, Candidate, KeyModelId, SetTable};
+use bkvy_actors::{start_key_models_with_state, Candidate, KeyModelId};
 use serde::Serialize;
 
 use crate::config::{self, Config, ConfigProblem};
 use crate::gateway::Upstreams;
-use crate::http::{AppState, Live};
-use crate::server::{pair_specs, table_of};
+use crate::state::{AppState, Live};
+use crate::table::{pair_specs, table_of};
 
 /// Why a reload did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -104,10 +105,8 @@ pub fn apply(state: &AppState, config: Config) -> ReloadReport {
             config: Arc::new(config),
             ..old.upstreams.clone()
         },
-        table: table.clone(),
+        table,
     }));
-    state.router_meter.sent();
-    state.router.do_send(SetTable { table });
     ReloadReport {
         added,
         kept,

@@ -4,19 +4,18 @@
 //! Taking an already-bound `TcpListener` lets tests bind `127.0.0.1:0` and the binary bind
 //! `HOST:PORT` through the same code.
 
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr};
+use actix::{Actor, Addr, AsyncContext};
 use actix_web::{web, App, HttpServer};
 use arc_swap::ArcSwap;
 use bkvy_actors::persist::{Loaded, StateStore};
-use bkvy_actors::{
-    start_key_models_with_state, Candidate, KeyModelId, KeyModelSpec, MailboxMeter, ProviderNames,
-    RouterActor, RoutingTable, ScenarioStep, SharedClock, StatsActor,
-};
+use bkvy_actors::{MailboxMeter, RouterActor, RoutingTable, SharedClock, StatsActor};
+use futures::future::Either;
 
 use crate::clients::Clients;
 use crate::config::Config;
@@ -24,9 +23,10 @@ use crate::events::CompletionSinks;
 use crate::gateway::Upstreams;
 use crate::http::access::AccessPolicy;
 use crate::http::dashboard;
-use crate::http::{self, AppState, HttpLimits, Live};
+use crate::http::{self, HttpLimits, WebState};
 use crate::metrics::Metrics;
-use crate::types::Tier;
+use crate::state::{AppState, Live};
+use crate::table::build_table;
 
 pub use crate::http::dashboard::DashboardOptions;
 pub use bkvy_actors::StatsOptions;
@@ -133,45 +133,115 @@ pub fn access_log_from_env() -> bool {
     })
 }
 
-/// A running gateway.
+/// A started gateway: the HTTP server has its listener and the actors run. Nothing
+/// happens to requests until [`Running::run`] (or the server future) is polled.
 pub struct Running {
-    /// The server future; await it to run until shutdown.
-    pub server: actix_web::dev::Server,
+    /// The server future.
+    server: actix_web::dev::Server,
     /// Where it listens.
     pub addr: SocketAddr,
-    /// The router.
-    pub router: Addr<RouterActor>,
-    /// The routing table with every key/model handle.
-    pub table: Arc<RoutingTable>,
-    /// The state store, when state is persisted.
-    pub state: Option<StateStore>,
-    /// The state every worker shares (current config and table, for reload and shutdown).
-    pub state_handle: web::Data<AppState>,
-    /// The statistics actor (send it `Flush` before exiting).
-    pub stats: Addr<StatsActor>,
+    /// The state every worker shares (current config and table, sinks, actors).
+    pub state: web::Data<AppState>,
     /// The dashboard actor, when the dashboard is on.
     pub dashboard: Option<Addr<bkvy_actors::DashboardActor>>,
 }
+
+/// What the shutdown sequence managed to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// Every key/model's final state reached the disk (`None`: state is not persisted).
+    pub state_saved: Option<bool>,
+    /// The statistics logs were flushed.
+    pub stats_flushed: bool,
+}
+
+/// Longest wait for the statistics logs to reach the disk at shutdown.
+const STATS_FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Running {
     /// `http://host:port`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
-}
 
-/// Starts a graceful shutdown: every key/model refuses new requests and answers its
-/// queued ones with 503 at once, and the server stops accepting; requests whose upstream
-/// call is under way run on for the grace period. Await the server future afterwards.
-pub async fn begin_shutdown(table: &RoutingTable, server: &actix_web::dev::ServerHandle) {
-    for c in &table.candidates {
-        c.handle.drain();
+    /// The HTTP server's handle (pause, resume, or stop it without the shutdown sequence).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
     }
-    server.stop(true).await;
+
+    /// Serves until `shutdown` resolves (or the server stops by itself), then runs the one
+    /// shutdown sequence: every key/model refuses new requests and answers its queued ones
+    /// with 503 at once and the server stops accepting; requests whose upstream call is
+    /// under way run on for the grace period; then the access log, every key/model's
+    /// final state and the statistics are written.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<Stopped> {
+        let Self { server, state, .. } = self;
+        let handle = server.handle();
+        let mut server = std::pin::pin!(server);
+        let shutdown = std::pin::pin!(shutdown);
+        let served = match futures::future::select(server.as_mut(), shutdown).await {
+            Either::Left((served, _)) => served,
+            Either::Right(((), _)) => {
+                log::info!("shutting down: draining queues, letting in-flight requests finish");
+                for c in &state.live().table.candidates {
+                    c.handle.drain();
+                }
+                let (served, ()) = futures::join!(server.as_mut(), handle.stop(true));
+                served
+            }
+        };
+        http::access_log::flush();
+        let state_saved = match &state.state_store {
+            Some(store) => {
+                let saved = persist_all(&state.live().table, store).await;
+                if saved {
+                    log::info!("state saved to {}", store.dir().display());
+                } else {
+                    log::error!(
+                        "state could not be saved completely to {}",
+                        store.dir().display()
+                    );
+                }
+                Some(saved)
+            }
+            None => None,
+        };
+        state.sinks.flush();
+        let flush = state.stats.send(bkvy_actors::stats::Flush);
+        let stats_flushed = match actix_web::rt::time::timeout(STATS_FLUSH_TIMEOUT, flush).await {
+            Ok(Ok(Ok(()))) => true,
+            Ok(Ok(Err(e))) => {
+                log::error!("statistics not fully written at shutdown: {e}");
+                false
+            }
+            Ok(Err(e)) => {
+                log::error!("statistics actor unreachable at shutdown: {e}");
+                false
+            }
+            Err(_) => {
+                log::error!("statistics flush timed out at shutdown");
+                false
+            }
+        };
+        served.map(|()| Stopped {
+            state_saved,
+            stats_flushed,
+        })
+    }
 }
 
-/// Writes every key/model's final state and waits for it to reach the disk (shutdown).
-pub async fn persist_all(table: &RoutingTable, store: &StateStore) -> bool {
+/// Starts bkvy on `listener` and serves until `shutdown` resolves, then shuts down as
+/// [`Running::run`] says. Must run inside an actix System.
+pub async fn run(
+    listener: TcpListener,
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<Stopped> {
+    start(listener, opts)?.run(shutdown).await
+}
+
+/// Writes every key/model's final state and waits for it to reach the disk.
+async fn persist_all(table: &RoutingTable, store: &StateStore) -> bool {
     let snapshots = futures::future::join_all(
         table
             .candidates
@@ -188,94 +258,6 @@ pub async fn persist_all(table: &RoutingTable, store: &StateStore) -> bool {
     })
     .await;
     matches!(written, Ok(true))
-}
-
-/// One key/model spec per (provider, model, key) where the key lists the model, in file
-/// order (the tie-breaker), with the model's tier and blended price.
-pub fn pair_specs(config: &Config) -> Vec<(KeyModelSpec, Tier, f64)> {
-    let mut out = Vec::new();
-    for p in &config.providers {
-        for m in &p.models {
-            for k in &p.keys {
-                let Some(limits) = k.limits_for(&m.name) else {
-                    continue;
-                };
-                let spec = KeyModelSpec {
-                    id: KeyModelId::new(&p.name, &k.id, &m.name),
-                    rpm: limits.rpm,
-                    rpd: limits.rpd,
-                    rpd_timezone: p.rpd_timezone,
-                    max_concurrent: limits.max_concurrent,
-                    max_queue: config.settings.max_queue,
-                    avg_response_time_ms: m.avg_response_time_ms,
-                    circuit: config.settings.circuit,
-                    rate_margin_ms: config.settings.rate_limit_margin_ms,
-                };
-                out.push((spec, m.tier, m.cost_per_1k_tokens));
-            }
-        }
-    }
-    out
-}
-
-/// The routing table of `config` around already-started key/model handles.
-pub fn table_of(config: &Config, candidates: Vec<Arc<Candidate>>) -> RoutingTable {
-    let providers = config
-        .providers
-        .iter()
-        .map(|p| ProviderNames {
-            name: p.name.clone(),
-            models: p.models.iter().map(|m| m.name.clone()).collect(),
-            keys: p.keys.iter().map(|k| k.id.clone()).collect(),
-        })
-        .collect();
-    let scenarios = config
-        .scenarios
-        .iter()
-        .map(|(name, steps)| {
-            let steps = steps
-                .iter()
-                .map(|s| ScenarioStep {
-                    provider: s.provider.clone(),
-                    model: s.model.clone(),
-                    priority: s.priority,
-                })
-                .collect();
-            (name.clone(), steps)
-        })
-        .collect();
-    RoutingTable {
-        candidates,
-        providers,
-        scenarios,
-    }
-}
-
-/// Starts one key/model actor per pair of `config` and builds the routing table.
-pub fn build_table(
-    config: &Config,
-    clock: &SharedClock,
-    meter: &MailboxMeter,
-    store: Option<&StateStore>,
-    loaded: &Loaded,
-) -> RoutingTable {
-    let (specs, meta): (Vec<_>, Vec<_>) = pair_specs(config)
-        .into_iter()
-        .map(|(spec, tier, cost)| (spec, (tier, cost)))
-        .unzip();
-    let handles = start_key_models_with_state(specs, clock, meter, store, loaded);
-    let candidates = handles
-        .into_iter()
-        .zip(meta)
-        .map(|(handle, (tier, cost_per_1k))| {
-            Arc::new(Candidate {
-                handle,
-                tier,
-                cost_per_1k,
-            })
-        })
-        .collect();
-    table_of(config, candidates)
 }
 
 /// Starts actors and the HTTP server. Must run inside an actix System.
@@ -299,17 +281,36 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         }
         None => (None, Loaded::default()),
     };
-    let table = build_table(
+    let table = Arc::new(build_table(
         &opts.config,
         &opts.clock,
         &key_model_meter,
         store.as_ref(),
         &loaded,
-    );
-    let router = RouterActor::new(table.clone(), router_meter.clone()).start();
+    ));
     let config = Arc::new(opts.config);
+    // The live snapshot needs the router's address and the router reads its table from
+    // the live snapshot: both are made inside the router's constructor.
+    let mut live = None;
+    let router = RouterActor::create(|ctx| {
+        let swap = Arc::new(ArcSwap::from_pointee(Live {
+            upstreams: Upstreams {
+                config,
+                router: ctx.address(),
+                clock: opts.clock.clone(),
+                max_response_bytes: MAX_RESPONSE_BYTES,
+            },
+            table,
+        }));
+        let reader = swap.clone();
+        live = Some(swap);
+        RouterActor::new(
+            Box::new(move || reader.load().table.clone()),
+            router_meter.clone(),
+        )
+    });
+    let live = live.ok_or_else(|| std::io::Error::other("the router did not start"))?;
     let shutdown_timeout = opts.shutdown_grace.as_secs().max(1);
-    let table = Arc::new(table);
     let stats_meter = MailboxMeter::new();
     let dashboard_meter = MailboxMeter::new();
     let mut mailboxes = vec![
@@ -329,43 +330,38 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     let metrics = Arc::new(Metrics::new(mailboxes));
     let dashboard_addr = dash.as_ref().map(|d| d.actor.clone());
     let state = web::Data::new(AppState {
-        live: ArcSwap::from_pointee(Live {
-            upstreams: Upstreams {
-                config,
-                router: router.clone(),
-                clock: opts.clock.clone(),
-                max_response_bytes: MAX_RESPONSE_BYTES,
-            },
-            table: table.clone(),
-        }),
+        live,
         config_dir: opts.config_dir,
-        state_store: store.clone(),
+        state_store: store,
         reload_lock: tokio::sync::Mutex::new(()),
-        router: router.clone(),
+        router,
         clock: opts.clock,
-        limits: opts.limits,
         router_meter,
         key_model_meter,
         sinks: CompletionSinks::new(metrics.clone(), recipients),
         metrics,
+        stats,
+    });
+    let web_state = web::Data::new(WebState {
+        limits: opts.limits,
         access: opts.access,
-        stats: stats.clone(),
         dashboard: dash,
     });
 
-    let state_handle = state.clone();
     let access_log = opts.access_log;
     let connections = opts.connections;
-    crate::probes::start(state.clone(), opts.probes);
+    crate::probes::start(state.clone().into_inner(), opts.probes);
+    let shared = state.clone();
     let mut server = HttpServer::new(move || {
-        let clients = Clients::for_config(&state.live().upstreams.config);
+        let clients = Clients::for_config(&shared.live().upstreams.config);
         let log = http::access_log::AccessLog::from_log_level();
         let access_log = access_log && log.is_enabled();
         if access_log {
             http::access_log::start_flush_timer();
         }
         App::new()
-            .app_data(state.clone())
+            .app_data(shared.clone())
+            .app_data(web_state.clone())
             .app_data(web::Data::new(clients))
             .wrap(actix_web::middleware::Condition::new(access_log, log))
             .configure(http::configure)
@@ -374,8 +370,8 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     .keep_alive(connections.keep_alive)
     .client_request_timeout(connections.client_request_timeout)
     .client_disconnect_timeout(connections.client_disconnect_timeout)
-    // Signals are handled by the caller (see `begin_shutdown`), so that queued requests
-    // are answered at once instead of holding the shutdown open.
+    // Signals are the caller's (the future given to `run`), so that queued requests are
+    // answered at once instead of holding the shutdown open.
     .disable_signals();
     if opts.workers > 0 {
         server = server.workers(opts.workers);
@@ -384,11 +380,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     Ok(Running {
         server: server.run(),
         addr,
-        router,
-        table,
-        state: store,
-        state_handle,
-        stats,
+        state,
         dashboard: dashboard_addr,
     })
 }

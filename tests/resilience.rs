@@ -285,21 +285,16 @@ async fn shutdown_lets_in_flight_requests_finish_answers_queued_ones_and_keeps_e
     );
 
     // SIGTERM, as the binary handles it.
-    let table = h.table.clone();
-    let server = h.server.clone();
-    let stopping =
-        actix_web::rt::spawn(async move { bkvy::server::begin_shutdown(&table, &server).await });
+    let mut h = h;
+    let stopping = h.begin_stop();
 
     let ((status, b), waited) = queued.await.unwrap();
     assert_eq!(status, 503, "queued request answered at once: {b}");
     assert!(waited < Duration::from_millis(1_200), "{waited:?}");
     let (status, b) = in_flight.await.unwrap();
     assert_eq!(status, 200, "in-flight request completed: {b}");
-    stopping.await.unwrap();
-
-    h.state_handle.sinks.flush();
-    let flushed = h.stats.send(bkvy_actors::stats::Flush).await.unwrap();
-    assert!(flushed.is_ok());
+    let stopped = stopping.await.unwrap().unwrap();
+    assert!(stopped.stats_flushed);
     let csv = std::fs::read_to_string(dir.join("transactions.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "header + both requests:\n{csv}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -40,8 +40,8 @@ fn invalid_request(i: usize) -> Value {
 }
 
 async fn flush(h: &Harness) {
-    h.state_handle.sinks.flush();
-    h.stats.send(Flush).await.unwrap().unwrap();
+    h.state.sinks.flush();
+    h.state.stats.send(Flush).await.unwrap().unwrap();
 }
 
 fn read_csv(path: &Path) -> Vec<csv::StringRecord> {

@@ -11,7 +11,7 @@
 //!        ├── upstream call (in the handler, never in an actor)
 //!        └── release: a success on a permit joins a batch (FlushReleases);
 //!            anything else ──Release{outcome}──▶ KeyModelActor (429 → pause; NotSent → back)
-//!   RouterActor: owns the table for reloads (SetTable) and fans KeyAuthFailed out as Disable
+//!   RouterActor: reads the one live table and fans KeyAuthFailed out as Disable
 //! ```
 //!
 //! The rules live in plain structs with unit and property tests: [`rate_window`] (sliding
@@ -46,8 +46,8 @@ pub use ids::{KeyModelId, RoutingMethod, Tier};
 pub use key_model::{KeyModelActor, KeyModelSpec};
 pub use mailbox::{MailboxMeter, MailboxReading};
 pub use router::{
-    Candidate, Considered, GetTable, KeyAuthFailed, Plan, Planned, ProviderNames, Route,
-    RouteError, RouteTarget, RouterActor, RoutingTable, ScenarioStep, SetTable,
+    Candidate, Considered, KeyAuthFailed, Ping, Plan, Planned, ProviderNames, Route, RouteError,
+    RouteTarget, RouterActor, RoutingTable, ScenarioStep, TableSource,
 };
 pub use stats::{StatsActor, StatsOptions};
 

@@ -1,8 +1,8 @@
 //! `RouterActor` and the [`RoutingTable`]: the table builds the candidates of a request,
 //! reads their key/model actors' published estimates and fixes the attempt order with
 //! [`choice::choose`](crate::choice::choose) (`RoutingTable::plan`, called by the HTTP
-//! handler itself); the actor replaces the table on reload and takes a key's pairs out of
-//! rotation when the key fails authentication.
+//! handler itself); the actor takes a key's pairs out of rotation when the key fails
+//! authentication, reading the one live table (it keeps no copy of its own).
 //!
 //! The key/model actors push their estimates (see [`crate::published`]) instead of being
 //! asked with a message per candidate per request, so a choice needs no round trip. The
@@ -251,37 +251,31 @@ pub struct KeyAuthFailed {
     pub message: String,
 }
 
-/// Command: replace the routing table (config reload).
+/// Query: is the router alive (`GET /health`)?
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct SetTable {
-    /// The new table.
-    pub table: Arc<RoutingTable>,
-}
-
-/// Query: the current table (status endpoints).
-#[derive(Debug, Message)]
-#[rtype(result = "Arc<RoutingTable>")]
-pub struct GetTable;
+pub struct Ping;
 
 /// A candidate with its scenario priority (0 outside scenarios).
 type Ranked = (Arc<Candidate>, i64);
 
+/// Where the router reads the current routing table. The table has one owner (the
+/// gateway's live snapshot, swapped whole on reload); the router keeps no copy, so a
+/// message handled just after a reload already sees the new table.
+pub type TableSource = Box<dyn Fn() -> Arc<RoutingTable>>;
+
 /// The actor.
 pub struct RouterActor {
-    /// The table for reloads and auth fan-out (the request path reads the live one).
-    table: Arc<RoutingTable>,
+    /// The current table, read when a message needs it.
+    table: TableSource,
     /// Mailbox counters of the router.
     meter: MailboxMeter,
 }
 
 impl RouterActor {
-    /// A router over `table`.
-    pub fn new(table: RoutingTable, meter: MailboxMeter) -> Self {
-        Self {
-            table: Arc::new(table),
-            meter,
-        }
+    /// A router reading the table from `table`.
+    pub fn new(table: TableSource, meter: MailboxMeter) -> Self {
+        Self { table, meter }
     }
 }
 
@@ -423,7 +417,7 @@ impl Handler<KeyAuthFailed> for RouterActor {
 
     fn handle(&mut self, msg: KeyAuthFailed, _: &mut Self::Context) {
         let _m = self.meter.handling();
-        for c in &self.table.candidates {
+        for c in &(self.table)().candidates {
             let id = c.id();
             if id.provider == msg.provider && id.key_id == msg.key_id {
                 c.handle
@@ -433,20 +427,10 @@ impl Handler<KeyAuthFailed> for RouterActor {
     }
 }
 
-impl Handler<SetTable> for RouterActor {
+impl Handler<Ping> for RouterActor {
     type Result = ();
 
-    fn handle(&mut self, msg: SetTable, _: &mut Self::Context) {
+    fn handle(&mut self, _: Ping, _: &mut Self::Context) {
         let _m = self.meter.handling();
-        self.table = msg.table;
-    }
-}
-
-impl Handler<GetTable> for RouterActor {
-    type Result = MessageResult<GetTable>;
-
-    fn handle(&mut self, _: GetTable, _: &mut Self::Context) -> Self::Result {
-        let _m = self.meter.handling();
-        MessageResult(self.table.clone())
     }
 }

@@ -309,19 +309,16 @@ async fn an_auth_failure_takes_the_key_out_for_all_its_models() {
         &MailboxMeter::new(),
     );
     let all = handles.clone();
-    let router = RouterActor::new(
-        table(
-            handles,
-            &[
-                (Tier::Low, 0.0),
-                (Tier::Low, 0.0),
-                (Tier::Low, 0.01),
-                (Tier::Medium, 0.0),
-            ],
-        ),
-        MailboxMeter::new(),
-    )
-    .start();
+    let table = Arc::new(table(
+        handles,
+        &[
+            (Tier::Low, 0.0),
+            (Tier::Low, 0.0),
+            (Tier::Low, 0.01),
+            (Tier::Medium, 0.0),
+        ],
+    ));
+    let router = RouterActor::new(Box::new(move || table.clone()), MailboxMeter::new()).start();
     router
         .send(KeyAuthFailed {
             provider: "a".into(),

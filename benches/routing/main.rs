@@ -178,8 +178,8 @@ async fn run(
     )
     .map_err(|e| e.to_string())?;
     let url = format!("http://{}/llm/intelligence", running.addr);
-    let handle = running.server.handle();
-    actix_web::rt::spawn(running.server);
+    let handle = running.handle();
+    actix_web::rt::spawn(running.run(futures::future::pending()));
 
     let outcomes = replay::replay(&url, trace, max_in_flight, timeout).await;
 

@@ -98,7 +98,7 @@ fuzz_target!(|data: &[u8]| {
     };
     check_accepted(&req, body, &parsed);
     // The limit on messages is inclusive and is the only check left.
-    let n = parsed.prepared.messages.len();
+    let n = parsed.chat.messages.len();
     assert!(
         run(&req, body, n).is_some(),
         "refused at max_messages = {n}"
@@ -191,7 +191,7 @@ fn check_accepted(req: &HttpRequest, body: &[u8], parsed: &Parsed) {
             return;
         }
     };
-    let p = &parsed.prepared;
+    let p = &parsed.chat;
 
     // Every top-level field is read or explicitly ignored.
     for k in v.as_object().into_iter().flat_map(|o| o.keys()) {
@@ -322,7 +322,7 @@ fn check_accepted(req: &HttpRequest, body: &[u8], parsed: &Parsed) {
     }
 
     // Caller and streaming.
-    let id = &parsed.client_id;
+    let id = &parsed.chat.client_id;
     assert!(!id.is_empty() && id.len() <= 256 && !id.chars().any(char::is_control));
     match field(&v, "client_id") {
         Some(c) => assert_eq!(c.as_str(), Some(id.as_str())),
@@ -337,7 +337,7 @@ fn check_accepted(req: &HttpRequest, body: &[u8], parsed: &Parsed) {
         }
     }
     assert_eq!(
-        parsed.stream,
+        parsed.chat.stream,
         field(&v, "stream").and_then(Value::as_bool) == Some(true)
     );
     if parsed.include_usage {
@@ -348,7 +348,7 @@ fn check_accepted(req: &HttpRequest, body: &[u8], parsed: &Parsed) {
 /// What each candidate's upstream call is built from after routing: every adapter must
 /// give a JSON object body.
 fn build_upstream_calls(parsed: &Parsed) {
-    let p = &parsed.prepared;
+    let p = &parsed.chat;
     for kind in KINDS {
         let provider = Provider {
             name: kind.as_str().to_owned(),
@@ -376,7 +376,7 @@ fn build_upstream_calls(parsed: &Parsed) {
             disable_thinking: thinking_disabled(&p.options, &model),
             tooling: p.tooling.clone(),
         };
-        let call = if parsed.stream {
+        let call = if parsed.chat.stream {
             build_stream_request(&provider, &model, None, &request)
         } else {
             build_request(&provider, &model, None, &request)

@@ -4,15 +4,16 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::AppState;
+use super::{AppState, WebState};
 use crate::reload::{self, ReloadError};
 
 /// `POST /admin/reload`.
 pub async fn reload(
     req: HttpRequest,
     state: web::Data<AppState>,
+    web: web::Data<WebState>,
 ) -> Result<HttpResponse, ApiError> {
-    super::require_admin(&req, &state)?;
+    super::require_admin(&req, &web)?;
     match reload::reload(&state).await {
         Ok(report) => Ok(HttpResponse::Ok().json(json!({
             "success": true,

@@ -9,7 +9,7 @@ use serde_json::{json, Map};
 
 use super::error::ApiError;
 use super::status::{all_statuses, iso};
-use super::AppState;
+use super::{AppState, WebState};
 
 /// `GET /circuits/status`.
 pub async fn status(state: web::Data<AppState>) -> HttpResponse {
@@ -57,9 +57,10 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
 pub async fn reset(
     req: HttpRequest,
     state: web::Data<AppState>,
+    web: web::Data<WebState>,
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    super::require_admin(&req, &state)?;
+    super::require_admin(&req, &web)?;
     let (provider, model, key_id) = path.into_inner();
     let live = state.live();
     let found = live.table.candidates.iter().find(|c| {

@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use tera::Tera;
 
 use super::error::ApiError;
-use super::{require_admin, status, AppState};
+use super::{require_admin, status, AppState, WebState};
 
 /// How long a handler waits for the dashboard actor.
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
@@ -151,13 +151,13 @@ async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let refusal = match req.app_data::<web::Data<AppState>>() {
+    let refusal = match req.app_data::<web::Data<WebState>>() {
         None => Some(ApiError::Internal("no application state".into())),
-        Some(state) if state.dashboard.is_none() => Some(ApiError::NotFound {
+        Some(web) if web.dashboard.is_none() => Some(ApiError::NotFound {
             code: "not_found",
             message: format!("no route for {} {}", req.method(), req.path()),
         }),
-        Some(state) => require_admin(req.request(), state).err(),
+        Some(web) => require_admin(req.request(), web).err(),
     };
     let mut res = match refusal {
         Some(e) => req.into_response(e.error_response()).map_into_right_body(),
@@ -193,9 +193,8 @@ impl RangeParams {
     }
 }
 
-fn dashboard(state: &AppState) -> Result<&Dashboard, DashError> {
-    state
-        .dashboard
+fn dashboard(web: &WebState) -> Result<&Dashboard, DashError> {
+    web.dashboard
         .as_ref()
         .ok_or_else(|| ApiError::Internal("dashboard not started".into()).into())
 }
@@ -212,9 +211,9 @@ fn actor_error(e: actix::MailboxError) -> DashError {
     .into()
 }
 
-async fn report(state: &AppState, range: TimeRange) -> Result<Report, DashError> {
+async fn report(state: &AppState, web: &WebState, range: TimeRange) -> Result<Report, DashError> {
     state.sinks.flush();
-    dashboard(state)?
+    dashboard(web)?
         .actor
         .send(GetDashboard { range })
         .timeout(ACTOR_TIMEOUT)
@@ -232,16 +231,17 @@ async fn live(state: &AppState) -> Vec<Value> {
 
 async fn render(
     state: &AppState,
+    web: &WebState,
     q: &RangeParams,
     template: &str,
 ) -> Result<HttpResponse, DashError> {
     let now = state.clock.now_ms();
     let (range, preset) = q.resolve(now)?;
-    let (rep, live) = futures::join!(report(state, range), live(state));
+    let (rep, live) = futures::join!(report(state, web, range), live(state));
     let ctx = view::context(&rep?, &range, preset, &live, now);
     let ctx = tera::Context::from_value(ctx)
         .map_err(|e| ApiError::Internal(format!("dashboard context: {e}")))?;
-    let html = dashboard(state)?
+    let html = dashboard(web)?
         .tera
         .render(template, &ctx)
         .map_err(|e| ApiError::Internal(format!("dashboard render: {e:?}")))?;
@@ -252,22 +252,28 @@ async fn render(
 
 async fn page(
     s: web::Data<AppState>,
+    w: web::Data<WebState>,
     q: web::Query<RangeParams>,
 ) -> Result<HttpResponse, DashError> {
-    render(&s, &q, "dashboard.html.tera").await
+    render(&s, &w, &q, "dashboard.html.tera").await
 }
 
 async fn fragment(
     s: web::Data<AppState>,
+    w: web::Data<WebState>,
     q: web::Query<RangeParams>,
 ) -> Result<HttpResponse, DashError> {
-    render(&s, &q, "content.html.tera").await
+    render(&s, &w, &q, "content.html.tera").await
 }
 
-async fn data_inner(state: &AppState, q: &RangeParams) -> Result<HttpResponse, DashError> {
+async fn data_inner(
+    state: &AppState,
+    web: &WebState,
+    q: &RangeParams,
+) -> Result<HttpResponse, DashError> {
     let now = state.clock.now_ms();
     let (range, _) = q.resolve(now)?;
-    let (rep, live) = futures::join!(report(state, range), live(state));
+    let (rep, live) = futures::join!(report(state, web, range), live(state));
     let mut body = serde_json::to_value(rep?)
         .map_err(|e| ApiError::Internal(format!("dashboard data: {e}")))?;
     if let Some(obj) = body.as_object_mut() {
@@ -282,14 +288,15 @@ async fn data_inner(state: &AppState, q: &RangeParams) -> Result<HttpResponse, D
 
 async fn data(
     s: web::Data<AppState>,
+    w: web::Data<WebState>,
     q: web::Query<RangeParams>,
 ) -> Result<HttpResponse, DashError> {
-    data_inner(&s, &q).await
+    data_inner(&s, &w, &q).await
 }
 
-async fn health(s: web::Data<AppState>) -> Result<HttpResponse, DashError> {
+async fn health(s: web::Data<AppState>, w: web::Data<WebState>) -> Result<HttpResponse, DashError> {
     s.sinks.flush();
-    let st: DashboardStatus = dashboard(&s)?
+    let st: DashboardStatus = dashboard(&w)?
         .actor
         .send(GetDashboardStatus)
         .timeout(ACTOR_TIMEOUT)

@@ -4,29 +4,20 @@
 //! Status codes tell the truth (200, 4xx for bad requests, 502/503/504 for upstream
 //! trouble) while the body keeps the original's `success` and `error` keys.
 
-use std::sync::Arc;
-
-use actix_web::{web, HttpResponse};
-use bkvy_actors::{
-    AttemptError, Millis, Plan, RequestCompleted, Route, RouteTarget, RoutingMethod, Tier,
-};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use bkvy_actors::{KeyModelId, Plan, RouteTarget, RoutingMethod, Tier};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::body::{parse_json, read_limited, Object};
+use super::body::{parse_json, Object};
+use super::chat::stream::{sse, ChunkFormat};
+use super::chat::{self, Chat, Ctx, Door, Refused};
 use super::error::{respond, ApiError};
-use super::{names, AppState, Live};
+use super::{names, WebState};
 use crate::clients::Clients;
-use crate::gateway::{self, Failure, FailureKind, Job, Success};
-use crate::streaming;
-use crate::types::{ChatMessage, ChatOptions, Tooling};
-use crate::types::{FinishReason, Usage};
-
-/// Shortest accepted `timeout_seconds`: one millisecond, the deadline's resolution.
-const MIN_TIMEOUT_SECONDS: f64 = 0.001;
-
-/// Longest accepted `client_id`.
-const MAX_CLIENT_ID_LEN: usize = 256;
+use crate::gateway::Success;
+use crate::state::AppState;
+use crate::types::{ChatMessage, ChatOptions, FinishReason, Usage};
 
 /// The request body of all three endpoints; each endpoint checks which routing fields it
 /// needs and refuses the others.
@@ -105,15 +96,6 @@ fn refuse_field(present: bool, field: &str, endpoint: &str) -> Result<(), ApiErr
     Ok(())
 }
 
-fn check_unit_interval(v: Option<f64>, name: &str, max: f64) -> Result<(), ApiError> {
-    match v {
-        Some(x) if !(0.0..=max).contains(&x) => Err(invalid(format!(
-            "options.{name} must be between 0 and {max}"
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// Checks the request for its endpoint and returns the routing target.
 pub fn validate(
     req: &LlmRequest,
@@ -177,51 +159,13 @@ pub fn validate(
             req.messages.len()
         )));
     }
-    validate_common(req)?;
+    chat::check_shared(
+        req.client_id.as_deref().unwrap_or(chat::ANONYMOUS),
+        req.max_wait_seconds,
+        req.timeout_seconds,
+        req.options.as_ref().unwrap_or(&ChatOptions::default()),
+    )?;
     Ok(target)
-}
-
-/// The checks every chat endpoint shares: client id, wait budget, timeout, options.
-pub fn validate_common(req: &LlmRequest) -> Result<(), ApiError> {
-    if let Some(id) = &req.client_id {
-        if id.len() > MAX_CLIENT_ID_LEN {
-            return Err(invalid(format!(
-                "client_id longer than {MAX_CLIENT_ID_LEN} bytes"
-            )));
-        }
-        if id.chars().any(char::is_control) {
-            return Err(invalid("client_id must not contain control characters"));
-        }
-    }
-    match req.max_wait_seconds {
-        Some(w) if !w.is_finite() || w < 0.0 => {
-            return Err(invalid("max_wait_seconds must be a non-negative number"))
-        }
-        _ => {}
-    }
-    match req.timeout_seconds {
-        Some(t) if !t.is_finite() || t <= 0.0 => {
-            return Err(invalid("timeout_seconds must be a positive number"))
-        }
-        // Anything shorter would be a deadline that has already passed.
-        Some(t) if t < MIN_TIMEOUT_SECONDS => {
-            return Err(invalid(format!(
-                "timeout_seconds must be at least {MIN_TIMEOUT_SECONDS}"
-            )))
-        }
-        _ => {}
-    }
-    if let Some(o) = &req.options {
-        check_unit_interval(o.temperature, "temperature", 2.0)?;
-        check_unit_interval(o.top_p, "top_p", 1.0)?;
-        if o.max_tokens == Some(0) {
-            return Err(invalid("options.max_tokens must be at least 1"));
-        }
-        if o.top_k == Some(0) {
-            return Err(invalid("options.top_k must be at least 1"));
-        }
-    }
-    Ok(())
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -231,328 +175,100 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-fn secs_to_ms(s: f64) -> Millis {
-    (s * 1000.0).min(1e15) as Millis
-}
-
-/// Handler body shared by the three endpoints: runs the request and emits exactly one
-/// completion event for it, whatever the outcome (a streamed answer emits it when the
-/// stream ends).
+/// Handler body shared by the three endpoints: the `/llm/*` door over the chat pipeline.
 pub async fn handle(
+    req: HttpRequest,
     state: web::Data<AppState>,
-    client: web::Data<Clients>,
+    web: web::Data<WebState>,
+    clients: web::Data<Clients>,
     payload: web::Payload,
     endpoint: Endpoint,
 ) -> HttpResponse {
-    let method = match endpoint {
-        Endpoint::Intelligence => RoutingMethod::Intelligence,
-        Endpoint::Scenario => RoutingMethod::Scenario,
-        Endpoint::Direct => RoutingMethod::Direct,
+    let door = LlmDoor {
+        endpoint,
+        debug: false,
     };
-    let mut call = Call::begin(&state, method);
-    let reply = run(&state, &client, payload, endpoint, &mut call).await;
-    call.finish(&state, reply)
+    chat::serve(door, &req, &state, &web, &clients, payload).await
 }
 
-/// Who is asking when the request does not say.
-pub const ANONYMOUS: &str = "anonymous";
-
-/// One request's bookkeeping: its completion event and when it started.
-pub struct Call {
-    /// The completion event as far as it is known.
-    pub event: RequestCompleted,
-    /// Arrival, monotonic.
-    pub started: std::time::Instant,
-}
-
-/// A response, and whether a stream inside it will emit the completion event itself.
-pub enum Reply {
-    /// A complete answer: the handler emits the event.
-    Done(HttpResponse),
-    /// A streamed answer: the stream emits the event when it ends.
-    Streaming(HttpResponse),
-}
-
-impl Call {
-    /// A new request of this routing method.
-    pub fn begin(state: &AppState, method: RoutingMethod) -> Self {
-        Self {
-            event: RequestCompleted::new(
-                state.clock.now_ms(),
-                uuid::Uuid::new_v4().to_string(),
-                ANONYMOUS.to_owned(),
-                method,
-            ),
-            started: std::time::Instant::now(),
-        }
-    }
-
-    /// Emits the event (unless a stream will) and returns the response.
-    pub fn finish(mut self, state: &AppState, reply: Reply) -> HttpResponse {
-        match reply {
-            Reply::Streaming(response) => response,
-            Reply::Done(response) => {
-                let e = &mut self.event;
-                e.http_status = response.status().as_u16();
-                e.success = response.status().is_success();
-                e.total_time_ms = state.clock.now_ms() - e.started_at;
-                e.total_us = self.started.elapsed().as_micros() as u64;
-                state.sinks.emit(self.event);
-                response
-            }
-        }
-    }
-
-    /// Records an error in the event.
-    pub fn failed(&mut self, e: &ApiError) {
-        self.event.error_type = Some(e.code().to_owned());
-        self.event.error_message = Some(e.to_string());
-    }
-}
-
-/// What every chat endpoint hands to routing after its own parsing and validation.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    /// Where to route.
-    pub target: RouteTarget,
-    /// The conversation.
-    pub messages: Arc<[ChatMessage]>,
-    /// Generation options.
-    pub options: ChatOptions,
-    /// The wait budget (planning input).
-    pub max_wait_seconds: Option<f64>,
-    /// Lowers the hard deadline.
-    pub timeout_seconds: Option<f64>,
-    /// Tools and answer format (OpenAI surface only).
-    pub tooling: Arc<Tooling>,
-}
-
-/// Records the routing target of a valid request in its event.
-pub fn record_target(event: &mut RequestCompleted, target: &RouteTarget) {
-    match target {
-        RouteTarget::Intelligence(tier) => event.intelligence_level = Some(*tier),
-        RouteTarget::Scenario(name) => event.scenario = Some(name.clone()),
-        RouteTarget::Direct {
-            provider, model, ..
-        } => {
-            event.requested_provider = Some(provider.clone());
-            event.requested_model = Some(model.clone());
-        }
-    }
-}
-
-/// A routing failure: the error and, when every candidate was unavailable, why each was.
-pub type RouteFailure = (ApiError, Option<Value>);
-
-/// A request's plan, its execution inputs, and the config snapshot both were made from
-/// (a reload while the request runs does not change what it sees).
-pub type Planned = (Plan, Job, Arc<Live>);
-
-/// Asks the router for a plan and fixes the request's deadline. The live snapshot is
-/// loaded once here; execution must use the one returned.
-pub async fn plan(
-    state: &AppState,
-    p: &Prepared,
-    event: &mut RequestCompleted,
-) -> Result<Planned, RouteFailure> {
-    let started = event.started_at;
-    let live = state.live();
-    let settings = &live.upstreams.config.settings;
-    let timeout_ms = p
-        .timeout_seconds
-        .map_or(settings.request_timeout.as_millis() as Millis, secs_to_ms)
-        .min(settings.request_timeout.as_millis() as Millis);
-    let deadline = started + timeout_ms;
-    let max_wait_ms = p.max_wait_seconds.map_or(timeout_ms, secs_to_ms);
-    let route = Route {
-        target: p.target.clone(),
-        max_wait_ms,
-        deadline,
-    };
-    // The choice is made here from the estimates the key/model actors publish (the same
-    // table the RouterActor holds): no round trip on the request path.
-    let plan = match live.table.plan(&route, state.clock.now_ms()) {
-        Ok(plan) => plan,
-        Err(route_err) => {
-            let considered = match &route_err {
-                bkvy_actors::RouteError::AllUnavailable { considered, .. } => {
-                    Some(json!(considered))
-                }
-                _ => None,
-            };
-            return Err((ApiError::from(route_err), considered));
-        }
-    };
-    event.decision_reason = Some(plan.decision_reason.to_owned());
-    let job = Job {
-        messages: p.messages.clone(),
-        options: p.options.clone(),
-        tooling: p.tooling.clone(),
-        deadline,
-        budget_end: (started + max_wait_ms).min(deadline),
-    };
-    Ok((plan, job, live))
-}
-
-/// Records a failed execution in the event and returns its error.
-pub fn record_failure(event: &mut RequestCompleted, failure: &Failure) -> ApiError {
-    let e = failure_error(failure);
-    event.error_type = Some(e.code().to_owned());
-    event.error_message = Some(e.to_string());
-    event.alternatives_tried = failure.alternatives_tried as u32;
-    event.fallback_attempts = failure.attempts.len().saturating_sub(1) as u32;
-    event.attempt_errors = attempt_errors(&failure.attempts);
-    e
-}
-
-async fn run(
-    state: &web::Data<AppState>,
-    client: &Clients,
-    payload: web::Payload,
+/// The `/llm/*` door: the original's request body, its simplified or debug answer shape,
+/// and its `start`/`delta`/`done` stream.
+struct LlmDoor {
     endpoint: Endpoint,
-    call: &mut Call,
-) -> Reply {
-    let started = call.event.started_at;
-    let request_id = call.event.request_id.clone();
-    let fail = |e: ApiError, debug: bool, call: &mut Call| {
-        call.failed(&e);
-        Reply::Done(failure_response(
-            &request_id,
-            &e,
-            debug,
-            None,
-            None,
-            started,
-            state,
-        ))
-    };
-    let bytes = match read_limited(payload, &state.limits).await {
-        Ok(b) => b,
-        Err(e) => return fail(e, false, call),
-    };
-    let req: LlmRequest = match parse_json(&bytes) {
-        Ok(r) => r,
-        Err(e) => return fail(e, false, call),
-    };
-    let debug = req.debug.unwrap_or(false);
-    let target = validate(&req, endpoint, state.limits.max_messages);
-    call.event.max_wait_seconds = req.max_wait_seconds.filter(|w| w.is_finite());
-    let target = match target {
-        Ok(t) => t,
-        Err(e) => return fail(e, debug, call),
-    };
-    if let Some(id) = &req.client_id {
-        call.event.client_id = id.clone();
-    }
-    record_target(&mut call.event, &target);
-    let prepared = Prepared {
-        target,
-        messages: req.messages.into(),
-        options: req.options.unwrap_or_default(),
-        max_wait_seconds: req.max_wait_seconds,
-        timeout_seconds: req.timeout_seconds,
-        tooling: Arc::default(),
-    };
-    let (plan, job, live) = match plan(state, &prepared, &mut call.event).await {
-        Ok(p) => p,
-        Err((e, considered)) => {
-            call.failed(&e);
-            return Reply::Done(failure_response(
-                &request_id,
-                &e,
-                debug,
-                None,
-                considered,
-                started,
-                state,
-            ));
-        }
-    };
-    if req.stream.unwrap_or(false) {
-        return match streaming::execute_stream(&live.upstreams, client, &plan, &job).await {
-            Ok(answered) => streaming_reply(answered, plan.decision_reason, call, state, |id| {
-                Box::new(LlmChunks {
-                    request_id: request_id.clone(),
-                    provider: id.provider.clone(),
-                    model: id.model.clone(),
-                })
-            }),
-            Err(failure) => {
-                let e = record_failure(&mut call.event, &failure);
-                Reply::Done(failure_response(
-                    &request_id,
-                    &e,
-                    debug,
-                    Some(&plan),
-                    Some(json!(failure.attempts)),
-                    started,
-                    state,
-                ))
-            }
-        };
-    }
-    match gateway::execute(&live.upstreams, client, &plan, &job).await {
-        Ok(success) => {
-            record_success(&mut call.event, &success);
-            Reply::Done(success_response(
-                &request_id,
-                &plan,
-                &success,
-                debug,
-                started,
-                state,
-            ))
-        }
-        Err(failure) => {
-            let e = record_failure(&mut call.event, &failure);
-            Reply::Done(failure_response(
-                &request_id,
-                &e,
-                debug,
-                Some(&plan),
-                Some(json!(failure.attempts)),
-                started,
-                state,
-            ))
-        }
-    }
+    /// Answer in the debug shape (known once the body is parsed).
+    debug: bool,
 }
 
-/// The `text/event-stream` reply of a streamed answer in the given chunk format; the
-/// stream emits the request's completion event when it ends.
-pub fn streaming_reply(
-    answered: gateway::Answered<streaming::Probed>,
-    decision: &str,
-    call: &Call,
-    state: &web::Data<AppState>,
-    format: impl FnOnce(&bkvy_actors::KeyModelId) -> Box<dyn streaming::ChunkFormat>,
-) -> Reply {
-    let id = answered.candidate.id().clone();
-    let mut res = HttpResponse::Ok();
-    // No cost header: the cost is known only at the end.
-    answer_headers(&mut res, &call.event.request_id, &id, decision)
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"));
-    let body = streaming::live_body(
-        answered,
-        format(&id),
-        call.event.clone(),
-        state.clone(),
-        call.started,
-    );
-    Reply::Streaming(res.content_type("text/event-stream").streaming(body))
-}
+impl Door for LlmDoor {
+    type Refusal = ApiError;
 
-/// The `x-bkvy-*` headers every answer carries: request id, where it went and why.
-pub fn answer_headers<'r>(
-    res: &'r mut actix_web::HttpResponseBuilder,
-    request_id: &str,
-    id: &bkvy_actors::KeyModelId,
-    decision: &str,
-) -> &'r mut actix_web::HttpResponseBuilder {
-    res.insert_header((names::REQUEST_ID, request_id))
-        .insert_header((names::PROVIDER, id.provider.as_str()))
-        .insert_header((names::MODEL, id.model.as_str()))
-        .insert_header((names::DECISION, decision))
+    fn method(&self) -> RoutingMethod {
+        match self.endpoint {
+            Endpoint::Intelligence => RoutingMethod::Intelligence,
+            Endpoint::Scenario => RoutingMethod::Scenario,
+            Endpoint::Direct => RoutingMethod::Direct,
+        }
+    }
+
+    fn parse(
+        &mut self,
+        _req: &HttpRequest,
+        body: &[u8],
+        max_messages: usize,
+    ) -> Result<Chat, Refused<ApiError>> {
+        let req: LlmRequest = parse_json(body)?;
+        self.debug = req.debug.unwrap_or(false);
+        let target = validate(&req, self.endpoint, max_messages).map_err(|error| Refused {
+            error,
+            max_wait_seconds: req.max_wait_seconds,
+        })?;
+        Ok(Chat {
+            target,
+            messages: req.messages.into(),
+            options: req.options.unwrap_or_default(),
+            tooling: std::sync::Arc::default(),
+            max_wait_seconds: req.max_wait_seconds,
+            timeout_seconds: req.timeout_seconds,
+            client_id: req.client_id.unwrap_or_else(|| chat::ANONYMOUS.to_owned()),
+            stream: req.stream.unwrap_or(false),
+        })
+    }
+
+    fn refusal(&self, e: &ApiError) -> ApiError {
+        e.clone()
+    }
+
+    fn refuse(&self, ctx: &Ctx<'_>, e: &ApiError) -> HttpResponse {
+        failure_response(ctx, e, self.debug, None, None)
+    }
+
+    fn fail(
+        &self,
+        ctx: &Ctx<'_>,
+        e: &ApiError,
+        plan: Option<&Plan>,
+        details: Option<Value>,
+    ) -> HttpResponse {
+        failure_response(ctx, e, self.debug, plan, details)
+    }
+
+    fn answer(
+        &self,
+        ctx: &Ctx<'_>,
+        plan: &Plan,
+        s: &Success,
+        res: HttpResponseBuilder,
+    ) -> HttpResponse {
+        success_response(ctx, plan, s, self.debug, res)
+    }
+
+    fn chunks(&self, ctx: &Ctx<'_>, id: &KeyModelId) -> Box<dyn ChunkFormat> {
+        Box::new(LlmChunks {
+            request_id: ctx.request_id.to_owned(),
+            provider: id.provider.clone(),
+            model: id.model.clone(),
+        })
+    }
 }
 
 /// The `/llm/*` stream shape: `start`, `delta`…, then `done` and `[DONE]`, or `error`.
@@ -562,9 +278,9 @@ struct LlmChunks {
     model: String,
 }
 
-impl streaming::ChunkFormat for LlmChunks {
+impl ChunkFormat for LlmChunks {
     fn start(&mut self) -> Option<String> {
-        Some(streaming::sse(&json!({
+        Some(sse(&json!({
             "type": "start",
             "request_id": self.request_id,
             "provider_used": self.provider,
@@ -573,18 +289,18 @@ impl streaming::ChunkFormat for LlmChunks {
     }
 
     fn delta(&mut self, text: &str) -> String {
-        streaming::sse(&json!({"type": "delta", "content": text}))
+        sse(&json!({"type": "delta", "content": text}))
     }
 
     fn tool_call(&mut self, piece: &crate::providers::stream::ToolCallDelta) -> String {
-        streaming::sse(&json!({
+        sse(&json!({
             "type": "tool_call", "index": piece.index, "id": piece.id,
             "name": piece.name, "arguments": piece.arguments,
         }))
     }
 
     fn done(&mut self, finish: FinishReason, usage: &Usage, cost_usd: f64) -> String {
-        let done = streaming::sse(&json!({
+        let done = sse(&json!({
             "type": "done",
             "finish_reason": finish.as_str(),
             "truncated": finish == FinishReason::Length,
@@ -600,58 +316,12 @@ impl streaming::ChunkFormat for LlmChunks {
     }
 
     fn error(&mut self, message: &str, code: &str) -> String {
-        streaming::sse(&json!({
+        sse(&json!({
             "type": "error",
             "finish_reason": "error",
             "error": message,
             "error_code": code,
         }))
-    }
-}
-
-/// The failed tries of a request as its completion event records them.
-pub(crate) fn attempt_errors(attempts: &[gateway::AttemptRecord]) -> Vec<AttemptError> {
-    attempts
-        .iter()
-        .map(|a| AttemptError {
-            provider: a.provider.clone(),
-            model: a.model.clone(),
-            kind: a.error_type.clone(),
-        })
-        .collect()
-}
-
-/// Records a successful execution in the event.
-pub fn record_success(event: &mut RequestCompleted, s: &Success) {
-    let id = s.candidate.id();
-    let usage = &s.response.usage;
-    event.provider_used = Some(id.provider.clone());
-    event.model_used = Some(id.model.clone());
-    event.api_key_used = Some(id.key_id.clone());
-    event.tier_used = Some(s.candidate.tier);
-    event.queue_wait_ms = Some(s.lease.queue_wait_ms);
-    event.rate_limit_wait_ms = Some(s.lease.rate_limit_wait_ms);
-    event.upstream_ms = Some(s.upstream_ms);
-    event.upstream_us = Some(s.upstream_us);
-    event.input_tokens = Some(usage.input_tokens);
-    event.output_tokens = Some(usage.output_tokens);
-    event.thinking_tokens = Some(usage.thinking_tokens);
-    event.cost_usd = Some(s.cost_usd);
-    event.finish_reason = Some(s.response.finish_reason.as_str().to_owned());
-    event.alternatives_tried = s.alternatives_tried as u32;
-    event.fallback_attempts = s.attempts.len() as u32;
-    event.attempt_errors = attempt_errors(&s.attempts);
-}
-
-fn failure_error(f: &Failure) -> ApiError {
-    match f.kind {
-        FailureKind::NoneAvailable { retry_after_ms } => ApiError::Unavailable {
-            code: "all_candidates_unavailable",
-            message: f.message(),
-            retry_after_secs: retry_after_ms.map(|ms| (ms.max(0) as u64).div_ceil(1000)),
-        },
-        FailureKind::AllFailed => ApiError::AllFailed(f.message()),
-        FailureKind::Deadline => ApiError::DeadlineExceeded(f.message()),
     }
 }
 
@@ -692,19 +362,16 @@ struct PlainSuccess<'a> {
 }
 
 fn success_response(
-    request_id: &str,
+    ctx: &Ctx<'_>,
     plan: &Plan,
     s: &Success,
     debug: bool,
-    started: Millis,
-    state: &AppState,
+    mut res: HttpResponseBuilder,
 ) -> HttpResponse {
+    let request_id = ctx.request_id;
     let id = s.candidate.id();
     let finish = s.response.finish_reason.as_str();
-    let truncated = s.response.finish_reason == crate::types::FinishReason::Length;
-    let mut res = HttpResponse::Ok();
-    answer_headers(&mut res, request_id, id, plan.decision_reason)
-        .insert_header((names::COST_USD, format!("{:.8}", s.cost_usd)));
+    let truncated = s.response.finish_reason == FinishReason::Length;
     if debug {
         res.json(json!({
             "success": true,
@@ -726,7 +393,7 @@ fn success_response(
                 "rate_limit_wait_ms": s.lease.rate_limit_wait_ms,
                 "queue_wait_ms": s.lease.queue_wait_ms,
                 "api_response_time_ms": s.upstream_ms,
-                "total_completion_time_ms": state.clock.now_ms() - started,
+                "total_completion_time_ms": ctx.state.clock.now_ms() - ctx.started_ms,
                 "cost_usd": s.cost_usd,
                 "alternatives_considered": plan.considered(),
                 "alternatives_tried": s.alternatives_tried,
@@ -753,14 +420,13 @@ fn success_response(
 }
 
 fn failure_response(
-    request_id: &str,
+    ctx: &Ctx<'_>,
     err: &ApiError,
     debug: bool,
     plan: Option<&Plan>,
     evaluated: Option<Value>,
-    started: Millis,
-    state: &AppState,
 ) -> HttpResponse {
+    let request_id = ctx.request_id;
     let body = if debug {
         json!({
             "success": false,
@@ -772,7 +438,7 @@ fn failure_response(
             "decision_reason": plan.map(|p| p.decision_reason),
             "response": null,
             "metadata": {
-                "total_completion_time_ms": state.clock.now_ms() - started,
+                "total_completion_time_ms": ctx.state.clock.now_ms() - ctx.started_ms,
                 "alternatives_considered": plan.map(|p| json!(p.considered())),
             },
             "error_code": err.code(),

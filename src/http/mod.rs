@@ -1,13 +1,16 @@
 //! The actix-web layer: the route table and the state handlers share.
 //!
 //! [`configure`] is the one place routes are listed; the server and the tests both use
-//! it. Handlers hold `web::Data<AppState>` (shared by all workers) and the per-worker
-//! `awc::Client` (awc clients are `!Send`; one per worker thread is what awc asks for).
+//! it. Handlers hold `web::Data<AppState>` (shared by all workers, defined below the web
+//! layer in [`crate::state`]), `web::Data<WebState>` when they need the request limits,
+//! the admin allow-list or the dashboard, and the per-worker `awc::Client` (awc clients
+//! are `!Send`; one per worker thread is what awc asks for).
 
 pub mod access;
 pub mod access_log;
 pub mod admin;
 pub mod body;
+pub mod chat;
 pub mod circuits;
 pub mod dashboard;
 pub mod error;
@@ -32,18 +35,10 @@ pub mod names {
     pub const COST_USD: HeaderName = HeaderName::from_static("x-bkvy-cost-usd");
 }
 
-use std::sync::Arc;
-
-use arc_swap::ArcSwap;
-
-use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bkvy_actors::{MailboxMeter, RouterActor, RoutingTable, SharedClock, StatsActor};
 
 use crate::clients::Clients;
-use crate::events::CompletionSinks;
-use crate::gateway::Upstreams;
-use crate::metrics::Metrics;
+use crate::state::AppState;
 use access::AccessPolicy;
 use error::ApiError;
 use llm::Endpoint;
@@ -70,56 +65,20 @@ impl Default for HttpLimits {
     }
 }
 
-/// What a config reload replaces, swapped atomically: a request works on one snapshot.
-pub struct Live {
-    /// Config, router and clock for execution.
-    pub upstreams: Upstreams,
-    /// The routing table (status endpoints read the key/model handles from it).
-    pub table: Arc<RoutingTable>,
-}
-
-/// State shared by every worker.
-pub struct AppState {
-    /// The current config and routing table.
-    pub live: ArcSwap<Live>,
-    /// Where the config was read from (reload re-reads it there).
-    pub config_dir: Option<std::path::PathBuf>,
-    /// Where key/model state is persisted (new pairs of a reload save there too).
-    pub state_store: Option<bkvy_actors::persist::StateStore>,
-    /// One reload at a time.
-    pub reload_lock: tokio::sync::Mutex<()>,
-    /// The router.
-    pub router: Addr<RouterActor>,
-    /// Time source.
-    pub clock: SharedClock,
+/// What only the web layer needs, beside the shared [`AppState`]: handlers that check
+/// request limits, the admin allow-list or the dashboard take `web::Data<WebState>`.
+pub struct WebState {
     /// Request limits.
     pub limits: HttpLimits,
-    /// Mailbox counters of the router.
-    pub router_meter: MailboxMeter,
-    /// Mailbox counters of the key/model actors.
-    pub key_model_meter: MailboxMeter,
-    /// Where completion events go.
-    pub sinks: CompletionSinks,
-    /// Operator metrics.
-    pub metrics: Arc<Metrics>,
     /// Who may reach the dashboard and admin endpoints.
     pub access: AccessPolicy,
-    /// The statistics actor (the `/statistics/*` endpoints ask it).
-    pub stats: Addr<StatsActor>,
     /// The web dashboard, when `DASHBOARD_ENABLED=true`.
     pub dashboard: Option<dashboard::Dashboard>,
 }
 
-impl AppState {
-    /// The current config and routing table.
-    pub fn live(&self) -> Arc<Live> {
-        self.live.load_full()
-    }
-}
-
 /// Refuses the request unless its client address is allow-listed.
-pub fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    match state.access.check(req) {
+pub fn require_admin(req: &HttpRequest, web: &WebState) -> Result<(), ApiError> {
+    match web.access.check(req) {
         (true, _) => Ok(()),
         (false, ip) => Err(ApiError::Forbidden(format!(
             "IP address {} is not authorized to access this resource",
@@ -129,27 +88,33 @@ pub fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError
 }
 
 async fn llm_intelligence(
+    r: HttpRequest,
     s: web::Data<AppState>,
+    w: web::Data<WebState>,
     c: web::Data<Clients>,
     p: web::Payload,
 ) -> HttpResponse {
-    llm::handle(s, c, p, Endpoint::Intelligence).await
+    llm::handle(r, s, w, c, p, Endpoint::Intelligence).await
 }
 
 async fn llm_scenario(
+    r: HttpRequest,
     s: web::Data<AppState>,
+    w: web::Data<WebState>,
     c: web::Data<Clients>,
     p: web::Payload,
 ) -> HttpResponse {
-    llm::handle(s, c, p, Endpoint::Scenario).await
+    llm::handle(r, s, w, c, p, Endpoint::Scenario).await
 }
 
 async fn llm_direct(
+    r: HttpRequest,
     s: web::Data<AppState>,
+    w: web::Data<WebState>,
     c: web::Data<Clients>,
     p: web::Payload,
 ) -> HttpResponse {
-    llm::handle(s, c, p, Endpoint::Direct).await
+    llm::handle(r, s, w, c, p, Endpoint::Direct).await
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -9,20 +9,21 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use bkvy_actors::{RouteTarget, RoutingMethod, Tier};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
+use bkvy_actors::{KeyModelId, Plan, RouteTarget, RoutingMethod, Tier};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::body::{parse_json, read_limited};
+use super::body::parse_json;
+use super::chat::stream::{sse, ChunkFormat};
+use super::chat::{self, Chat, Ctx, Door, Refusal, Refused};
 use super::error::ApiError;
-use super::llm::{self, record_target, Call, Prepared, Reply};
-use super::{names, AppState};
+use super::{names, WebState};
 use crate::clients::Clients;
-use crate::gateway::{self, Success};
+use crate::gateway::Success;
 use crate::providers::stream::ToolCallDelta;
 use crate::providers::tool_call_json as call_json;
-use crate::streaming::{self, ChunkFormat};
+use crate::state::AppState;
 use crate::types::{
     ChatMessage, ChatOptions, FinishReason, ResponseFormat, Role, ToolCall, ToolChoice, ToolDef,
     Tooling, Usage,
@@ -514,12 +515,8 @@ fn bearer_id(req: &HttpRequest) -> Option<String> {
 
 /// A request that passed every check, ready for routing.
 pub struct Parsed {
-    /// Target, messages, options, tools and answer format.
-    pub prepared: Prepared,
-    /// Who is calling.
-    pub client_id: String,
-    /// Whether the answer is streamed.
-    pub stream: bool,
+    /// What the pipeline gets.
+    pub chat: Chat,
     /// Whether a streamed answer ends with a usage chunk.
     pub include_usage: bool,
 }
@@ -591,23 +588,9 @@ pub fn parse(req: &HttpRequest, body: OaiRequest, max_messages: usize) -> Result
         .client_id
         .or_else(|| header(req, "x-bkvy-client-id").map(str::to_owned))
         .or_else(|| bearer_id(req))
-        .unwrap_or_else(|| llm::ANONYMOUS.to_owned());
-    // Reuse the /llm/* checks for the shared fields.
-    let as_llm = llm::LlmRequest {
-        client_id: Some(client_id.clone()),
-        intelligence_level: None,
-        scenario: None,
-        provider: None,
-        model: None,
-        api_key_id: None,
-        max_wait_seconds: max_wait,
-        timeout_seconds: body.timeout_seconds,
-        messages: Vec::new(),
-        options: Some(options.clone()),
-        debug: None,
-        stream: None,
-    };
-    llm::validate_common(&as_llm).map_err(|e| OaiError::from_api(&e))?;
+        .unwrap_or_else(|| chat::ANONYMOUS.to_owned());
+    chat::check_shared(&client_id, max_wait, body.timeout_seconds, &options)
+        .map_err(|e| OaiError::from_api(&e))?;
     let messages = messages_of(body.messages)?;
     if messages.len() > max_messages {
         return Err(OaiError::invalid(
@@ -619,16 +602,16 @@ pub fn parse(req: &HttpRequest, body: OaiRequest, max_messages: usize) -> Result
         ));
     }
     Ok(Parsed {
-        prepared: Prepared {
+        chat: Chat {
             target,
             messages: messages.into(),
             options,
             max_wait_seconds: max_wait,
             timeout_seconds: body.timeout_seconds,
             tooling: std::sync::Arc::new(tooling),
+            client_id,
+            stream: body.stream.unwrap_or(false),
         },
-        client_id,
-        stream: body.stream.unwrap_or(false),
         include_usage: body
             .stream_options
             .and_then(|o| o.include_usage)
@@ -741,7 +724,7 @@ impl OpenAiChunks {
 
 impl ChunkFormat for OpenAiChunks {
     fn start(&mut self) -> Option<String> {
-        Some(streaming::sse(&self.chunk(
+        Some(sse(&self.chunk(
             json!({"role": "assistant", "content": ""}),
             Value::Null,
         )))
@@ -773,13 +756,13 @@ impl ChunkFormat for OpenAiChunks {
             function["name"] = json!(name);
         }
         call["function"] = function;
-        streaming::sse(&self.chunk(json!({"tool_calls": [call]}), Value::Null))
+        sse(&self.chunk(json!({"tool_calls": [call]}), Value::Null))
     }
 
     fn done(&mut self, finish: FinishReason, usage: &Usage, _cost_usd: f64) -> String {
-        let mut out = streaming::sse(&self.chunk(json!({}), json!(finish_str(finish))));
+        let mut out = sse(&self.chunk(json!({}), json!(finish_str(finish))));
         if self.include_usage {
-            out.push_str(&streaming::sse(&json!({
+            out.push_str(&sse(&json!({
                 "id": self.id, "object": "chat.completion.chunk", "created": self.created,
                 "model": self.model, "system_fingerprint": null,
                 "choices": [], "usage": usage_json(usage),
@@ -790,91 +773,99 @@ impl ChunkFormat for OpenAiChunks {
     }
 
     fn error(&mut self, message: &str, code: &str) -> String {
-        let mut out = streaming::sse(&self.chunk(json!({}), json!("error")));
-        out.push_str(&streaming::sse(&json!({"error": {
+        let mut out = sse(&self.chunk(json!({}), json!("error")));
+        out.push_str(&sse(&json!({"error": {
             "message": message, "type": "api_error", "param": null, "code": code,
         }})));
         out
     }
 }
 
-/// `POST /v1/chat/completions`.
+/// `POST /v1/chat/completions`: the OpenAI door over the chat pipeline.
 pub async fn chat_completions(
     req: HttpRequest,
     state: web::Data<AppState>,
-    client: web::Data<Clients>,
+    web: web::Data<WebState>,
+    clients: web::Data<Clients>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let mut call = Call::begin(&state, RoutingMethod::Intelligence);
-    let reply = run(&req, &state, &client, payload, &mut call).await;
-    call.finish(&state, reply)
+    let door = OpenAiDoor {
+        include_usage: false,
+    };
+    chat::serve(door, &req, &state, &web, &clients, payload).await
 }
 
-async fn run(
-    req: &HttpRequest,
-    state: &web::Data<AppState>,
-    client: &Clients,
-    payload: web::Payload,
-    call: &mut Call,
-) -> Reply {
-    let request_id = call.event.request_id.clone();
-    let fail = |e: OaiError, call: &mut Call| {
-        call.event.error_type = Some(e.code.clone());
-        call.event.error_message = Some(e.message.clone());
-        Reply::Done(e.response(&request_id))
-    };
-    let bytes = match read_limited(payload, &state.limits).await {
-        Ok(b) => b,
-        Err(e) => return fail(OaiError::from_api(&e), call),
-    };
-    let body: OaiRequest = match parse_json(&bytes) {
-        Ok(b) => b,
-        Err(e) => return fail(OaiError::from_api(&e), call),
-    };
-    let parsed = match parse(req, body, state.limits.max_messages) {
-        Ok(p) => p,
-        Err(e) => return fail(e, call),
-    };
-    call.event.routing_method = parsed.prepared.target.method();
-    call.event.client_id = parsed.client_id.clone();
-    call.event.max_wait_seconds = parsed.prepared.max_wait_seconds;
-    record_target(&mut call.event, &parsed.prepared.target);
-    let (plan, job, live) = match llm::plan(state, &parsed.prepared, &mut call.event).await {
-        Ok(p) => p,
-        Err((e, _)) => return fail(OaiError::from_api(&e), call),
-    };
-    if parsed.stream {
-        return match streaming::execute_stream(&live.upstreams, client, &plan, &job).await {
-            Ok(answered) => {
-                let include_usage = parsed.include_usage;
-                llm::streaming_reply(answered, plan.decision_reason, call, state, |id| {
-                    Box::new(OpenAiChunks::new(
-                        format!("chatcmpl-{request_id}"),
-                        unix_now(),
-                        id.model.clone(),
-                        include_usage,
-                    ))
-                })
-            }
-            Err(failure) => {
-                let e = llm::record_failure(&mut call.event, &failure);
-                Reply::Done(OaiError::from_api(&e).response(&request_id))
-            }
-        };
+/// The OpenAI door: Chat Completions in, `chat.completion` (or its chunks) and OpenAI's
+/// error shape out.
+struct OpenAiDoor {
+    /// Whether a streamed answer ends with a usage chunk (known once parsed).
+    include_usage: bool,
+}
+
+impl Refusal for OaiError {
+    fn code(&self) -> &str {
+        &self.code
     }
-    match gateway::execute(&live.upstreams, client, &plan, &job).await {
-        Ok(success) => {
-            llm::record_success(&mut call.event, &success);
-            let id = success.candidate.id();
-            let mut res = HttpResponse::Ok();
-            llm::answer_headers(&mut res, &request_id, id, plan.decision_reason)
-                .insert_header((names::COST_USD, format!("{:.8}", success.cost_usd)));
-            Reply::Done(res.json(completion(&request_id, &success)))
-        }
-        Err(failure) => {
-            let e = llm::record_failure(&mut call.event, &failure);
-            Reply::Done(OaiError::from_api(&e).response(&request_id))
-        }
+
+    fn message(&self) -> String {
+        self.message.clone()
+    }
+}
+
+impl Door for OpenAiDoor {
+    type Refusal = OaiError;
+
+    fn method(&self) -> RoutingMethod {
+        RoutingMethod::Intelligence
+    }
+
+    fn parse(
+        &mut self,
+        req: &HttpRequest,
+        body: &[u8],
+        max_messages: usize,
+    ) -> Result<Chat, Refused<OaiError>> {
+        let body: OaiRequest = parse_json(body).map_err(|e| OaiError::from_api(&e))?;
+        let parsed = parse(req, body, max_messages)?;
+        self.include_usage = parsed.include_usage;
+        Ok(parsed.chat)
+    }
+
+    fn refusal(&self, e: &ApiError) -> OaiError {
+        OaiError::from_api(e)
+    }
+
+    fn refuse(&self, ctx: &Ctx<'_>, e: &OaiError) -> HttpResponse {
+        e.response(ctx.request_id)
+    }
+
+    fn fail(
+        &self,
+        ctx: &Ctx<'_>,
+        e: &ApiError,
+        _plan: Option<&Plan>,
+        _details: Option<Value>,
+    ) -> HttpResponse {
+        OaiError::from_api(e).response(ctx.request_id)
+    }
+
+    fn answer(
+        &self,
+        ctx: &Ctx<'_>,
+        _plan: &Plan,
+        s: &Success,
+        mut res: HttpResponseBuilder,
+    ) -> HttpResponse {
+        res.json(completion(ctx.request_id, s))
+    }
+
+    fn chunks(&self, ctx: &Ctx<'_>, id: &KeyModelId) -> Box<dyn ChunkFormat> {
+        Box::new(OpenAiChunks::new(
+            format!("chatcmpl-{}", ctx.request_id),
+            unix_now(),
+            id.model.clone(),
+            self.include_usage,
+        ))
     }
 }
 
@@ -913,7 +904,7 @@ mod tests {
             let mut f = OpenAiChunks::new("chatcmpl-\"x\"".into(), 7, "m/é".into(), include_usage);
             for text in ["plain", "quote \" and \\ and \n and é 🙂", ""] {
                 let fast = f.delta(text);
-                let general = streaming::sse(&f.chunk(json!({"content": text}), Value::Null));
+                let general = sse(&f.chunk(json!({"content": text}), Value::Null));
                 let parse = |s: &str| -> Value {
                     serde_json::from_str(s.strip_prefix("data: ").unwrap().trim_end()).unwrap()
                 };

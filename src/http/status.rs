@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use bkvy_actors::{CapacityStatus, GetTable, KeyModelId, Millis, Tier};
+use bkvy_actors::{CapacityStatus, KeyModelId, Millis, Ping, Tier};
 use futures::future::join_all;
 use serde_json::{json, Map, Value};
 
@@ -49,7 +49,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     state.router_meter.sent();
     let router_ok = state
         .router
-        .send(GetTable)
+        .send(Ping)
         .timeout(STATUS_TIMEOUT)
         .await
         .is_ok();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bkvy::config::load_from_strs;
 use bkvy::fake::{FakeOptions, FakeUpstream, RecordedRequest};
 use bkvy::http::HttpLimits;
-use bkvy::server::{self, DashboardOptions, Running, ServerOptions, StatsOptions};
+use bkvy::server::{self, DashboardOptions, ServerOptions, StatsOptions};
 use bkvy_actors::SystemClock;
 use serde_json::Value;
 
@@ -98,24 +98,34 @@ pub const ROUTING: &str = r#"{
 pub struct Harness {
     pub fake: FakeUpstream,
     pub url: String,
-    pub router: actix::Addr<bkvy_actors::RouterActor>,
-    pub table: Arc<bkvy_actors::RoutingTable>,
-    pub server: actix_web::dev::ServerHandle,
-    pub state: Option<bkvy_actors::persist::StateStore>,
-    pub state_handle: actix_web::web::Data<bkvy::http::AppState>,
-    pub stats: actix::Addr<bkvy_actors::StatsActor>,
+    /// The state every worker shares (live config and table, sinks, actors).
+    pub state: actix_web::web::Data<bkvy::state::AppState>,
     pub dashboard: Option<actix::Addr<bkvy_actors::DashboardActor>>,
+    /// The HTTP server's handle.
+    pub server: actix_web::dev::ServerHandle,
+    /// Fires the shutdown future the server runs under.
+    shutdown: Option<futures::channel::oneshot::Sender<()>>,
+    /// The server, running until `shutdown` fires, then shutting down.
+    running: Option<actix_web::rt::task::JoinHandle<std::io::Result<server::Stopped>>>,
 }
 
 impl Harness {
+    /// Starts the shutdown sequence the binary runs on SIGTERM (`server::Running::run`)
+    /// and returns the task that finishes it.
+    pub fn begin_stop(
+        &mut self,
+    ) -> actix_web::rt::task::JoinHandle<std::io::Result<server::Stopped>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.running.take().expect("stopped twice")
+    }
+
     /// Stops the gateway gracefully and saves its state, as the binary does on SIGTERM.
     /// Returns the fake upstream for reuse.
-    pub async fn stop(self) -> FakeUpstream {
-        bkvy::server::begin_shutdown(&self.table, &self.server).await;
-        self.state_handle.sinks.flush();
-        if let Some(store) = &self.state {
-            assert!(bkvy::server::persist_all(&self.table, store).await);
-        }
+    pub async fn stop(mut self) -> FakeUpstream {
+        let stopped = self.begin_stop().await.unwrap().unwrap();
+        assert_ne!(stopped.state_saved, Some(false), "state saved at shutdown");
         self.fake
     }
 }
@@ -258,28 +268,26 @@ pub fn start_gateway_full(
         },
     )
     .unwrap();
-    let Running {
-        server,
-        addr,
-        router,
-        table,
-        state,
-        state_handle,
-        stats,
-        dashboard,
-    } = gateway;
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let url = gateway.url();
+    let state = gateway.state.clone();
+    let dashboard = gateway.dashboard.clone();
+    let server = gateway.handle();
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    // Only `begin_stop` starts the shutdown: a dropped harness leaves its server running
+    // until the test's runtime ends, as a killed process would leave nothing to do.
+    let running = actix_web::rt::spawn(gateway.run(async move {
+        if rx.await.is_err() {
+            futures::future::pending::<()>().await;
+        }
+    }));
     Harness {
         fake,
-        url: format!("http://{addr}"),
-        router,
-        table,
-        server: handle,
+        url,
         state,
-        state_handle,
-        stats,
         dashboard,
+        server,
+        shutdown: Some(tx),
+        running: Some(running),
     }
 }
 

@@ -11,6 +11,10 @@
 //! bounded, jittered retry, then the next candidate. A candidate that could start only
 //! past the budget is left for one that fits it (see [`execute_with`]).
 
+mod stream;
+
+pub use stream::{execute_stream, Probed};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,11 +1,9 @@
 //! Streamed answers that never lie.
 //!
-//! [`execute_stream`] runs the same retry and failover loop as a plain call, but an
-//! attempt only counts as answered once its first content (or a clean end) has arrived:
-//! a connect error, a 429, a 5xx, or a stream that errors or closes before content fails
-//! over invisibly to the client. From then on [`live_body`] forwards each piece as it
-//! arrives; an upstream failure, a cut connection or a stall ends the stream with an
-//! explicit error event and `finish_reason: "error"`, never a clean-looking end. A client
+//! [`crate::gateway::execute_stream`] fails over invisibly until an attempt has produced
+//! its first content. From then on `live_body` forwards each piece as it arrives; an
+//! upstream failure, a cut connection or a stall ends the stream with an explicit error
+//! event and `finish_reason: "error"`, never a clean-looking end. A client
 //! that goes away drops the body, which drops the upstream connection and releases the
 //! key/model slot; every outcome emits exactly one completion event.
 
@@ -17,72 +15,13 @@ use bkvy_actors::{LeaseGuard, Millis, Outcome, RequestCompleted};
 use futures::stream::{self, Stream};
 use futures::StreamExt;
 
-use crate::clients::Clients;
+use super::record;
 use crate::config::Model;
-use crate::gateway::{self, Answered, Failure, Job, Upstreams};
-use crate::http::AppState;
-use crate::providers::stream::{
-    build_stream_request, call_stream, StreamEvent, ToolCallDelta, UpstreamStream,
-};
+use crate::gateway::{self, Answered, Probed};
+use crate::providers::stream::{StreamEvent, ToolCallDelta, UpstreamStream};
 use crate::providers::UpstreamError;
+use crate::state::AppState;
 use crate::types::{FinishReason, Usage};
-use bkvy_actors::Plan;
-
-/// Largest single upstream stream event accepted.
-const MAX_EVENT_BYTES: usize = 1024 * 1024;
-
-/// An upstream stream that has produced its first content (or ended cleanly).
-pub struct Probed {
-    stream: UpstreamStream,
-    first: VecDeque<StreamEvent>,
-}
-
-/// Runs the plan with streamed upstream calls; see the module docs.
-pub async fn execute_stream(
-    up: &Upstreams,
-    clients: &Clients,
-    plan: &Plan,
-    job: &Job,
-) -> Result<Answered<Probed>, Failure> {
-    let idle = up.config.settings.stream_idle_timeout;
-    gateway::execute_with(up, plan, job, |c| {
-        let req = build_stream_request(c.provider, c.model, c.secret, c.request);
-        let client = clients.get(c.provider.connect_timeout).clone();
-        let (kind, timeout) = (c.provider.kind, c.timeout);
-        Box::pin(async move {
-            let probe = async {
-                let mut stream =
-                    call_stream(&client, kind, &req, timeout, idle, MAX_EVENT_BYTES).await?;
-                let mut first = VecDeque::new();
-                loop {
-                    match stream.next().await {
-                        Some(Ok(ev)) => {
-                            let content = matches!(&ev, StreamEvent::Delta(t) if !t.is_empty())
-                                || matches!(
-                                    ev,
-                                    StreamEvent::Done { .. } | StreamEvent::ToolCall(_)
-                                );
-                            first.push_back(ev);
-                            if content {
-                                return Ok(Probed { stream, first });
-                            }
-                        }
-                        Some(Err(e)) => return Err(e),
-                        None => {
-                            return Err(UpstreamError::Malformed {
-                                message: "stream ended before any content".into(),
-                            })
-                        }
-                    }
-                }
-            };
-            actix_web::rt::time::timeout(timeout, probe)
-                .await
-                .unwrap_or(Err(UpstreamError::Timeout))
-        })
-    })
-    .await
-}
 
 /// How stream events become Server-Sent Events for one API shape.
 pub trait ChunkFormat {
@@ -103,7 +42,7 @@ pub fn sse(value: &serde_json::Value) -> String {
     format!("data: {value}\n\n")
 }
 
-struct Live {
+struct LiveStream {
     upstream: UpstreamStream,
     pending: VecDeque<StreamEvent>,
     prefix: Option<String>,
@@ -119,14 +58,17 @@ struct Live {
     finished: bool,
 }
 
-impl Live {
+impl LiveStream {
     fn emit(&mut self, fill: impl FnOnce(&mut RequestCompleted)) {
         if let Some(mut e) = self.event.take() {
             fill(&mut e);
             e.total_time_ms = self.request_started.elapsed().as_millis() as Millis;
             e.total_us = self.request_started.elapsed().as_micros() as u64;
-            e.upstream_us = Some(self.upstream_started.elapsed().as_micros() as u64);
-            e.upstream_ms = Some(self.state.clock.now_ms() - self.upstream_started_ms);
+            record::upstream_time(
+                &mut e,
+                self.state.clock.now_ms() - self.upstream_started_ms,
+                self.upstream_started.elapsed().as_micros() as u64,
+            );
             self.state.sinks.emit(e);
         }
     }
@@ -180,13 +122,8 @@ impl Live {
                     }
                     let cost = gateway::cost_usd(&usage, &self.model);
                     self.emit(|e| {
-                        e.success = true;
                         e.http_status = 200;
-                        e.input_tokens = Some(usage.input_tokens);
-                        e.output_tokens = Some(usage.output_tokens);
-                        e.thinking_tokens = Some(usage.thinking_tokens);
-                        e.cost_usd = Some(cost);
-                        e.finish_reason = Some(finish_reason.as_str().to_owned());
+                        record::completed(e, &usage, cost, finish_reason.as_str());
                     });
                     return Some(self.format.done(finish_reason, &usage, cost));
                 }
@@ -216,7 +153,7 @@ impl Live {
     }
 }
 
-impl Drop for Live {
+impl Drop for LiveStream {
     fn drop(&mut self) {
         if !self.finished {
             // The client went away mid-stream: dropping `upstream` closes the upstream
@@ -232,27 +169,22 @@ impl Drop for Live {
 
 /// The response body of a streamed answer. `event` is the request's completion event as
 /// far as it is known; the stream fills in the rest and emits it when it ends.
-pub fn live_body(
+pub(super) fn live_body(
     answered: Answered<Probed>,
     mut format: Box<dyn ChunkFormat>,
     mut event: RequestCompleted,
     state: web::Data<AppState>,
     request_started: Instant,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
-    let id = answered.candidate.id();
     event.streamed = true;
-    event.provider_used = Some(id.provider.clone());
-    event.model_used = Some(id.model.clone());
-    event.api_key_used = Some(id.key_id.clone());
-    event.tier_used = Some(answered.candidate.tier);
-    event.queue_wait_ms = Some(answered.guard.lease().queue_wait_ms);
-    event.rate_limit_wait_ms = Some(answered.guard.lease().rate_limit_wait_ms);
-    event.alternatives_tried = answered.alternatives_tried as u32;
-    event.fallback_attempts = answered.attempts.len() as u32;
-    // The tries that failed before this stream answered count like a plain request's
-    // (upstream error and capacity rejection metrics, statistics).
-    event.attempt_errors = crate::http::llm::attempt_errors(&answered.attempts);
-    let live = Live {
+    record::answered(
+        &mut event,
+        &answered.candidate,
+        answered.guard.lease(),
+        &answered.attempts,
+        answered.alternatives_tried,
+    );
+    let live = LiveStream {
         upstream: answered.value.stream,
         pending: answered.value.first,
         prefix: format.start(),
