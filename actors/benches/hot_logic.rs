@@ -7,10 +7,10 @@
 
 use std::hint::black_box;
 
-use bkvy_actors::capacity::{Admission, KeyModelCapacity};
-use bkvy_actors::choice::{choose, CandidateView, Rule};
-use bkvy_actors::rate_window::RateWindow;
-use bkvy_actors::waiters::WaiterHandle;
+use bkvy_actors::key_model::capacity::{Admission, KeyModelCapacity};
+use bkvy_actors::key_model::rate_window::RateWindow;
+use bkvy_actors::key_model::waiters::WaiterHandle;
+use bkvy_actors::router::choice::{choose, CandidateView, Rule};
 use bkvy_actors::{Millis, Outcome, WaitEstimate};
 use chrono_tz::Tz;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -55,7 +55,7 @@ fn capacity(rpm: u32, max_concurrent: Option<u32>) -> KeyModelCapacity<Stay> {
     let window = RateWindow::new(rpm, u32::MAX, Tz::UTC, T0);
     KeyModelCapacity::new(
         window,
-        bkvy_actors::circuit::CircuitConfig::default(),
+        bkvy_actors::key_model::circuit::CircuitConfig::default(),
         max_concurrent,
         1_000,
         800,

@@ -12,37 +12,41 @@
 //!        └── release: a success on a permit joins a batch (FlushReleases);
 //!            anything else ──Release{outcome}──▶ KeyModelActor (429 → pause; NotSent → back)
 //!   RouterActor: reads the one live table and fans KeyAuthFailed out as Disable
+//!   StatsActor, DashboardActor: take CompletedBatch (try_send), answer reads from memory
 //! ```
 //!
-//! The rules live in plain structs with unit and property tests: [`rate_window`] (sliding
-//! RPM window, calendar-day RPD, 429 pauses), [`waiters`] (bounded FIFO), [`capacity`]
-//! (what one key/model may do now), [`choice`] (the routing rule). The actors
-//! ([`key_model`], [`router`]) only translate messages into calls on them.
+//! One folder per actor, holding its messages, the actor and the plain structs it wraps:
+//!
+//! ```text
+//!   key_model/   KeyModelActor (mod.rs) · capacity (what one pair may do now) ·
+//!                rate_window · waiters (bounded FIFO) · circuit · permits (the permit
+//!                protocol and its proof) · published (the view) · handle (how others
+//!                talk to it: KeyModelHandle, LeaseGuard)
+//!   router/      RouterActor (mod.rs) · table (RoutingTable::plan) · choice (the rule)
+//!   stats/       StatsActor · counters, daily files, CSV log and its writer thread
+//!   dashboard/   DashboardActor · minute/hour buckets, report, CSV loader
+//!   clock · ids · events (RequestCompleted) · mailbox (metrics) · persist (snapshots)
+//! ```
+//!
+//! The actors only translate messages into calls on the plain structs, which carry the
+//! unit and property tests (and the mutation scores in docs/TESTING.md).
 
-pub mod capacity;
-pub mod choice;
-pub mod circuit;
 pub mod clock;
 pub mod dashboard;
 pub mod events;
-pub mod fast_grant;
-pub mod handle;
 pub mod ids;
 pub mod key_model;
 pub mod mailbox;
 pub mod persist;
-pub mod published;
-pub mod rate_window;
 pub mod router;
 pub mod stats;
-pub mod waiters;
 
-pub use capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate};
 pub use clock::{Clock, ManualClock, Millis, SharedClock, SystemClock};
 pub use dashboard::{DashboardActor, GetDashboard, GetDashboardStatus};
 pub use events::{AttemptError, CompletedBatch, RequestCompleted};
-pub use handle::{KeyModelHandle, LeaseGuard, Want};
 pub use ids::{KeyModelId, RoutingMethod, Tier};
+pub use key_model::capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate};
+pub use key_model::handle::{KeyModelHandle, LeaseGuard, Want};
 pub use key_model::{KeyModelActor, KeyModelSpec};
 pub use mailbox::{MailboxMeter, MailboxReading};
 pub use router::{
@@ -78,7 +82,7 @@ pub fn start_key_models_with_state(
         .map(|spec| {
             let shared = Arc::new(spec.clone());
             let restore = loaded.snapshots.get(&spec.id);
-            let published = Arc::new(published::Published::default());
+            let published = Arc::new(key_model::published::Published::default());
             let actor = KeyModelActor::new(
                 spec,
                 clock.clone(),

@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::circuit::CircuitSnapshot;
 use crate::clock::Millis;
 use crate::ids::KeyModelId;
-use crate::rate_window::RateSnapshot;
+use crate::key_model::circuit::CircuitSnapshot;
+use crate::key_model::rate_window::RateSnapshot;
 
 /// Snapshots waiting for the writer thread, at most.
 const CHANNEL_BOUND: usize = 4096;
@@ -186,8 +186,8 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::circuit::{Circuit, CircuitConfig};
-    use crate::rate_window::RateWindow;
+    use crate::key_model::circuit::{Circuit, CircuitConfig};
+    use crate::key_model::rate_window::RateWindow;
 
     fn snap(model: &str) -> PairSnapshot {
         let mut w = RateWindow::new(10, 100, chrono_tz::Tz::UTC, 1_000);

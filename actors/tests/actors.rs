@@ -27,7 +27,7 @@ fn spec(
         max_concurrent,
         max_queue: 100,
         avg_response_time_ms: 1_000,
-        circuit: bkvy_actors::circuit::CircuitConfig::default(),
+        circuit: bkvy_actors::key_model::circuit::CircuitConfig::default(),
         rate_margin_ms: 0,
     }
 }
@@ -354,7 +354,7 @@ async fn the_window_holds_each_call_from_when_it_left() {
         }
         let mut g = h.acquire(T0 + 600_000, &now).await.unwrap();
         assert_eq!(
-            g.lease().lease_id == bkvy_actors::capacity::FAST_LEASE,
+            g.lease().lease_id == bkvy_actors::key_model::capacity::FAST_LEASE,
             fast
         );
         manual.advance(500);

@@ -145,7 +145,7 @@ pub struct Settings {
     /// Bound of each key/model FIFO queue (`max_queue`, default 1000).
     pub max_queue: usize,
     /// Circuit breaker thresholds and backoff (`circuit_breaker`).
-    pub circuit: bkvy_actors::circuit::CircuitConfig,
+    pub circuit: bkvy_actors::key_model::circuit::CircuitConfig,
     /// A streamed answer that sends nothing for this long is ended with an error
     /// (`stream_idle_timeout_seconds`, default 30).
     pub stream_idle_timeout: Duration,
@@ -167,7 +167,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(120),
             max_attempts_per_candidate: 2,
             max_queue: 1000,
-            circuit: bkvy_actors::circuit::CircuitConfig::default(),
+            circuit: bkvy_actors::key_model::circuit::CircuitConfig::default(),
             stream_idle_timeout: Duration::from_secs(30),
             rate_limit_margin_ms: 250,
             attempt_timeout_multiplier: 4.0,

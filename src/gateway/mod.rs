@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use bkvy_actors::circuit::FailureKind as PairFailure;
+use bkvy_actors::key_model::circuit::FailureKind as PairFailure;
 use bkvy_actors::{
     Candidate, KeyAuthFailed, Lease, LeaseGuard, Millis, Outcome, Plan, Rejection, RouterActor,
     SharedClock, Want,

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::check::{index, join, Checker};
 use std::time::Duration;
 
-use bkvy_actors::circuit::CircuitConfig;
+use bkvy_actors::key_model::circuit::CircuitConfig;
 
 use crate::config::{ScenarioEntry, Settings};
 

@@ -10,8 +10,8 @@ use std::cmp::Ordering;
 
 use serde::Serialize;
 
-use crate::capacity::WaitEstimate;
 use crate::clock::Millis;
+use crate::key_model::capacity::WaitEstimate;
 
 /// Which rule orders the candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,7 +197,7 @@ pub fn choose(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capacity::Rejection;
+    use crate::key_model::capacity::Rejection;
     use proptest::prelude::*;
 
     fn est(wait: Millis, service: Millis) -> WaitEstimate {

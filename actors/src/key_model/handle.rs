@@ -10,15 +10,17 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 
-use crate::capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate, FAST_LEASE};
 use crate::clock::Millis;
+use crate::key_model::capacity::{
+    CapacityStatus, Lease, Outcome, Rejection, WaitEstimate, FAST_LEASE,
+};
+use crate::key_model::published::Published;
 use crate::key_model::{
     CancelWait, Disable, GetStatus, KeyModelActor, KeyModelSpec, Nudge, Release, Reserve,
     ReserveReply, Reset,
 };
 use crate::key_model::{FlushReleases, RELEASE_BATCH};
 use crate::mailbox::MailboxMeter;
-use crate::published::Published;
 
 /// What a request asks of [`KeyModelHandle::acquire_with`].
 #[derive(Debug, Clone, Copy)]
@@ -87,7 +89,7 @@ impl KeyModelHandle {
     /// Asks for a slot and waits for it in the FIFO until `deadline` (Unix ms, measured by
     /// `now`). The returned guard must be released with the call's outcome.
     ///
-    /// When the actor has granted capacity ahead (see `fast_grant`), the slot is taken
+    /// When the actor has granted capacity ahead (see `permits`), the slot is taken
     /// without a message; otherwise `Reserve` asks the actor.
     pub async fn acquire(
         &self,

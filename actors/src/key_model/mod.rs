@@ -6,22 +6,30 @@
 //! [`LeaseGuard`](crate::LeaseGuard) that releases the slot even when the handler is
 //! dropped.
 
+pub mod capacity;
+pub mod circuit;
+pub mod handle;
+pub mod permits;
+pub mod published;
+pub mod rate_window;
+pub mod waiters;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::capacity::{
-    Admission, CapacityStatus, KeyModelCapacity, Lease, Outcome, Rejection, FAST_LEASE,
-};
-use crate::circuit::CircuitConfig;
 use crate::clock::{Millis, SharedClock};
 use crate::ids::KeyModelId;
+use crate::key_model::capacity::{
+    Admission, CapacityStatus, KeyModelCapacity, Lease, Outcome, Rejection, FAST_LEASE,
+};
+use crate::key_model::circuit::CircuitConfig;
+use crate::key_model::published::Published;
+use crate::key_model::rate_window::RateWindow;
 use crate::mailbox::MailboxMeter;
 use crate::persist::{PairSnapshot, StateStore};
-use crate::published::Published;
-use crate::rate_window::RateWindow;
 
 /// Mailbox bound; `send` waits (and, with its timeout, fails) beyond it.
 pub const MAILBOX_CAPACITY: usize = 4096;
@@ -244,7 +252,7 @@ impl KeyModelActor {
     }
 
     /// Makes the current estimate readable without a message (see `published`) and
-    /// leaves the permits for calls that may start now (see `fast_grant`).
+    /// leaves the permits for calls that may start now (see `permits`).
     fn publish(&mut self) {
         let now = self.clock.now_ms();
         self.capacity.grant_ahead(now);
@@ -361,6 +369,25 @@ impl KeyModelActor {
     }
 }
 
+impl Actor for KeyModelActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.publish();
+        if self.store.is_some() {
+            ctx.run_interval(SAVE_INTERVAL, |act, _| {
+                if act.dirty {
+                    act.dirty = false;
+                    if let Some(store) = &act.store {
+                        store.save(act.snapshot());
+                    }
+                }
+            });
+        }
+    }
+}
+
 impl Handler<FlushReleases> for KeyModelActor {
     type Result = ();
 
@@ -376,25 +403,6 @@ impl Handler<FlushReleases> for KeyModelActor {
                 act.flush_armed = false;
                 if act.absorb_batched() {
                     act.pump(ctx);
-                }
-            });
-        }
-    }
-}
-
-impl Actor for KeyModelActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        self.publish();
-        if self.store.is_some() {
-            ctx.run_interval(SAVE_INTERVAL, |act, _| {
-                if act.dirty {
-                    act.dirty = false;
-                    if let Some(store) = &act.store {
-                        store.save(act.snapshot());
-                    }
                 }
             });
         }

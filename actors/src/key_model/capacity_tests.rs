@@ -1,7 +1,7 @@
 //! Unit tests of `capacity`.
 
 use super::*;
-use crate::circuit::{CircuitConfig, FailureKind};
+use crate::key_model::circuit::{CircuitConfig, FailureKind};
 use chrono_tz::Tz;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -500,7 +500,7 @@ proptest::proptest! {
             for &start in &arrived {
                 let in_window = arrived
                     .iter()
-                    .filter(|&&t| t >= start && t < start + crate::rate_window::WINDOW_MS)
+                    .filter(|&&t| t >= start && t < start + crate::key_model::rate_window::WINDOW_MS)
                     .count();
                 proptest::prop_assert!(in_window <= rpm as usize, "rpm exceeded: {sent:?}");
             }
@@ -628,7 +628,7 @@ proptest::proptest! {
         margin in 0i64..400,
         ops in proptest::collection::vec(view_op(), 1..200),
     ) {
-        let published = std::sync::Arc::new(crate::published::Published::default());
+        let published = std::sync::Arc::new(crate::key_model::published::Published::default());
         let mut c: KeyModelCapacity<H> = KeyModelCapacity::new(
             RateWindow::new(rpm, rpd, Tz::UTC, T0).with_margin(margin),
             CircuitConfig::default(),
@@ -669,7 +669,7 @@ proptest::proptest! {
             let v = published.read(now);
             let says_now = v.unavailable.is_none() && v.rate_limit_wait_ms + v.queue_wait_ms == 0;
             if says_now && fast.available() == 0 {
-                let span = crate::rate_window::WINDOW_MS + margin;
+                let span = crate::key_model::rate_window::WINDOW_MS + margin;
                 let in_window = sent.iter().filter(|&&t| t + span > now).count();
                 let day = |t: Millis| (t - T0).div_euclid(86_400_000);
                 let today = sent.iter().filter(|&&t| day(t) == day(now)).count();

@@ -1,26 +1,25 @@
-//! `RouterActor` and the [`RoutingTable`]: the table builds the candidates of a request,
-//! reads their key/model actors' published estimates and fixes the attempt order with
-//! [`choice::choose`](crate::choice::choose) (`RoutingTable::plan`, called by the HTTP
-//! handler itself); the actor takes a key's pairs out of rotation when the key fails
-//! authentication, reading the one live table (it keeps no copy of its own).
+//! The [`RoutingTable`]: every routable (provider, key, model) candidate and the
+//! scenarios, built from the config on start and on reload and owned by the gateway's
+//! live snapshot. [`RoutingTable::plan`] is the whole routing decision: it builds the
+//! candidates of a request, reads their key/model actors' published estimates and fixes
+//! the attempt order with [`choose`], with no message; the HTTP
+//! handler calls it itself.
 //!
-//! The key/model actors push their estimates (see [`crate::published`]) instead of being
-//! asked with a message per candidate per request, so a choice needs no round trip. The
-//! choice is advisory: a slot may be taken between the estimate and the reservation,
-//! which is why reserving re-checks and may refuse.
+//! The key/model actors push their estimates (see [`crate::key_model::published`]) instead
+//! of being asked with a message per candidate per request, so a choice needs no round
+//! trip. The choice is advisory: a slot may be taken between the estimate and the
+//! reservation, which is why reserving re-checks and may refuse.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use actix::prelude::*;
 use serde::Serialize;
 
-use crate::capacity::WaitEstimate;
-use crate::choice::{choose, CandidateView, NotChosen, Rule};
+use super::choice::{choose, CandidateView, NotChosen, Rule};
 use crate::clock::Millis;
-use crate::handle::KeyModelHandle;
 use crate::ids::{KeyModelId, RoutingMethod, Tier};
-use crate::mailbox::MailboxMeter;
+use crate::key_model::capacity::WaitEstimate;
+use crate::key_model::handle::KeyModelHandle;
 
 /// One routable (provider, key, model) combination.
 #[derive(Debug, Clone)]
@@ -239,45 +238,8 @@ impl RouteError {
     }
 }
 
-/// Command: authentication failed for a key; take it out of rotation for all its models.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct KeyAuthFailed {
-    /// Provider name.
-    pub provider: String,
-    /// Key id.
-    pub key_id: String,
-    /// What upstream said (status and short message, no secrets).
-    pub message: String,
-}
-
-/// Query: is the router alive (`GET /health`)?
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Ping;
-
 /// A candidate with its scenario priority (0 outside scenarios).
 type Ranked = (Arc<Candidate>, i64);
-
-/// Where the router reads the current routing table. The table has one owner (the
-/// gateway's live snapshot, swapped whole on reload); the router keeps no copy, so a
-/// message handled just after a reload already sees the new table.
-pub type TableSource = Box<dyn Fn() -> Arc<RoutingTable>>;
-
-/// The actor.
-pub struct RouterActor {
-    /// The current table, read when a message needs it.
-    table: TableSource,
-    /// Mailbox counters of the router.
-    meter: MailboxMeter,
-}
-
-impl RouterActor {
-    /// A router reading the table from `table`.
-    pub fn new(table: TableSource, meter: MailboxMeter) -> Self {
-        Self { table, meter }
-    }
-}
 
 impl RoutingTable {
     /// The candidates of a target with their scenario priorities, or why there are none.
@@ -359,14 +321,6 @@ impl RoutingTable {
     }
 }
 
-impl Actor for RouterActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(crate::key_model::MAILBOX_CAPACITY);
-    }
-}
-
 impl RoutingTable {
     /// Plans a request from the estimates the key/model actors published: the whole
     /// routing decision, with no message; the HTTP handler calls it on the live table.
@@ -409,28 +363,5 @@ impl RoutingTable {
             views,
             not_chosen: choice.not_chosen,
         })
-    }
-}
-
-impl Handler<KeyAuthFailed> for RouterActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: KeyAuthFailed, _: &mut Self::Context) {
-        let _m = self.meter.handling();
-        for c in &(self.table)().candidates {
-            let id = c.id();
-            if id.provider == msg.provider && id.key_id == msg.key_id {
-                c.handle
-                    .disable(format!("authentication failed: {}", msg.message));
-            }
-        }
-    }
-}
-
-impl Handler<Ping> for RouterActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Ping, _: &mut Self::Context) {
-        let _m = self.meter.handling();
     }
 }

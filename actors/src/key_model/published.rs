@@ -7,7 +7,7 @@
 //! them (`RoutingTable::plan`) without a message: the estimate is exact until the next state change, and routing is
 //! advisory anyway — reserving a slot re-checks.
 //!
-//! A call taken on a permit granted ahead (see `fast_grant`) changes what the next request
+//! A call taken on a permit granted ahead (see `permits`) changes what the next request
 //! faces *before* the actor hears of it. So the actor publishes two estimates: one for
 //! while permits are left (a newcomer starts at once), and one for when they have run out
 //! (every permit counted as a call made now). A reader picks by the permit counter, which
@@ -19,9 +19,9 @@
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::capacity::{Outcome, Rejection, WaitEstimate};
 use crate::clock::Millis;
-use crate::fast_grant::FastGrants;
+use crate::key_model::capacity::{Outcome, Rejection, WaitEstimate};
+use crate::key_model::permits::FastGrants;
 
 const BLOCKERS: [&str; 5] = ["none", "rpm", "rpd", "paused", "concurrency"];
 
@@ -57,7 +57,7 @@ pub struct Published {
     available_at: AtomicI64,
     /// The queue bound, for a full queue's rejection.
     capacity: AtomicU64,
-    /// The permits the actor grants ahead (see `fast_grant`).
+    /// The permits the actor grants ahead (see `permits`).
     fast: Arc<FastGrants>,
     /// Successful calls on permits granted ahead whose release the actor has not taken
     /// in yet (see `KeyModelHandle`): `(sent_at, outcome)`.
@@ -69,7 +69,7 @@ fn blocker_code(b: &str) -> u8 {
 }
 
 impl Published {
-    /// The permits the actor grants ahead (see `fast_grant`).
+    /// The permits the actor grants ahead (see `permits`).
     pub fn fast_grants(&self) -> &Arc<FastGrants> {
         &self.fast
     }

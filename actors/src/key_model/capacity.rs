@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::circuit::{Blocked, Circuit, CircuitConfig, CircuitState, FailureKind};
+use super::permits::{FastGrants, PermitLedger};
 use crate::clock::Millis;
-use crate::fast_grant::FastGrants;
-use crate::rate_window::{Blocker, RateWindow, Wait};
-use crate::waiters::{QueueFull, Waiter, WaiterHandle, WaiterQueue};
+use crate::key_model::circuit::{Blocked, Circuit, CircuitConfig, CircuitState, FailureKind};
+use crate::key_model::rate_window::{Blocker, RateWindow, Wait};
+use crate::key_model::waiters::{QueueFull, Waiter, WaiterHandle, WaiterQueue};
 
 /// Weight of a new observation in the service-time average.
 const SERVICE_EMA_ALPHA: f64 = 0.2;
@@ -355,7 +355,7 @@ pub struct KeyModelCapacity<T> {
     /// Calls allowed in flight at once (`max_concurrent`), if capped.
     max_concurrent: Option<u32>,
     /// Calls in flight on leases granted through `admit`/`pump` (those on permits granted
-    /// ahead and not yet reported are [`fast_unreported`](Self::fast_unreported)).
+    /// ahead and not yet reported are [`PermitLedger::unreported`]).
     in_flight: u32,
     /// Leases granted through `admit`/`pump` and not yet released, by lease id.
     leases: HashMap<u64, LeaseRecord>,
@@ -381,12 +381,8 @@ pub struct KeyModelCapacity<T> {
     dispatched_total: u64,
     /// 429 answers since start (status).
     rate_limited_total: u64,
-    /// The permits granted ahead, shared with the handles.
-    fast: Arc<FastGrants>,
-    /// Permits ever left in `fast`, minus those taken back unused.
-    fast_issued: u64,
-    /// Permits taken whose `Release` has arrived (recorded into the window).
-    fast_reported: u64,
+    /// The permits granted ahead (see [`super::permits`]).
+    permits: PermitLedger,
 }
 
 impl<T: WaiterHandle> KeyModelCapacity<T> {
@@ -416,42 +412,20 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             consecutive_429: 0,
             dispatched_total: 0,
             rate_limited_total: 0,
-            fast: Arc::default(),
-            fast_issued: 0,
-            fast_reported: 0,
+            permits: PermitLedger::default(),
         }
     }
 
     /// Uses `fast` (shared with the handles) for the permits granted ahead.
     #[must_use]
     pub fn with_fast_grants(mut self, fast: Arc<FastGrants>) -> Self {
-        self.fast = fast;
+        self.permits = PermitLedger::new(fast);
         self
     }
 
     /// The permits granted ahead, for handlers to take.
     pub fn fast_grants(&self) -> &Arc<FastGrants> {
-        &self.fast
-    }
-
-    /// Permits taken by handlers whose `Release` has not arrived yet: calls that went (or
-    /// are about to go) upstream without the window or `in_flight` knowing. Exact after
-    /// [`revoke_fast`](Self::revoke_fast); otherwise a lower bound that may grow.
-    fn fast_unreported(&self) -> u64 {
-        let taken = self.fast_issued.saturating_sub(self.fast.available());
-        taken.saturating_sub(self.fast_reported)
-    }
-
-    /// Takes back the permits not taken yet, so that [`fast_unreported`] is exact while the
-    /// actor decides (until the next [`grant_ahead`](Self::grant_ahead)).
-    fn revoke_fast(&mut self) {
-        self.fast_issued -= self.fast.revoke();
-    }
-
-    /// Permits issued and not yet reported, taken or not: what the pair will have
-    /// dispatched once every permit left now is taken too.
-    fn fast_outstanding(&self) -> u64 {
-        self.fast_issued.saturating_sub(self.fast_reported)
+        self.permits.shared()
     }
 
     /// How many calls could start at `now` on top of those recorded (ignoring the permits
@@ -465,39 +439,17 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     }
 
     /// Leaves in the shared counter as many permits as calls could start now, after every
-    /// change of state. None while the queue is not empty (waiters go first, in order),
+    /// change of state (step 1 of [the permit protocol](super::permits), which says why
+    /// the limits hold). None while the queue is not empty (waiters go first, in order),
     /// the circuit is not closed (half-open trials are granted one by one by `admit`),
     /// or the pair is disabled or draining.
-    ///
-    /// Why the limits hold: let `room` be what the recorded state allows at `now`
-    /// (`recorded_room`) and `u` the permits taken but not yet reported when the
-    /// replacement succeeds. The new count is `room - u` (never negative),
-    /// so unreported permits, old and new, never exceed `room`. Recorded dispatches in any
-    /// later 60 s window ending at `t >= now` are a subset of those in the window at
-    /// `now`, because every recorded dispatch is at or before `now` until the next state
-    /// change, which replaces the count again. So recorded + unreported <= recorded +
-    /// `room` <= the limit, for RPM, RPD and concurrency alike. The replacement is a
-    /// compare-and-swap against the value `u` was computed from, so a permit taken in
-    /// between makes it retry with the new `u`.
     pub fn grant_ahead(&mut self, now: Millis) {
         let open = self.draining
             || self.disabled.is_some()
             || !self.queue.is_empty()
             || self.circuit.state(now) != CircuitState::Closed;
         let room = if open { 0 } else { self.recorded_room(now) };
-        let mut available = self.fast.available();
-        loop {
-            let taken = self.fast_issued - available;
-            let unreported = taken.saturating_sub(self.fast_reported);
-            let new = room.saturating_sub(unreported);
-            match self.fast.replace(available, new) {
-                Ok(()) => {
-                    self.fast_issued = taken + new;
-                    return;
-                }
-                Err(seen) => available = seen,
-            }
-        }
+        self.permits.grant(room);
     }
 
     /// The rate window (status, persistence).
@@ -516,17 +468,17 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         &self,
         now: Millis,
     ) -> (
-        crate::rate_window::RateSnapshot,
-        crate::circuit::CircuitSnapshot,
+        crate::key_model::rate_window::RateSnapshot,
+        crate::key_model::circuit::CircuitSnapshot,
     ) {
         let mut rate = self.window.snapshot();
-        let unreported = self.fast_unreported();
+        let unreported = self.permits.unreported();
         if unreported > 0 {
             let at = rate
                 .recent_runs
                 .last()
                 .map_or(now, |&(last, _)| last.max(now));
-            crate::rate_window::push_run(&mut rate.recent_runs, at, unreported as u32);
+            crate::key_model::rate_window::push_run(&mut rate.recent_runs, at, unreported as u32);
             rate.day_count = rate.day_count.saturating_add(unreported as u32);
         }
         (rate, self.circuit.snapshot())
@@ -536,8 +488,8 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     /// restored: a restart re-reads the keys, like a config reload.
     pub fn restore(
         &mut self,
-        rate: &crate::rate_window::RateSnapshot,
-        circuit: &crate::circuit::CircuitSnapshot,
+        rate: &crate::key_model::rate_window::RateSnapshot,
+        circuit: &crate::key_model::circuit::CircuitSnapshot,
         now: Millis,
     ) {
         self.window.restore(rate, now);
@@ -583,7 +535,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     }
 
     fn block(&mut self, now: Millis) -> Block {
-        let unreported = self.fast_unreported();
+        let unreported = self.permits.unreported();
         let wait = self.window.wait_with(now, unreported);
         if wait.ms > 0 {
             return Block::Rate(wait);
@@ -598,7 +550,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     ///
     /// Calls granted ahead and not yet reported count as dispatched at `now` and in flight.
     fn start_wait(&mut self, now: Millis, n_ahead: usize) -> (Millis, &'static str) {
-        let unreported = self.fast_unreported();
+        let unreported = self.permits.unreported();
         self.start_wait_with(now, n_ahead, unreported)
     }
 
@@ -660,7 +612,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         deadline: Millis,
         latest_start: Option<Millis>,
     ) -> Admission {
-        self.revoke_fast();
+        self.permits.revoke();
         if self.draining {
             return Admission::Rejected(Rejection::ShuttingDown);
         }
@@ -738,7 +690,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     /// Grants as many waiters as the limits allow, strictly in FIFO order.
     pub fn pump(&mut self, now: Millis) -> Pump<T> {
         if !self.queue.is_empty() {
-            self.revoke_fast();
+            self.permits.revoke();
         }
         let expired = self
             .queue
@@ -870,13 +822,13 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     /// at `sent_at` (its grant time if it never left): records its dispatch (unless it
     /// was never sent), then treats the outcome like [`release`](Self::release).
     pub fn release_fast(&mut self, now: Millis, sent_at: Millis, outcome: Outcome) -> Vec<T> {
-        self.fast_reported += 1;
+        let reported = self.permits.report();
         if outcome == Outcome::NotSent {
             return Vec::new();
         }
         self.window.record_at(now, sent_at);
         self.dispatched_total += 1;
-        let seed = self.fast_reported.rotate_left(32) ^ sent_at as u64;
+        let seed = reported.rotate_left(32) ^ sent_at as u64;
         self.conclude(now, sent_at, false, seed, outcome)
     }
 
@@ -997,7 +949,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
 
     /// What a new request would face.
     pub fn estimate(&mut self, now: Millis) -> WaitEstimate {
-        let unreported = self.fast_unreported();
+        let unreported = self.permits.unreported();
         self.estimate_with(now, unreported)
     }
 
@@ -1005,7 +957,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
     /// taken too: the estimate a planner must see as soon as the permits run out, before
     /// the actor has heard of the calls made on them (see `published`).
     pub fn estimate_exhausted(&mut self, now: Millis) -> WaitEstimate {
-        let outstanding = self.fast_outstanding();
+        let outstanding = self.permits.outstanding();
         self.estimate_with(now, outstanding)
     }
 
@@ -1047,13 +999,13 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
 
     /// Calls in flight, those granted ahead and not yet reported included.
     fn in_flight_all(&self) -> u32 {
-        let unreported = u32::try_from(self.fast_unreported()).unwrap_or(u32::MAX);
+        let unreported = u32::try_from(self.permits.unreported()).unwrap_or(u32::MAX);
         self.in_flight.saturating_add(unreported)
     }
 
     /// Live numbers (calls granted ahead and not yet reported count as dispatched now).
     pub fn status(&mut self, now: Millis) -> CapacityStatus {
-        let unreported = self.fast_unreported();
+        let unreported = self.permits.unreported();
         let unreported32 = u32::try_from(unreported).unwrap_or(u32::MAX);
         let (rpm_limit, rpd_limit) = self.window.limits();
         let wait = self.window.wait_with(now, unreported);
