@@ -209,7 +209,10 @@ impl Metrics {
         let capacity_rejections = Family::default();
         registry.register(
             "capacity_rejections",
-            "Candidates that refused a slot (queue_full, over_budget, would_miss_deadline, deadline_passed, key_disabled, actor_unavailable, circuit_open, circuit_trial_in_progress, shutting_down)",
+            format!(
+                "Candidates that refused a slot ({})",
+                bkvy_actors::Rejection::LABELS.join(", ")
+            ),
             capacity_rejections.clone(),
         );
         let slot_wait =
@@ -624,5 +627,29 @@ impl Collector for MailboxCollector {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The operators' list of rejection kinds is `Rejection::LABELS`, whole.
+    #[test]
+    fn the_operations_guide_lists_every_rejection_kind() {
+        let guide = include_str!("../docs/OPERATIONS.md");
+        let row = guide
+            .lines()
+            .find(|l| l.starts_with("| `bkvy_capacity_rejections_total`"))
+            .expect("the metric's row in docs/OPERATIONS.md");
+        for label in bkvy_actors::Rejection::LABELS {
+            assert!(
+                row.contains(&format!("`{label}`")),
+                "{label} missing: {row}"
+            );
+        }
+        assert_eq!(
+            row.matches("`, `").count() + 1,
+            bkvy_actors::Rejection::LABELS.len() + 2,
+            "a kind the code does not have: {row}"
+        );
     }
 }
