@@ -45,7 +45,9 @@ pub use clock::{Clock, ManualClock, Millis, SharedClock, SystemClock};
 pub use dashboard::{DashboardActor, GetDashboard, GetDashboardStatus};
 pub use events::{AttemptError, CompletedBatch, RequestCompleted};
 pub use ids::{KeyModelId, RoutingMethod, Tier};
-pub use key_model::capacity::{CapacityStatus, Lease, Outcome, Rejection, WaitEstimate};
+pub use key_model::capacity::{
+    CapacityStatus, Lease, Outcome, ProbeRecord, Rejection, WaitEstimate,
+};
 pub use key_model::handle::{KeyModelHandle, LeaseGuard, Want};
 pub use key_model::{KeyModelActor, KeyModelSpec};
 pub use mailbox::{MailboxMeter, MailboxReading};

@@ -35,10 +35,10 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
                 "open_count": s.circuit_opened_total,
                 "disabled": s.disabled,
                 "paused_until": s.paused_until.map(iso),
-                "health_probe": s.probe.as_ref().map(|(ok, at, error)| json!({
-                    "ok": ok,
-                    "checked_at": iso(*at),
-                    "error": error,
+                "health_probe": s.probe.as_ref().map(|p| json!({
+                    "ok": p.ok,
+                    "checked_at": iso(p.at),
+                    "error": p.error,
                 })),
             }),
         );

@@ -286,8 +286,8 @@ pub struct CapacityStatus {
     pub last_failure_kind: Option<&'static str>,
     /// Times the circuit opened since start.
     pub circuit_opened_total: u64,
-    /// The last health probe of the key: `(ok, when, error)`, if probes run.
-    pub probe: Option<(bool, Millis, Option<String>)>,
+    /// The last health probe of the key, if probes run.
+    pub probe: Option<ProbeRecord>,
 }
 
 /// What the actor remembers of a lease granted through `Reserve` until its release.
@@ -373,8 +373,8 @@ pub struct KeyModelCapacity<T> {
     disabled: Option<String>,
     /// Shutdown has begun: nothing more is admitted.
     draining: bool,
-    /// The last health probe of the key: (answered, when, what failed).
-    probe: Option<(bool, Millis, Option<String>)>,
+    /// The last health probe of the key.
+    probe: Option<ProbeRecord>,
     /// 429s in a row without a Retry-After-free success (doubles the default pause).
     consecutive_429: u32,
     /// Calls dispatched since start (status).
@@ -659,7 +659,7 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         if ok {
             self.circuit.probe_succeeded(now);
         }
-        self.probe = Some((ok, now, error));
+        self.probe = Some(ProbeRecord { ok, at: now, error });
     }
 
     /// The rejection for a full queue, with the time until its head is expected to go.
@@ -1044,6 +1044,17 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
             probe: self.probe.clone(),
         }
     }
+}
+
+/// The last health probe of a key, as one of its pairs recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeRecord {
+    /// The provider answered the free model-list request.
+    pub ok: bool,
+    /// When (Unix ms).
+    pub at: Millis,
+    /// What failed, if it did.
+    pub error: Option<String>,
 }
 
 #[cfg(test)]

@@ -878,10 +878,21 @@ fn a_successful_probe_lets_an_open_pair_try_at_once() {
     ));
     assert_eq!(
         c.status(T0 + 100).probe,
-        Some((false, T0 + 100, Some("connection refused".to_owned())))
+        Some(ProbeRecord {
+            ok: false,
+            at: T0 + 100,
+            error: Some("connection refused".to_owned())
+        })
     );
     c.record_probe(T0 + 200, true, None);
-    assert_eq!(c.status(T0 + 200).probe, Some((true, T0 + 200, None)));
+    assert_eq!(
+        c.status(T0 + 200).probe,
+        Some(ProbeRecord {
+            ok: true,
+            at: T0 + 200,
+            error: None
+        })
+    );
     assert!(lease(c.admit(T0 + 200, T0 + 10_000, None)).trial);
 }
 
