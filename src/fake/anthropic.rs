@@ -8,12 +8,15 @@
 //!
 //! Thinking on: the answer starts with a `thinking` block of [`THINKING_TOKENS`] words,
 //! which are included in `output_tokens` as the real API bills them.
+//!
+//! [`FLAVOR`] tells the shared exchange where the key is (`x-api-key`) and how errors
+//! look.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::exchange::{self, Flavor, Incoming, Reject, Success};
+use super::exchange::{self, Credential, Flavor, Incoming, Reject, Success};
 use super::state::Shared;
 use super::stream;
 use super::text::{self, Answer, Finish, THINKING_TOKENS, THOUGHT};
@@ -52,15 +55,21 @@ pub(crate) async fn messages(
         &req,
         &body,
         FakeApi::Anthropic,
-        Flavor::Anthropic,
+        FLAVOR,
         None,
         check,
     )
     .await
 }
 
+/// `x-api-key`, Anthropic's error shape.
+pub(crate) const FLAVOR: Flavor = Flavor {
+    credential: Credential::Header("x-api-key"),
+    error_body: |r, _| error_body(r),
+};
+
 /// Anthropic's error shape.
-pub(crate) fn error_body(r: &Reject) -> Value {
+fn error_body(r: &Reject) -> Value {
     let kind = match r.status {
         400 => "invalid_request_error",
         401 => "authentication_error",

@@ -4,30 +4,44 @@
 //! model's own when `per_model` names it) and answer. Keeping it in one place makes
 //! limits, faults and latency behave the same for every API, and means a call is
 //! recorded even when it is rejected, refused or faulted.
+//!
+//! What differs between the APIs comes in with the call: the API module's check, and
+//! its [`Flavor`] (where the credential is, what an error body looks like), which each
+//! API module declares as its `FLAVOR`. So this module depends on no API module, and
+//! the API modules depend on it.
 
 use std::time::{Duration, SystemTime};
 
 use actix_web::http::StatusCode;
 use actix_web::rt::time::sleep;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::Value;
 
 use super::state::Shared;
 use super::stream::Stream;
-use super::{anthropic, gemini, ollama, openai};
 use super::{FakeApi, FakeModelOptions, FakeOptions, Fault, RecordedRequest};
 
 /// How long a hanging call sleeps before it finally gives up.
 const HANG: Duration = Duration::from_secs(3600);
 
-/// Which API's error shape and credential header apply.
+/// What the flow needs to know of one API beyond its check.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flavor {
+    /// Where the credential is read from, for the record and the limits.
+    pub(crate) credential: Credential,
+    /// The API's error body for a refusal; the second argument is the retry delay in
+    /// seconds (Gemini puts it in the body).
+    pub(crate) error_body: fn(&Reject, u64) -> Value,
+}
+
+/// Where an API carries its credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Flavor {
-    OpenAi,
-    Anthropic,
-    Gemini,
-    Ollama,
+pub(crate) enum Credential {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// The whole value of this header.
+    Header(&'static str),
 }
 
 /// A refusal: the status and message, and OpenAI's `param`/`code` where they matter.
@@ -259,33 +273,6 @@ pub(crate) async fn serve(
     respond(outcome, flavor, &opts).await
 }
 
-/// Unknown paths and wrong methods: recorded, then a 404 in the shape of the API the
-/// path prefix belongs to.
-pub(crate) async fn not_found(
-    req: HttpRequest,
-    body: Bytes,
-    shared: web::Data<Shared>,
-) -> HttpResponse {
-    let path = req.path();
-    let (api, flavor) = if path.starts_with("/v1beta") {
-        (FakeApi::Gemini, Flavor::Gemini)
-    } else if path.starts_with("/api/") {
-        (FakeApi::Ollama, Flavor::Ollama)
-    } else if req.headers().contains_key("x-api-key") {
-        (FakeApi::Anthropic, Flavor::Anthropic)
-    } else {
-        (FakeApi::OpenAi, Flavor::OpenAi)
-    };
-    fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
-        let what = format!("{} {}", i.req.method(), i.req.path());
-        Err(Reject::new(
-            404,
-            format!("fake upstream has no route for {what}"),
-        ))
-    }
-    serve(&shared, &req, &body, api, flavor, None, check).await
-}
-
 /// The credential as the API carries it.
 fn credential(flavor: Flavor, req: &HttpRequest) -> Option<String> {
     let header = |name: &str| {
@@ -296,10 +283,9 @@ fn credential(flavor: Flavor, req: &HttpRequest) -> Option<String> {
     let bearer = || {
         header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_owned()))
     };
-    match flavor {
-        Flavor::OpenAi | Flavor::Ollama => bearer(),
-        Flavor::Anthropic => header("x-api-key"),
-        Flavor::Gemini => header("x-goog-api-key"),
+    match flavor.credential {
+        Credential::Bearer => bearer(),
+        Credential::Header(name) => header(name),
     }
 }
 
@@ -363,15 +349,6 @@ fn latency(b: &Behaviour) -> Duration {
     b.latency + Duration::from_nanos(extra)
 }
 
-fn error_body(flavor: Flavor, reject: &Reject, retry_delay_secs: u64) -> Value {
-    match flavor {
-        Flavor::OpenAi => openai::error_body(reject),
-        Flavor::Anthropic => anthropic::error_body(reject),
-        Flavor::Gemini => gemini::error_body(reject, retry_delay_secs),
-        Flavor::Ollama => ollama::error_body(reject),
-    }
-}
-
 async fn respond(outcome: Outcome, flavor: Flavor, opts: &FakeOptions) -> HttpResponse {
     match outcome {
         Outcome::Answer(v, None) => HttpResponse::Ok().json(v),
@@ -402,7 +379,7 @@ async fn respond(outcome: Outcome, flavor: Flavor, opts: &FakeOptions) -> HttpRe
             for (name, value) in headers {
                 resp.append_header((name, value));
             }
-            resp.json(error_body(flavor, &reject, delay))
+            resp.json((flavor.error_body)(&reject, delay))
         }
         Outcome::Malformed(false) => HttpResponse::Ok()
             .content_type("application/json")
@@ -468,7 +445,7 @@ async fn respond(outcome: Outcome, flavor: Flavor, opts: &FakeOptions) -> HttpRe
         Outcome::Hang => {
             sleep(HANG).await;
             let reject = Reject::new(504, "the fake upstream hung for an hour");
-            HttpResponse::GatewayTimeout().json(error_body(flavor, &reject, opts.retry_after_secs))
+            HttpResponse::GatewayTimeout().json((flavor.error_body)(&reject, opts.retry_after_secs))
         }
     }
 }

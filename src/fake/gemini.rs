@@ -9,12 +9,15 @@
 //! API does. Thinking: on for a model whose name contains `2.5` or `pro` unless
 //! `thinkingBudget` is 0; then `thoughtsTokenCount` is [`THINKING_TOKENS`] and, with
 //! `includeThoughts`, a `thought: true` part precedes the answer.
+//!
+//! [`FLAVOR`] tells the shared exchange where the key is (`x-goog-api-key`) and how
+//! errors look.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::exchange::{self, Flavor, Incoming, Reject, Success};
+use super::exchange::{self, Credential, Flavor, Incoming, Reject, Success};
 use super::gemini_request::{
     camel_keys, config, content_words, contents, function_turns, tool_config, tools, Config,
 };
@@ -32,7 +35,7 @@ pub(crate) async fn call(req: HttpRequest, body: Bytes, shared: web::Data<Shared
         &req,
         &body,
         FakeApi::Gemini,
-        Flavor::Gemini,
+        FLAVOR,
         Some(model),
         check,
     )
@@ -53,8 +56,14 @@ fn alt_sse(req: &HttpRequest) -> bool {
     req.query_string().split('&').any(|pair| pair == "alt=sse")
 }
 
+/// `x-goog-api-key`, Google's error shape.
+pub(crate) const FLAVOR: Flavor = Flavor {
+    credential: Credential::Header("x-goog-api-key"),
+    error_body,
+};
+
 /// Google's error shape; a 429 carries a `RetryInfo` detail.
-pub(crate) fn error_body(r: &Reject, retry_delay_secs: u64) -> Value {
+fn error_body(r: &Reject, retry_delay_secs: u64) -> Value {
     let status = match r.status {
         400 => "INVALID_ARGUMENT",
         401 => "UNAUTHENTICATED",

@@ -17,7 +17,9 @@
 //! provider-side rate limits, `text` makes the deterministic
 //! answer, `stream` frames streaming answers, and one module per API (`openai`, `anthropic`, `gemini` with
 //! `gemini_request`, `ollama`, `models` for the model lists) does that API's
-//! validation and shapes.
+//! validation and shapes. Each API module hands `exchange` its check and its `FLAVOR`
+//! (credential header, error shape), so `exchange` knows none of them; this module
+//! routes paths to them, and an unknown path to the API its prefix belongs to.
 
 mod anthropic;
 mod exchange;
@@ -37,8 +39,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use bytes::Bytes;
 
+use exchange::{Incoming, Reject, Success};
 use state::Shared;
 
 /// Largest request body the fake accepts (the gateway never sends more).
@@ -335,7 +339,7 @@ fn run_server(
 /// Every path the fake serves. A known path with the wrong method, or an unknown
 /// path, is recorded and answered 404 in the shape of the API its prefix belongs to.
 fn routes(cfg: &mut web::ServiceConfig) {
-    let fallback = || web::to(exchange::not_found);
+    let fallback = || web::to(not_found);
     cfg.service(
         web::resource("/v1/chat/completions")
             .route(web::post().to(openai::chat))
@@ -391,4 +395,27 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(fallback()),
     )
     .default_service(fallback());
+}
+
+/// Unknown paths and wrong methods: recorded, then a 404 in the shape of the API the
+/// path prefix belongs to.
+async fn not_found(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let path = req.path();
+    let (api, flavor) = if path.starts_with("/v1beta") {
+        (FakeApi::Gemini, gemini::FLAVOR)
+    } else if path.starts_with("/api/") {
+        (FakeApi::Ollama, ollama::FLAVOR)
+    } else if req.headers().contains_key("x-api-key") {
+        (FakeApi::Anthropic, anthropic::FLAVOR)
+    } else {
+        (FakeApi::OpenAi, openai::FLAVOR)
+    };
+    fn check(i: &Incoming<'_>) -> Result<Success, Reject> {
+        let what = format!("{} {}", i.req.method(), i.req.path());
+        Err(Reject::new(
+            404,
+            format!("fake upstream has no route for {what}"),
+        ))
+    }
+    exchange::serve(&shared, &req, &body, api, flavor, None, check).await
 }

@@ -2,7 +2,8 @@
 //!
 //! OpenAI and Anthropic share `GET /v1/models`; the fake tells them apart the way the
 //! credentials differ: an `x-api-key` header means Anthropic. Auth is checked as for
-//! chat calls. The lists are fixed; they have the model `""` for fault scripts.
+//! chat calls, and errors take the shape of the API's own `FLAVOR`. The lists are
+//! fixed; they have the model `""` for fault scripts.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -10,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::exchange::{self, Flavor, Incoming, Reject, Success};
 use super::state::Shared;
-use super::{anthropic, gemini, openai, FakeApi};
+use super::{anthropic, gemini, ollama, openai, FakeApi};
 
 const OPENAI: &[&str] = &["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o4-mini"];
 const ANTHROPIC: &[&str] = &[
@@ -28,9 +29,9 @@ pub(crate) async fn v1_models(
     shared: web::Data<Shared>,
 ) -> HttpResponse {
     let (flavor, check): (Flavor, exchange::Check) = if req.headers().contains_key("x-api-key") {
-        (Flavor::Anthropic, anthropic_list)
+        (anthropic::FLAVOR, anthropic_list)
     } else {
-        (Flavor::OpenAi, openai_list)
+        (openai::FLAVOR, openai_list)
     };
     exchange::serve(
         &shared,
@@ -55,7 +56,7 @@ pub(crate) async fn gemini_models(
         &req,
         &body,
         FakeApi::ModelList,
-        Flavor::Gemini,
+        gemini::FLAVOR,
         None,
         gemini_list,
     )
@@ -73,7 +74,7 @@ pub(crate) async fn ollama_tags(
         &req,
         &body,
         FakeApi::ModelList,
-        Flavor::Ollama,
+        ollama::FLAVOR,
         None,
         ollama_list,
     )

@@ -6,12 +6,15 @@
 //!
 //! Thinking: `think: true` (or `low`/`medium`/`high`) adds `message.thinking` of
 //! [`THINKING_TOKENS`] words, counted in `eval_count` as real Ollama does.
+//!
+//! [`FLAVOR`] tells the shared exchange where the key is (bearer, when one is sent) and
+//! how errors look.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::exchange::{self, Flavor, Incoming, Reject, Success};
+use super::exchange::{self, Credential, Flavor, Incoming, Reject, Success};
 use super::state::Shared;
 use super::stream;
 use super::text::{self, Answer, Finish, THINKING_TOKENS, THOUGHT};
@@ -57,16 +60,7 @@ const ROLES: &[&str] = &["system", "user", "assistant", "tool"];
 
 /// `POST /api/chat`.
 pub(crate) async fn chat(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> HttpResponse {
-    exchange::serve(
-        &shared,
-        &req,
-        &body,
-        FakeApi::Ollama,
-        Flavor::Ollama,
-        None,
-        check,
-    )
-    .await
+    exchange::serve(&shared, &req, &body, FakeApi::Ollama, FLAVOR, None, check).await
 }
 
 /// `GET /api/version`.
@@ -79,20 +73,17 @@ pub(crate) async fn version(
         let v = json!({"version": "0.9.0"});
         Ok(Success::json(v.clone(), v))
     }
-    exchange::serve(
-        &shared,
-        &req,
-        &body,
-        FakeApi::Ollama,
-        Flavor::Ollama,
-        None,
-        check,
-    )
-    .await
+    exchange::serve(&shared, &req, &body, FakeApi::Ollama, FLAVOR, None, check).await
 }
 
+/// The bearer token, Ollama's error shape.
+pub(crate) const FLAVOR: Flavor = Flavor {
+    credential: Credential::Bearer,
+    error_body: |r, _| error_body(r),
+};
+
 /// Ollama's error shape.
-pub(crate) fn error_body(r: &Reject) -> Value {
+fn error_body(r: &Reject) -> Value {
     json!({ "error": r.message })
 }
 

@@ -14,12 +14,14 @@
 //!
 //! Thinking: `reasoning_effort` of `low`, `medium`, `high` or `xhigh` reports
 //! [`THINKING_TOKENS`] reasoning tokens; absent, `none` or `minimal` reports 0.
+//!
+//! [`FLAVOR`] tells the shared exchange where the key is (bearer) and how errors look.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::exchange::{self, Flavor, Incoming, Reject, Success};
+use super::exchange::{self, Credential, Flavor, Incoming, Reject, Success};
 use super::state::Shared;
 use super::stream;
 use super::text::{self, Answer, Finish, THINKING_TOKENS};
@@ -77,20 +79,17 @@ const EFFORTS: &[&str] = &["none", "minimal", "low", "medium", "high", "xhigh"];
 
 /// `POST /v1/chat/completions`.
 pub(crate) async fn chat(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> HttpResponse {
-    exchange::serve(
-        &shared,
-        &req,
-        &body,
-        FakeApi::OpenAi,
-        Flavor::OpenAi,
-        None,
-        check,
-    )
-    .await
+    exchange::serve(&shared, &req, &body, FakeApi::OpenAi, FLAVOR, None, check).await
 }
 
+/// The bearer token, OpenAI's error shape.
+pub(crate) const FLAVOR: Flavor = Flavor {
+    credential: Credential::Bearer,
+    error_body: |r, _| error_body(r),
+};
+
 /// OpenAI's error shape.
-pub(crate) fn error_body(r: &Reject) -> Value {
+fn error_body(r: &Reject) -> Value {
     let (kind, code) = match r.status {
         401 => ("invalid_request_error", r.code.or(Some("invalid_api_key"))),
         404 => ("invalid_request_error", r.code),
