@@ -24,27 +24,19 @@ pub struct Loaded {
     pub files: usize,
 }
 
-/// Adds the rows of one CSV source with a timestamp before `before`.
+/// Adds the rows of one CSV source with a timestamp before `before`; unreadable rows are
+/// counted as malformed.
 pub fn load_reader<R: io::Read>(out: &mut Loaded, source: R, before: Millis, now: Millis) {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(source);
-    let mut rec = csv::StringRecord::new();
-    loop {
-        match reader.read_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => match Tx::from_record(&rec) {
-                Some(tx) if tx.at_ms < before => out.store.record(tx, now),
-                Some(_) => {}
-                None => out.malformed += 1,
-            },
-            Err(e) if e.is_io_error() => {
-                log::error!("dashboard: transaction log read stopped: {e}");
-                break;
-            }
-            Err(_) => out.malformed += 1,
+    let read = csv_log::read_rows(source, |rec| {
+        let tx = Tx::from_record(rec)?;
+        if tx.at_ms < before {
+            out.store.record(tx, now);
         }
+        Some(())
+    });
+    out.malformed += read.malformed;
+    if let Some(e) = read.stopped {
+        log::error!("dashboard: transaction log read stopped: {e}");
     }
 }
 

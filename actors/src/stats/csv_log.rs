@@ -1,11 +1,15 @@
-//! `transactions.csv`: how one [`RequestCompleted`] becomes one row, and the file that rows
-//! are appended to.
+//! `transactions.csv`: how one [`RequestCompleted`] becomes one row, the file that rows
+//! are appended to, and reading the rows back.
 //!
 //! The columns and conventions are the original's (25 columns, `True`/`False`, empty cell
 //! for null, Python float repr) so existing spreadsheets and scripts keep working. Rows are
 //! made safe to open in a spreadsheet (formula injection) and kept on one line (line
 //! breaks become spaces), which is what lets start-up repair a torn last row by cutting the
 //! file back to its last newline. Only the writer thread touches the file.
+//!
+//! The statistics summary and the dashboard both read the logs back at start-up; they do it
+//! through [`read_rows`], so they agree on the header, on which rows count as malformed and
+//! on when a read gives up.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -404,6 +408,47 @@ pub fn read_each_log(dir: &Path, mut read: impl FnMut(fs::File)) -> usize {
         }
     }
     read_files
+}
+
+/// What [`read_rows`] met besides the rows it handed on.
+#[derive(Debug, Default)]
+pub struct RowsRead {
+    /// Rows left out: not readable as CSV (e.g. not UTF-8), or refused by the caller.
+    pub malformed: u64,
+    /// The I/O error that ended the read before the end of the source, if one did.
+    pub stopped: Option<csv::Error>,
+}
+
+/// Hands each data row of one transaction log to `row`, in order. The first line is the
+/// header and is skipped whatever it holds; rows may have any number of cells (`row`
+/// judges them). A row that is not valid CSV, or that `row` answers `None` for, is counted
+/// as malformed and reading goes on; an I/O error ends the read.
+pub fn read_rows<R: Read>(
+    source: R,
+    mut row: impl FnMut(&csv::StringRecord) -> Option<()>,
+) -> RowsRead {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(source);
+    let mut rec = csv::StringRecord::new();
+    let mut read = RowsRead::default();
+    loop {
+        match reader.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {
+                if row(&rec).is_none() {
+                    read.malformed += 1;
+                }
+            }
+            Err(e) if e.is_io_error() => {
+                read.stopped = Some(e);
+                break;
+            }
+            Err(_) => read.malformed += 1,
+        }
+    }
+    read
 }
 
 /// `transactions.<stamp>[-n].csv` → (stamp, n), so files rotated within one second keep

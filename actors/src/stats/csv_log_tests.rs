@@ -103,7 +103,7 @@ fn repair_cuts_a_torn_last_line() {
     assert_eq!(fs::read_to_string(&p).unwrap(), "");
 }
 
-fn read_rows(p: &Path) -> Vec<csv::StringRecord> {
+fn rows_of_file(p: &Path) -> Vec<csv::StringRecord> {
     let mut r = csv::Reader::from_path(p).unwrap();
     assert_eq!(r.headers().unwrap().iter().collect::<Vec<_>>(), COLUMNS);
     r.records().map(|x| x.unwrap()).collect()
@@ -117,19 +117,19 @@ fn header_once_then_again_when_the_file_disappears() {
     let events: Vec<_> = (0..10).map(event).collect();
     log.append(&events[..5]).unwrap();
     log.append(&events[5..]).unwrap();
-    let rows = read_rows(log.path());
+    let rows = rows_of_file(log.path());
     assert_eq!(rows.len(), 10);
     assert!(rows.iter().all(|r| r.len() == 25));
     fs::remove_file(log.path()).unwrap();
     log.append(&events[..2]).unwrap();
-    assert_eq!(read_rows(log.path()).len(), 2);
+    assert_eq!(rows_of_file(log.path()).len(), 2);
     // Re-opening a torn file keeps every complete row.
     let mut f = OpenOptions::new().append(true).open(log.path()).unwrap();
     f.write_all(b"2024-03-01T12:00:00.000000+00:00,torn")
         .unwrap();
     drop(log);
     let log = CsvLog::open(&logs, None).unwrap();
-    assert_eq!(read_rows(log.path()).len(), 2);
+    assert_eq!(rows_of_file(log.path()).len(), 2);
 }
 
 #[test]
@@ -146,8 +146,65 @@ fn rotation_keeps_every_row_in_readable_files() {
     let mut ids = Vec::new();
     for f in &files {
         assert!(fs::metadata(f).unwrap().len() <= 2_000, "{f:?}");
-        ids.extend(read_rows(f).into_iter().map(|r| r[1].to_owned()));
+        ids.extend(rows_of_file(f).into_iter().map(|r| r[1].to_owned()));
     }
     let want: Vec<_> = (0..60).map(|i| format!("req-{i}")).collect();
     assert_eq!(ids, want, "all rows, in order, across the files");
+}
+
+/// The first cell of every row [`read_rows`] hands on; rows whose first cell is `bad` are
+/// refused.
+fn first_cells(source: impl Read) -> (Vec<String>, RowsRead) {
+    let mut seen = Vec::new();
+    let read = read_rows(source, |rec| {
+        let first = rec.get(0)?;
+        (first != "bad").then(|| seen.push(first.to_owned()))
+    });
+    (seen, read)
+}
+
+#[test]
+fn read_rows_counts_and_skips_malformed_rows() {
+    let (seen, read) = first_cells(&b"h1,h2\na,1\nbad,2\n\xff\xfe,3\nb\nc,4,extra\n"[..]);
+    assert_eq!(seen, ["a", "b", "c"], "any number of cells is handed on");
+    assert_eq!(
+        read.malformed, 2,
+        "the refused row and the one that is not UTF-8"
+    );
+    assert!(read.stopped.is_none());
+}
+
+#[test]
+fn read_rows_skips_the_header_whatever_it_holds() {
+    let (seen, read) = first_cells(&b"a,1\nb,2\n"[..]);
+    assert_eq!(
+        seen,
+        ["b"],
+        "the first line is the header even when it looks like a row"
+    );
+    assert_eq!(read.malformed, 0);
+    for source in [&b""[..], b"h1,h2\n", b"h1,h2"] {
+        let (seen, read) = first_cells(source);
+        assert!(seen.is_empty(), "{source:?}");
+        assert_eq!(read.malformed, 0, "{source:?}");
+        assert!(read.stopped.is_none(), "{source:?}");
+    }
+}
+
+/// A source whose disk has gone away.
+struct Broken;
+
+impl Read for Broken {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::Error::other("disk gone"))
+    }
+}
+
+#[test]
+fn read_rows_stops_at_an_io_error() {
+    let (seen, read) = first_cells(b"h\na\nb\n".chain(Broken));
+    assert_eq!(seen, ["a", "b"], "the rows before the error are handed on");
+    assert_eq!(read.malformed, 0);
+    let stopped = read.stopped.expect("the read stops");
+    assert!(stopped.is_io_error(), "{stopped}");
 }

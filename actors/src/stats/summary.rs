@@ -155,24 +155,12 @@ pub fn parse_row(rec: &csv::StringRecord) -> Option<SummaryRow<'_>> {
 
 /// Adds every row of one CSV source; unreadable rows are counted as skipped.
 pub fn scan_reader<R: io::Read>(summary: &mut Summary, source: R) {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(source);
-    let mut rec = csv::StringRecord::new();
-    loop {
-        match reader.read_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => match parse_row(&rec) {
-                Some(row) => summary.record_row(&row),
-                None => summary.malformed_rows_skipped += 1,
-            },
-            Err(e) if e.is_io_error() => {
-                log::error!("transaction log read stopped: {e}");
-                break;
-            }
-            Err(_) => summary.malformed_rows_skipped += 1,
-        }
+    let read = csv_log::read_rows(source, |rec| {
+        parse_row(rec).map(|row| summary.record_row(&row))
+    });
+    summary.malformed_rows_skipped += read.malformed;
+    if let Some(e) = read.stopped {
+        log::error!("transaction log read stopped: {e}");
     }
 }
 
