@@ -45,6 +45,10 @@
 #                                bkvy (plain, access log off, statistics on), the stack floor
 #                                and nginx under callgrind, sequential requests; repeatable
 #                                where timings are not (INSTR_N1=300 INSTR_N2=1300 requests)
+#   BKVY_REF_BIN=<path>          a reference bkvy binary (an earlier build): the instr phase
+#                                measures it too, on /llm/intelligence and on /v1 ("model":
+#                                "low"), and the report gives the change against it, so two
+#                                binaries are compared within one run
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -606,6 +610,17 @@ if [ "$RUN_INSTR" = 1 ]; then
             WORKERS=1 LOG_LEVEL=warn "${bkvy_cmd[@]}"
         instr_target bkvy-stats "$BKVY_PORT" "$BKVY_URL" "$WORK/bkvy.json" -- \
             WORKERS=1 LOG_LEVEL="$BKVY_LOG_LEVEL" TRANSACTION_LOGGING=true SUMMARY_STATS=true "${bkvy_cmd[@]}"
+        if [ -n "${BKVY_REF_BIN:-}" ]; then
+            printf '{"model":"low","messages":%s,"max_completion_tokens":100}' "$PROMPT" >"$WORK/v1.json"
+            V1_URL="http://127.0.0.1:$BKVY_PORT/v1/chat/completions"
+            ref_cmd=("$BKVY_REF_BIN" serve --config-dir "$WORK/config" --host 127.0.0.1 --port "$BKVY_PORT")
+            instr_target bkvy-ref "$BKVY_PORT" "$BKVY_URL" "$WORK/bkvy.json" -- \
+                WORKERS=1 LOG_LEVEL="$BKVY_LOG_LEVEL" "${ref_cmd[@]}"
+            instr_target bkvy-v1 "$BKVY_PORT" "$V1_URL" "$WORK/v1.json" -- \
+                WORKERS=1 LOG_LEVEL="$BKVY_LOG_LEVEL" "${bkvy_cmd[@]}"
+            instr_target bkvy-v1-ref "$BKVY_PORT" "$V1_URL" "$WORK/v1.json" -- \
+                WORKERS=1 LOG_LEVEL="$BKVY_LOG_LEVEL" "${ref_cmd[@]}"
+        fi
         instr_target floor "$FLOOR_PORT" "http://127.0.0.1:$FLOOR_PORT/v1/chat/completions" "$WORK/direct.json" \
             -H "Authorization: Bearer bench-key-1" -- \
             "$PROXY_FLOOR" --listen "127.0.0.1:$FLOOR_PORT" --upstream "$DIRECT_URL"
@@ -775,6 +790,9 @@ if os.path.exists(instr):
             print(f"\nStatistics logging on, instructions: {(per['bkvy-stats'] / per['bkvy'] - 1) * 100:+.1f} % per request.")
         if per.get("bkvy") and per.get("bkvy-nolog"):
             print(f"Access log off, instructions: {(per['bkvy-nolog'] / per['bkvy'] - 1) * 100:+.1f} % per request.")
+        for new, ref in (("bkvy", "bkvy-ref"), ("bkvy-v1", "bkvy-v1-ref")):
+            if per.get(new) and per.get(ref):
+                print(f"{new} against the reference binary: {(per[new] / per[ref] - 1) * 100:+.1f} % instructions per request.")
 sf = os.path.join(rdir, "stats-files")
 if os.path.exists(sf):
     n = int(open(sf).read().strip() or 0)
