@@ -1,5 +1,24 @@
 //! The `bkvy` binary: parse the command line, load and validate the config, start.
+//!
+//! Every setting of the process is read here and only here: each is a clap argument with
+//! a long flag and an environment variable of the same name (`--dashboard-enabled` /
+//! `DASHBOARD_ENABLED`), grouped by concern ([`ConnectionArgs`], [`LogArgs`],
+//! [`ProbeArgs`], [`DashboardArgs`], [`StatsArgs`]) and shared by `serve` and `demo`;
+//! `LOG_LEVEL` is a global argument, since every command logs. A flag on the command line
+//! wins over its variable, the variable over the default; an invalid value stops start-up
+//! with clap's error naming the flag and the variable. (The serve arguments also sit on the
+//! top-level command, which serves by default, so their variables are checked whatever the
+//! command.) The library
+//! types (`ServerOptions` and what it holds) are built from the parsed values and read no
+//! environment themselves. The one exception is `RUST_LOG`, read by `env_logger`, which
+//! takes precedence over `LOG_LEVEL`. (The `env:NAME` references in the config files are
+//! config content, resolved by `config::load`.)
+//!
+//! Every on/off setting uses one dialect, [`parse_bool`]: `true`/`false`, `1`/`0`,
+//! `yes`/`no`, `on`/`off`, in any case; anything else, the empty string included, is
+//! refused. On the command line `--flag` alone means `true` and `--flag=false` turns it off.
 
+use std::ffi::OsStr;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,13 +27,15 @@ use std::sync::Arc;
 use bkvy::config::{self, Config};
 #[cfg(feature = "fake")]
 use bkvy::fake::{FakeOptions, FakeUpstream};
-use bkvy::http::access::AccessPolicy;
+use bkvy::http::access::{AccessPolicy, IpList};
 use bkvy::http::HttpLimits;
+use bkvy::probes::ProbeOptions;
 use bkvy::server::{
     self, ConnectionOptions, DashboardOptions, Running, ServerOptions, StatsOptions,
 };
 use bkvy_actors::SystemClock;
-use clap::{Args, Parser, Subcommand};
+use clap::builder::TypedValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 /// jemalloc instead of glibc's malloc: a request allocates and frees a few hundred small
 /// blocks on one thread, which glibc pays for in `malloc_consolidate` and chunk unlinking
@@ -23,23 +44,41 @@ use clap::{Args, Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// Shown under the help of the commands that take on/off settings.
+const BOOL_HELP: &str = "A setting shown with [env: NAME] can also be given as that \
+environment variable; the flag on the command line wins. On/off settings accept true/false, \
+1/0, yes/no, on/off in any case (anything else, an empty value included, is refused); on the \
+command line --flag alone means true and --flag=false turns it off.";
+
 /// A self-hosted LLM gateway.
 #[derive(Debug, Parser)]
-#[command(name = "bkvy", version, about)]
+#[command(name = "bkvy", version, about, after_help = BOOL_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeArgs,
+    /// Log filter when RUST_LOG is not set: error, warn, info, debug, trace, or an
+    /// env_logger filter such as info,bkvy::access=warn.
+    #[arg(
+        long,
+        env = "LOG_LEVEL",
+        default_value = "info",
+        global = true,
+        help_heading = "Logging"
+    )]
+    log_level: String,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway (the default).
-    Serve(ServeArgs),
+    #[command(after_help = BOOL_HELP)]
+    Serve(Box<ServeArgs>),
     /// Run the gateway against built-in fake providers: no API keys, no internet.
     #[cfg(feature = "fake")]
-    Demo(DemoArgs),
+    #[command(after_help = BOOL_HELP)]
+    Demo(Box<DemoArgs>),
     /// Validate the config and print every problem with its JSON path.
     CheckConfig {
         /// Directory holding providers.json and routing.json.
@@ -79,10 +118,268 @@ struct ServeArgs {
     shutdown_grace_seconds: u64,
     #[command(flatten)]
     connections: ConnectionArgs,
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    probes: ProbeArgs,
+    #[command(flatten)]
+    dashboard: DashboardArgs,
+    #[command(flatten)]
+    stats: StatsArgs,
+}
+
+/// The words of the one boolean dialect and what each means.
+const BOOL_WORDS: [(&str, bool); 8] = [
+    ("true", true),
+    ("false", false),
+    ("1", true),
+    ("0", false),
+    ("yes", true),
+    ("no", false),
+    ("on", true),
+    ("off", false),
+];
+
+/// The one boolean dialect of every on/off setting, flag or environment variable:
+/// `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, in any case, surrounding whitespace
+/// ignored. Anything else, the empty string included, is an error.
+fn parse_bool(value: &str) -> Result<bool, String> {
+    let word = value.trim();
+    BOOL_WORDS
+        .iter()
+        .find(|(w, _)| w.eq_ignore_ascii_case(word))
+        .map(|(_, b)| *b)
+        .ok_or_else(|| "expected true, false, 1, 0, yes, no, on or off (any case)".to_owned())
+}
+
+/// [`parse_bool`] as clap's value parser. Its error is clap's "invalid value" one, with
+/// the accepted words and a tip naming the flag and its environment variable (the value
+/// may have come from either).
+#[derive(Debug, Clone, Copy)]
+struct BoolParser;
+
+impl TypedValueParser for BoolParser {
+    type Value = bool;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<bool, clap::Error> {
+        use clap::error::{ContextKind, ContextValue, ErrorKind};
+        let text = value.to_string_lossy();
+        parse_bool(&text).map_err(|_| {
+            let mut e = clap::Error::new(ErrorKind::InvalidValue).with_cmd(cmd);
+            let arg_name = arg.map_or_else(|| "...".to_owned(), ToString::to_string);
+            e.insert(ContextKind::InvalidArg, ContextValue::String(arg_name));
+            // An empty value would read "a value is required"; quote it instead.
+            let shown = if text.is_empty() {
+                "\"\"".into()
+            } else {
+                text.to_string()
+            };
+            e.insert(ContextKind::InvalidValue, ContextValue::String(shown));
+            let words = BOOL_WORDS.iter().map(|(w, _)| (*w).to_owned()).collect();
+            e.insert(ContextKind::ValidValue, ContextValue::Strings(words));
+            if let Some(arg) = arg {
+                let flag = arg
+                    .get_long()
+                    .map_or_else(|| arg.get_id().to_string(), |l| format!("--{l}"));
+                let source = match arg.get_env() {
+                    Some(env) => format!(
+                        "{flag} or the environment variable {}",
+                        env.to_string_lossy()
+                    ),
+                    None => flag,
+                };
+                e.insert(
+                    ContextKind::Suggested,
+                    ContextValue::StyledStrs(vec![format!(
+                        "{source} takes one of these words, in any case"
+                    )
+                    .into()]),
+                );
+            }
+            e
+        })
+    }
+}
+
+/// A number of seconds between two probe rounds: finite and at least 1.
+fn parse_probe_interval(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 1.0 => Ok(s),
+        _ => Err("expected a number of seconds, at least 1".to_owned()),
+    }
+}
+
+/// A size in MiB: a finite number above 0, fractions allowed.
+fn parse_megabytes(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(mb) if mb.is_finite() && mb > 0.0 => Ok(mb),
+        _ => Err("expected a positive number of MiB (fractions allowed)".to_owned()),
+    }
+}
+
+/// Logging of the gateway, shared by `serve` and `demo` (`LOG_LEVEL` is a global
+/// argument on [`Cli`], since every command logs).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Logging")]
+struct LogArgs {
+    /// One info line per HTTP request (the access log). Other info lines stay when it is
+    /// off; a deployment that logs requests in front of bkvy may not want them twice.
+    #[arg(
+        long,
+        env = "ACCESS_LOG",
+        default_value_t = true,
+        action = ArgAction::Set,
+        value_parser = BoolParser,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    access_log: bool,
+}
+
+/// Background health probes, shared by `serve` and `demo`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Health probes")]
+struct ProbeArgs {
+    /// Probe every (provider, key) in the background with the provider's free model-list
+    /// endpoint (never a paid completion).
+    #[arg(
+        long,
+        env = "HEALTH_PROBE_ENABLED",
+        default_value_t = false,
+        action = ArgAction::Set,
+        value_parser = BoolParser,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    health_probe_enabled: bool,
+    /// Seconds between two probe rounds (at least 1, fractions allowed).
+    #[arg(
+        long,
+        env = "HEALTH_PROBE_INTERVAL_SECONDS",
+        default_value_t = ProbeOptions::DEFAULT_INTERVAL_SECONDS as f64,
+        value_parser = parse_probe_interval
+    )]
+    health_probe_interval_seconds: f64,
+}
+
+impl ProbeArgs {
+    fn options(&self) -> ProbeOptions {
+        ProbeOptions {
+            enabled: self.health_probe_enabled,
+            interval: std::time::Duration::from_secs_f64(self.health_probe_interval_seconds),
+        }
+    }
+}
+
+/// The web dashboard and who may reach it and the admin endpoints, shared by `serve` and
+/// `demo`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Dashboard and admin access")]
+struct DashboardArgs {
+    /// Serve the web dashboard at /dashboard (off: 404). Its history comes from --log-dir.
+    #[arg(
+        long,
+        env = "DASHBOARD_ENABLED",
+        default_value_t = false,
+        action = ArgAction::Set,
+        value_parser = BoolParser,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    dashboard_enabled: bool,
+    /// Comma-separated IPs and CIDR ranges (IPv4 and IPv6) allowed to reach the admin
+    /// endpoints and the dashboard; an empty value allows nobody.
+    #[arg(
+        long,
+        env = "DASHBOARD_ALLOWED_IPS",
+        default_value = AccessPolicy::DEFAULT_ALLOWED,
+        value_parser = IpList::parse
+    )]
+    dashboard_allowed_ips: IpList,
+    /// Comma-separated IPs and CIDR ranges of reverse proxies whose X-Forwarded-For is
+    /// believed (none when unset).
+    #[arg(long, env = "DASHBOARD_TRUSTED_PROXIES", value_parser = IpList::parse)]
+    dashboard_trusted_proxies: Option<IpList>,
+}
+
+impl DashboardArgs {
+    fn access(&self) -> AccessPolicy {
+        AccessPolicy {
+            allowed: self.dashboard_allowed_ips.clone(),
+            trusted_proxies: self.dashboard_trusted_proxies.clone().unwrap_or_default(),
+        }
+    }
+
+    fn options(&self, stats: &StatsArgs) -> DashboardOptions {
+        DashboardOptions {
+            enabled: self.dashboard_enabled,
+            log_dir: Some(stats.log_dir.clone()),
+        }
+    }
+}
+
+/// The statistics logs, shared by `serve` and `demo`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Statistics")]
+struct StatsArgs {
+    /// Write one CSV row per request to LOG_DIR/transactions.csv.
+    #[arg(
+        long,
+        env = "TRANSACTION_LOGGING",
+        default_value_t = false,
+        action = ArgAction::Set,
+        value_parser = BoolParser,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    transaction_logging: bool,
+    /// Write per-day totals to LOG_DIR/daily_stats.json.
+    #[arg(
+        long,
+        env = "SUMMARY_STATS",
+        default_value_t = false,
+        action = ArgAction::Set,
+        value_parser = BoolParser,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    summary_stats: bool,
+    /// Directory of the statistics files (created if missing), also the dashboard's
+    /// history.
+    #[arg(long, env = "LOG_DIR", default_value = StatsOptions::DEFAULT_LOG_DIR)]
+    log_dir: PathBuf,
+    /// Rotate transactions.csv before it grows past this many MiB (fractions allowed; no
+    /// rotation when unset).
+    #[arg(long, env = "TRANSACTION_LOG_MAX_MB", value_parser = parse_megabytes)]
+    transaction_log_max_mb: Option<f64>,
+}
+
+impl StatsArgs {
+    fn options(&self) -> StatsOptions {
+        StatsOptions {
+            transaction_logging: self.transaction_logging,
+            summary_stats: self.summary_stats,
+            log_dir: self.log_dir.clone(),
+            max_csv_bytes: self
+                .transaction_log_max_mb
+                .map(|mb| (mb * 1024.0 * 1024.0) as u64),
+        }
+    }
 }
 
 /// Client connection settings, shared by `serve` and `demo`.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Client connections")]
 struct ConnectionArgs {
     /// Seconds an idle kept-alive client connection stays open (0 = no keep-alive).
     /// Keep it longer than the idle timeout of the clients' connection pools.
@@ -131,6 +428,14 @@ struct DemoArgs {
     upstream_port: u16,
     #[command(flatten)]
     connections: ConnectionArgs,
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    probes: ProbeArgs,
+    #[command(flatten)]
+    dashboard: DashboardArgs,
+    #[command(flatten)]
+    stats: StatsArgs,
 }
 
 #[cfg(feature = "fake")]
@@ -166,8 +471,8 @@ struct FakeArgs {
 #[cfg(feature = "fake")]
 const DEMO_UPSTREAM: &str = "http://127.0.0.1:10007";
 
-fn init_logging() {
-    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into());
+/// `RUST_LOG` when set (read by `env_logger`), else `--log-level` / `LOG_LEVEL`.
+fn init_logging(level: &str) {
     env_logger::Builder::from_env(env_logger::Env::new().default_filter_or(level)).init();
 }
 
@@ -189,18 +494,8 @@ fn load_or_report(dir: &Path) -> Option<Config> {
     }
 }
 
-#[allow(clippy::print_stderr)]
-fn access_or_report() -> Option<AccessPolicy> {
-    AccessPolicy::from_env()
-        .map_err(|e| eprintln!("invalid access list: {e}"))
-        .ok()
-}
-
 async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
     let Some(config) = load_or_report(&args.config_dir) else {
-        return Ok(ExitCode::FAILURE);
-    };
-    let Some(access) = access_or_report() else {
         return Ok(ExitCode::FAILURE);
     };
     let listener = TcpListener::bind((args.host.as_str(), args.port))?;
@@ -215,14 +510,14 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
                 ..HttpLimits::default()
             },
             workers: args.workers,
-            access,
+            access: args.dashboard.access(),
             state_dir: Some(args.state_dir),
             shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_seconds),
             config_dir: Some(args.config_dir.clone()),
-            probes: bkvy::probes::ProbeOptions::from_env(),
-            stats: StatsOptions::from_env(),
-            dashboard: DashboardOptions::from_env(),
-            access_log: server::access_log_from_env(),
+            probes: args.probes.options(),
+            stats: args.stats.options(),
+            dashboard: args.dashboard.options(&args.stats),
+            access_log: args.log.access_log,
             connections: args.connections.options(),
         },
     )?;
@@ -298,7 +593,9 @@ Press Ctrl-C to stop.
     if dashboard {
         println!("Dashboard: {url}/dashboard\n");
     } else {
-        println!("Dashboard: off (start with DASHBOARD_ENABLED=true to see {url}/dashboard)\n");
+        println!(
+            "Dashboard: off (start with --dashboard-enabled or DASHBOARD_ENABLED=true to see {url}/dashboard)\n"
+        );
     }
 }
 
@@ -319,9 +616,6 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
     let Some(mut config) = load_or_report(&args.config_dir) else {
         return Ok(ExitCode::FAILURE);
     };
-    let Some(access) = access_or_report() else {
-        return Ok(ExitCode::FAILURE);
-    };
     let upstream = fake.url();
     for p in &mut config.providers {
         for m in &mut p.models {
@@ -336,14 +630,14 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             clock: Arc::new(SystemClock),
             limits: HttpLimits::default(),
             workers: 2,
-            access,
+            access: args.dashboard.access(),
             state_dir: None,
-            stats: StatsOptions::from_env(),
+            stats: args.stats.options(),
             shutdown_grace: std::time::Duration::from_secs(30),
             config_dir: None,
-            probes: bkvy::probes::ProbeOptions::from_env(),
-            dashboard: DashboardOptions::from_env(),
-            access_log: server::access_log_from_env(),
+            probes: args.probes.options(),
+            dashboard: args.dashboard.options(&args.stats),
+            access_log: args.log.access_log,
             connections: args.connections.options(),
         },
     )?;
@@ -393,13 +687,13 @@ async fn fake_upstream(args: FakeArgs) -> std::io::Result<ExitCode> {
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    init_logging(&cli.log_level);
     let result = match cli.command {
         None => serve(cli.serve).await,
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
         #[cfg(feature = "fake")]
-        Some(Command::Demo(args)) => demo(args).await,
+        Some(Command::Demo(args)) => demo(*args).await,
         Some(Command::CheckConfig { config_dir }) => Ok(check_config(&config_dir)),
         #[cfg(feature = "fake")]
         Some(Command::FakeUpstream(args)) => fake_upstream(args).await,
@@ -409,6 +703,286 @@ async fn main() -> ExitCode {
         Err(e) => {
             log::error!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every environment variable `serve` reads, each once.
+    const SERVE_ENV: &[&str] = &[
+        "HOST",
+        "PORT",
+        "WORKERS",
+        "MAX_REQUEST_BYTES",
+        "STATE_DIR",
+        "BODY_TIMEOUT_SECONDS",
+        "SHUTDOWN_GRACE_SECONDS",
+        "KEEP_ALIVE_SECONDS",
+        "LISTEN_BACKLOG",
+        "ACCESS_LOG",
+        "HEALTH_PROBE_ENABLED",
+        "HEALTH_PROBE_INTERVAL_SECONDS",
+        "DASHBOARD_ENABLED",
+        "DASHBOARD_ALLOWED_IPS",
+        "DASHBOARD_TRUSTED_PROXIES",
+        "TRANSACTION_LOGGING",
+        "SUMMARY_STATS",
+        "LOG_DIR",
+        "TRANSACTION_LOG_MAX_MB",
+        "LOG_LEVEL",
+    ];
+
+    /// The on/off settings.
+    const BOOL_ENV: &[&str] = &[
+        "ACCESS_LOG",
+        "HEALTH_PROBE_ENABLED",
+        "DASHBOARD_ENABLED",
+        "TRANSACTION_LOGGING",
+        "SUMMARY_STATS",
+    ];
+
+    /// Parses `args` with exactly `env` set of the variables the command reads (the
+    /// others removed), under a lock so that two tests never see each other's variables.
+    fn parse_with_env(env: &[(&str, &str)], args: &[&str]) -> Result<Cli, clap::Error> {
+        static ENV: Mutex<()> = Mutex::new(());
+        let _guard = ENV
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let saved: Vec<_> = SERVE_ENV
+            .iter()
+            .map(|n| (*n, std::env::var_os(n)))
+            .collect();
+        for n in SERVE_ENV {
+            std::env::remove_var(n);
+        }
+        for (n, v) in env {
+            std::env::set_var(n, v);
+        }
+        let parsed = Cli::try_parse_from(args);
+        for (n, v) in saved {
+            match v {
+                Some(v) => std::env::set_var(n, v),
+                None => std::env::remove_var(n),
+            }
+        }
+        parsed
+    }
+
+    fn serve_args(cli: Cli) -> ServeArgs {
+        match cli.command {
+            None => cli.serve,
+            Some(Command::Serve(args)) => *args,
+            Some(other) => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_boolean_dialect() {
+        for yes in [
+            "true", "TRUE", "True", "1", "yes", "Yes", "on", "ON", " on\n",
+        ] {
+            assert_eq!(parse_bool(yes), Ok(true), "{yes:?}");
+        }
+        for no in ["false", "FALSE", "0", "no", "NO", "off", "Off", "\tfalse "] {
+            assert_eq!(parse_bool(no), Ok(false), "{no:?}");
+        }
+        for bad in [
+            "",
+            " ",
+            "2",
+            "-1",
+            "t",
+            "y",
+            "n",
+            "maybe",
+            "enabled",
+            "truee",
+            "yes please",
+        ] {
+            assert!(parse_bool(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn serve_help_lists_every_variable() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let subs: &[&str] = if cfg!(feature = "fake") {
+            &["serve", "demo"]
+        } else {
+            &["serve"]
+        };
+        for sub in subs {
+            let sub = cmd.find_subcommand_mut(sub).unwrap();
+            let help = sub.render_long_help().to_string();
+            for name in SERVE_ENV {
+                // `demo` has no state, workers or request limits of its own.
+                let serve_only = [
+                    "WORKERS",
+                    "MAX_REQUEST_BYTES",
+                    "STATE_DIR",
+                    "BODY_TIMEOUT_SECONDS",
+                    "SHUTDOWN_GRACE_SECONDS",
+                ];
+                if sub.get_name() == "demo" && serve_only.contains(name) {
+                    assert!(!help.contains(&format!("[env: {name}=")), "{name} in demo");
+                    continue;
+                }
+                assert!(
+                    help.contains(&format!("[env: {name}=")),
+                    "{name} not in:\n{help}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_the_library_defaults() {
+        let cli = parse_with_env(&[], &["bkvy", "serve"]).unwrap();
+        assert_eq!(cli.log_level, "info");
+        let args = serve_args(cli);
+        assert!(args.log.access_log);
+        assert_eq!(args.probes.options(), ProbeOptions::disabled());
+        assert_eq!(args.stats.options(), StatsOptions::disabled());
+        assert_eq!(args.dashboard.access(), AccessPolicy::default());
+        assert_eq!(
+            args.dashboard.options(&args.stats),
+            DashboardOptions {
+                enabled: false,
+                log_dir: Some(PathBuf::from("logs")),
+            }
+        );
+    }
+
+    #[test]
+    fn settings_from_flags() {
+        let args = serve_args(
+            parse_with_env(
+                &[],
+                &[
+                    "bkvy",
+                    "--dashboard-enabled",
+                    "--access-log=off",
+                    "--transaction-logging=YES",
+                    "--summary-stats=0",
+                    "--health-probe-enabled",
+                    "--health-probe-interval-seconds",
+                    "2.5",
+                    "--transaction-log-max-mb",
+                    "1.5",
+                    "--log-dir",
+                    "/var/log/bkvy",
+                    "--dashboard-allowed-ips=",
+                    "--dashboard-trusted-proxies",
+                    "10.0.0.0/8",
+                ],
+            )
+            .unwrap(),
+        );
+        assert!(!args.log.access_log);
+        let probes = args.probes.options();
+        assert!(probes.enabled);
+        assert_eq!(probes.interval, std::time::Duration::from_millis(2500));
+        let stats = args.stats.options();
+        assert!(stats.transaction_logging);
+        assert!(!stats.summary_stats);
+        assert_eq!(
+            stats.log_file(),
+            Path::new("/var/log/bkvy/transactions.csv")
+        );
+        assert_eq!(stats.max_csv_bytes, Some(1_572_864));
+        let dashboard = args.dashboard.options(&args.stats);
+        assert!(dashboard.enabled);
+        assert_eq!(dashboard.log_dir, Some(PathBuf::from("/var/log/bkvy")));
+        let access = args.dashboard.access();
+        assert_eq!(
+            access.allowed,
+            IpList::default(),
+            "an empty list allows nobody"
+        );
+        assert!(access.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn settings_from_the_environment_and_the_flag_wins() {
+        let env = [
+            ("DASHBOARD_ENABLED", "On"),
+            ("ACCESS_LOG", "no"),
+            ("SUMMARY_STATS", "1"),
+            ("LOG_DIR", "/srv/logs"),
+            ("LOG_LEVEL", "warn"),
+        ];
+        let cli = parse_with_env(&env, &["bkvy", "serve", "--summary-stats=false"]).unwrap();
+        assert_eq!(cli.log_level, "warn");
+        let args = serve_args(cli);
+        assert!(args.dashboard.dashboard_enabled);
+        assert!(!args.log.access_log);
+        assert!(!args.stats.summary_stats, "the flag wins over the variable");
+        assert_eq!(args.stats.log_dir, PathBuf::from("/srv/logs"));
+    }
+
+    #[cfg(feature = "fake")]
+    #[test]
+    fn demo_takes_the_same_settings() {
+        let cli = parse_with_env(
+            &[("TRANSACTION_LOGGING", "yes")],
+            &[
+                "bkvy",
+                "demo",
+                "--dashboard-enabled",
+                "--log-level",
+                "debug",
+            ],
+        )
+        .unwrap();
+        assert_eq!(cli.log_level, "debug");
+        let Some(Command::Demo(args)) = cli.command else {
+            panic!("not demo")
+        };
+        assert!(args.dashboard.dashboard_enabled);
+        assert!(args.stats.options().transaction_logging);
+        assert!(args.log.access_log);
+    }
+
+    #[test]
+    fn an_invalid_value_is_refused_naming_the_variable() {
+        for name in BOOL_ENV {
+            for bad in ["maybe", ""] {
+                let e = parse_with_env(&[(name, bad)], &["bkvy", "serve"]).unwrap_err();
+                assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&format!("environment variable {name}")),
+                    "{name}={bad:?}: {msg}"
+                );
+                assert!(
+                    msg.contains("[possible values: true, false, 1, 0, yes, no, on, off]"),
+                    "{msg}"
+                );
+            }
+        }
+        let e = parse_with_env(&[], &["bkvy", "--dashboard-enabled=2"]).unwrap_err();
+        assert!(e.to_string().contains("--dashboard-enabled"), "{e}");
+        for (name, bad) in [
+            ("HEALTH_PROBE_INTERVAL_SECONDS", "0.5"),
+            ("HEALTH_PROBE_INTERVAL_SECONDS", "soon"),
+            ("TRANSACTION_LOG_MAX_MB", "-3"),
+            ("TRANSACTION_LOG_MAX_MB", "inf"),
+            ("DASHBOARD_ALLOWED_IPS", "10.0.0.300"),
+            ("DASHBOARD_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("LOG_DIR", ""),
+            ("PORT", "http"),
+        ] {
+            let e = parse_with_env(&[(name, bad)], &["bkvy", "serve"]).unwrap_err();
+            assert!(e.to_string().contains(name), "{name}={bad:?}: {e}");
         }
     }
 }

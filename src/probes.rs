@@ -1,6 +1,9 @@
-//! Optional background health probes (`HEALTH_PROBE_ENABLED=true`, off by default).
+//! Optional background health probes (off by default).
 //!
-//! Every `HEALTH_PROBE_INTERVAL_SECONDS` each (provider, key) is checked with the
+//! [`ProbeOptions`] is plain data: the binary fills it from its command line
+//! (`--health-probe-enabled`, `--health-probe-interval-seconds`, or the environment
+//! variables `HEALTH_PROBE_ENABLED` and `HEALTH_PROBE_INTERVAL_SECONDS`); this module
+//! reads no environment. Every interval each (provider, key) is checked with the
 //! provider's free model-list endpoint; the result goes to every key/model actor of that
 //! key, where it is shown in `/circuits/status` and lets an open circuit (not one opened by
 //! an authentication failure) try again at once when the provider answers.
@@ -25,25 +28,15 @@ pub struct ProbeOptions {
 }
 
 impl ProbeOptions {
+    /// `HEALTH_PROBE_INTERVAL_SECONDS` default.
+    pub const DEFAULT_INTERVAL_SECONDS: u64 = 60;
+
     /// Probes off.
     pub fn disabled() -> Self {
         Self {
             enabled: false,
-            interval: Duration::from_secs(60),
+            interval: Duration::from_secs(Self::DEFAULT_INTERVAL_SECONDS),
         }
-    }
-
-    /// From `HEALTH_PROBE_ENABLED` (true only for `true`) and
-    /// `HEALTH_PROBE_INTERVAL_SECONDS` (default 60, at least 1).
-    pub fn from_env() -> Self {
-        let enabled = std::env::var("HEALTH_PROBE_ENABLED")
-            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
-        let interval = std::env::var("HEALTH_PROBE_INTERVAL_SECONDS")
-            .ok()
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 1.0)
-            .map_or(Duration::from_secs(60), Duration::from_secs_f64);
-        Self { enabled, interval }
     }
 }
 

@@ -3,6 +3,10 @@
 //!
 //! Taking an already-bound `TcpListener` lets tests bind `127.0.0.1:0` and the binary bind
 //! `HOST:PORT` through the same code.
+//!
+//! [`ServerOptions`] is plain data: the binary fills it from its command line, where every
+//! setting is a flag that can also be given as an environment variable (see
+//! docs/CONFIGURATION.md); nothing here reads the environment.
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -60,7 +64,9 @@ pub struct ServerOptions {
     pub probes: crate::probes::ProbeOptions,
     /// The web dashboard (`DASHBOARD_ENABLED`, history from `LOG_DIR`).
     pub dashboard: DashboardOptions,
-    /// One `info` line per HTTP request (`ACCESS_LOG`, on by default).
+    /// One `info` line per HTTP request (`ACCESS_LOG`, on by default). The lines cost
+    /// little (see `http::access_log`), but a deployment that logs requests in front of
+    /// bkvy may not want them twice.
     pub access_log: bool,
     /// Client connections: keep-alive, listen backlog, header and shutdown timeouts
     /// (`ConnectionOptions::default()` unless configured).
@@ -119,18 +125,6 @@ impl Default for ConnectionOptions {
 pub fn apply_listen_backlog(listener: &TcpListener, backlog: u32) -> std::io::Result<()> {
     let backlog = i32::try_from(backlog.max(1)).unwrap_or(i32::MAX);
     socket2::SockRef::from(listener).listen(backlog)
-}
-
-/// `ACCESS_LOG`: `false` (or `0`, `off`, `no`) switches the per-request access log off;
-/// anything else, or unset, keeps it. The lines cost little (see `http::access_log`), but a
-/// deployment that logs requests in front of bkvy may not want them twice.
-pub fn access_log_from_env() -> bool {
-    std::env::var("ACCESS_LOG").map_or(true, |v| {
-        !matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "false" | "0" | "off" | "no"
-        )
-    })
 }
 
 /// A started gateway: the HTTP server has its listener and the actors run. Nothing

@@ -3,7 +3,12 @@
 //! The client address is the socket peer. `X-Forwarded-For` is believed only when the peer
 //! is a listed trusted proxy, and then the nearest address in it that is not itself a
 //! trusted proxy is the client (so a client cannot spoof its way in by sending the header
-//! itself). An invalid entry is a start-up error; an empty list allows nobody.
+//! itself). An empty list allows nobody.
+//!
+//! The lists come from the binary's command line (`--dashboard-allowed-ips`,
+//! `--dashboard-trusted-proxies`, or the environment variables `DASHBOARD_ALLOWED_IPS`
+//! and `DASHBOARD_TRUSTED_PROXIES`), parsed with [`IpList::parse`], so an invalid entry
+//! stops start-up; this module reads no environment.
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -104,31 +109,18 @@ pub struct AccessPolicy {
 }
 
 impl Default for AccessPolicy {
+    /// Loopback only ([`AccessPolicy::DEFAULT_ALLOWED`]), no trusted proxy.
     fn default() -> Self {
         Self {
-            allowed: IpList::parse("127.0.0.1,::1").unwrap_or_default(),
+            allowed: IpList::parse(Self::DEFAULT_ALLOWED).unwrap_or_default(),
             trusted_proxies: IpList::default(),
         }
     }
 }
 
 impl AccessPolicy {
-    /// From `DASHBOARD_ALLOWED_IPS` (default `127.0.0.1,::1`) and
-    /// `DASHBOARD_TRUSTED_PROXIES` (default none).
-    pub fn from_env() -> Result<Self, String> {
-        let allowed = match std::env::var("DASHBOARD_ALLOWED_IPS") {
-            Ok(v) => IpList::parse(&v).map_err(|e| format!("DASHBOARD_ALLOWED_IPS: {e}"))?,
-            Err(_) => Self::default().allowed,
-        };
-        let trusted_proxies = match std::env::var("DASHBOARD_TRUSTED_PROXIES") {
-            Ok(v) => IpList::parse(&v).map_err(|e| format!("DASHBOARD_TRUSTED_PROXIES: {e}"))?,
-            Err(_) => IpList::default(),
-        };
-        Ok(Self {
-            allowed,
-            trusted_proxies,
-        })
-    }
+    /// `DASHBOARD_ALLOWED_IPS` default: the loopback addresses.
+    pub const DEFAULT_ALLOWED: &'static str = "127.0.0.1,::1";
 
     /// The client's address as far as it can be trusted.
     pub fn client_ip(&self, peer: Option<IpAddr>, forwarded_for: Option<&str>) -> Option<IpAddr> {

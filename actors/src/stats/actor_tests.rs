@@ -14,30 +14,6 @@ fn opts(dir: &Path) -> StatsOptions {
     }
 }
 
-#[test]
-fn options_from_the_environment() {
-    let env = |pairs: &'static [(&'static str, &'static str)]| {
-        move |k: &str| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    };
-    let o = StatsOptions::from_lookup(env(&[
-        ("TRANSACTION_LOGGING", "True"),
-        ("SUMMARY_STATS", "yes"),
-        ("LOG_DIR", "/var/log/bkvy"),
-        ("TRANSACTION_LOG_MAX_MB", "1.5"),
-    ]));
-    assert!(o.transaction_logging);
-    assert!(!o.summary_stats, "only `true` turns a log on");
-    assert_eq!(o.log_file(), Path::new("/var/log/bkvy/transactions.csv"));
-    assert_eq!(o.max_csv_bytes, Some(1_572_864));
-    let o = StatsOptions::from_lookup(env(&[("TRANSACTION_LOG_MAX_MB", "-3")]));
-    assert_eq!(o, StatsOptions::disabled());
-}
-
 #[actix_rt::test]
 async fn events_reach_both_files_and_a_restart_continues_them() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,8 @@
-//! Which statistics logs are on and where they go, from the environment variables the
-//! original read (`TRANSACTION_LOGGING`, `SUMMARY_STATS`, `LOG_DIR`), plus
-//! `TRANSACTION_LOG_MAX_MB` for rotation.
+//! Which statistics logs are on and where they go. Plain data: the binary fills it from
+//! its command line (`--transaction-logging`, `--summary-stats`, `--log-dir`,
+//! `--transaction-log-max-mb`, or the environment variables the original read,
+//! `TRANSACTION_LOGGING`, `SUMMARY_STATS` and `LOG_DIR`, plus `TRANSACTION_LOG_MAX_MB` for
+//! rotation); nothing here reads the environment.
 
 use std::path::PathBuf;
 
@@ -21,42 +23,16 @@ pub struct StatsOptions {
 }
 
 impl StatsOptions {
+    /// `LOG_DIR` default.
+    pub const DEFAULT_LOG_DIR: &'static str = "logs";
+
     /// Both logs off.
     pub fn disabled() -> Self {
         Self {
             transaction_logging: false,
             summary_stats: false,
-            log_dir: PathBuf::from("logs"),
+            log_dir: PathBuf::from(Self::DEFAULT_LOG_DIR),
             max_csv_bytes: None,
-        }
-    }
-
-    /// From the process environment.
-    pub fn from_env() -> Self {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// From a variable lookup: a flag is on only when its lower-cased value is `true`,
-    /// as in the original.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
-        let flag = |k: &str| get(k).is_some_and(|v| v.trim().to_lowercase() == "true");
-        let max_csv_bytes =
-            get("TRANSACTION_LOG_MAX_MB").and_then(|v| match v.trim().parse::<f64>() {
-                Ok(mb) if mb.is_finite() && mb > 0.0 => Some((mb * 1024.0 * 1024.0) as u64),
-                _ => {
-                    log::warn!(
-                        "TRANSACTION_LOG_MAX_MB={v:?} is not a positive number; no rotation"
-                    );
-                    None
-                }
-            });
-        Self {
-            transaction_logging: flag("TRANSACTION_LOGGING"),
-            summary_stats: flag("SUMMARY_STATS"),
-            log_dir: get("LOG_DIR")
-                .filter(|d| !d.trim().is_empty())
-                .map_or_else(|| PathBuf::from("logs"), PathBuf::from),
-            max_csv_bytes,
         }
     }
 
