@@ -351,7 +351,10 @@ impl RateWindow {
     }
 
     /// Milliseconds until the `n`-th next dispatch (0-based: `n = 0` is the next one) could
-    /// go, if each goes as early as the limits allow. Used to estimate queue waits.
+    /// go, if each goes as early as the limits allow. Used to estimate queue waits, and
+    /// with every permit granted ahead counted as a dispatch, so `n` can be as large as
+    /// the pair's whole RPM room: the answer is computed in constant time unless the day
+    /// limit binds.
     pub fn start_after(&mut self, now: Millis, n: usize) -> Millis {
         let first = self.wait(now);
         if n == 0 {
@@ -363,6 +366,50 @@ impl RateWindow {
         if self.recent.len() + n < rpm && (self.day_count as usize) + n < self.rpd as usize {
             return first.ms;
         }
+        let t0 = now + first.ms;
+        if rpm > 0 && n < self.day_room_from(t0) {
+            return self.rpm_only_start(t0, n) - now;
+        }
+        self.simulate_start(now, t0, n)
+    }
+
+    /// Dispatches the day counter allows from `t0` on, in the day `t0` falls in (the day
+    /// rolls forward as [`simulate_start`](Self::simulate_start) rolls it).
+    fn day_room_from(&self, t0: Millis) -> usize {
+        let mut day_end = self.day_end;
+        let mut day_count = self.day_count;
+        while t0 >= day_end {
+            day_end += 86_400_000;
+            day_count = 0;
+        }
+        self.rpd.saturating_sub(day_count) as usize
+    }
+
+    /// When the `n`-th next dispatch could go by the RPM window alone, the first going at
+    /// `t0`. With `e` the newest `m <= rpm` recorded dispatches (all at or before `t0`) and
+    /// `s` the combined sequence, each new dispatch `j` goes at `max(t0, s[j-1],
+    /// s[j-rpm] + span)`. In the first round (`j < m + rpm`) that is `max(t0, e[j-rpm] +
+    /// span)`, as `e` is sorted; after it, `s[j] = s[j-rpm] + span`, because `s[j-rpm] >=
+    /// t0` and `s[j-1] <= s[j-rpm] + span`. So dispatch `n` goes one span per full round
+    /// after dispatch `n mod rpm` of the first round.
+    fn rpm_only_start(&self, t0: Millis, n: usize) -> Millis {
+        let rpm = self.rpm as usize;
+        let m = self.recent.len().min(rpm);
+        let oldest = self.recent.len() - m;
+        let (rounds, r) = (n / rpm, n % rpm);
+        let j = m + r;
+        let first_round = if j < rpm {
+            t0
+        } else {
+            t0.max(self.recent[oldest + j - rpm] + self.span())
+        };
+        first_round + rounds as Millis * self.span()
+    }
+
+    /// [`start_after`](Self::start_after) by placing every dispatch in turn: exact with
+    /// both limits, linear in `n`. Used when the day limit binds.
+    fn simulate_start(&self, now: Millis, t0: Millis, n: usize) -> Millis {
+        let rpm = self.rpm as usize;
         // Only the newest `rpm` dispatches can hold a future one back.
         let mut window: VecDeque<Millis> = self
             .recent
@@ -370,7 +417,7 @@ impl RateWindow {
             .skip(self.recent.len().saturating_sub(rpm))
             .copied()
             .collect();
-        let mut t = now + first.ms;
+        let mut t = t0;
         let mut day_end = self.day_end;
         let mut day_count = self.day_count;
         for _ in 0..=n {
@@ -904,7 +951,55 @@ mod tests {
         assert_eq!(w.day_reset_at(T0 + 86_400_000), T0 + 2 * 86_400_000);
     }
 
+    #[test]
+    fn the_start_several_windows_ahead_in_a_large_window_matches_placing_each_call() {
+        let mut w = RateWindow::new(100_000, 1_000_000_000, Tz::UTC, T0);
+        for i in 0..1_000 {
+            w.record(T0 + i * 10);
+        }
+        let now = T0 + 20_000;
+        for n in [98_999, 99_000, 99_001, 250_000] {
+            let first = w.wait(now);
+            assert_eq!(
+                w.start_after(now, n),
+                w.simulate_start(now, now + first.ms, n),
+                "n = {n}"
+            );
+        }
+        // The 99,000 free places go now; then the recorded calls leave the window one by
+        // one from T0 + 60 s; a whole window of new calls later, one window after now.
+        assert_eq!(w.start_after(now, 98_999), 0);
+        assert_eq!(w.start_after(now, 99_000), T0 + 60_000 - now);
+        assert_eq!(w.start_after(now, 100_000), 60_000);
+    }
+
     proptest! {
+        /// The constant-time start of the `n`-th next dispatch agrees with placing every
+        /// dispatch in turn, whatever the recorded calls, the limits, the margin and `n`
+        /// (several rounds of the window included).
+        #[test]
+        fn start_after_agrees_with_placing_every_dispatch(
+            rpm in 1u32..12,
+            rpd in 1u32..60,
+            margin in 0i64..500,
+            gaps in proptest::collection::vec(0i64..20_000, 0..40),
+            later in 0i64..90_000,
+            n in 1usize..50,
+        ) {
+            let mut w = RateWindow::new(rpm, rpd, Tz::UTC, T0).with_margin(margin);
+            let mut now = T0 + 86_400_000 - 200_000;
+            for gap in gaps {
+                now += gap;
+                if w.wait(now).ms == 0 {
+                    w.record(now);
+                }
+            }
+            now += later;
+            let first = w.wait(now);
+            let simulated = w.simulate_start(now, now + first.ms, n);
+            prop_assert_eq!(w.start_after(now, n), simulated);
+        }
+
         /// Whatever the arrival pattern, a caller that dispatches only when `wait` says 0
         /// never puts more than `rpm` calls into any half-open 60-second interval, nor more
         /// than `rpd` into one UTC day.
