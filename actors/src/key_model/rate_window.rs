@@ -367,7 +367,7 @@ impl RateWindow {
             return first.ms;
         }
         let t0 = now + first.ms;
-        if rpm > 0 && n < self.day_room_from(t0) {
+        if n < self.day_room_from(t0) {
             return self.rpm_only_start(t0, n) - now;
         }
         self.simulate_start(now, t0, n)
@@ -971,6 +971,17 @@ mod tests {
         assert_eq!(w.start_after(now, 98_999), 0);
         assert_eq!(w.start_after(now, 99_000), T0 + 60_000 - now);
         assert_eq!(w.start_after(now, 100_000), 60_000);
+    }
+
+    #[test]
+    fn a_start_billions_of_calls_ahead_is_found_without_placing_each_call() {
+        // Placing four billion calls one by one would take minutes; the closed form
+        // answers at once, and the day limit (u32::MAX) does not bind.
+        let mut w = RateWindow::new(1_000, u32::MAX, Tz::UTC, T0).with_margin(250);
+        w.record(T0);
+        let n = 4_000_000_000usize;
+        let rounds = (n / 1_000) as Millis;
+        assert_eq!(w.start_after(T0, n), rounds * 60_250);
     }
 
     proptest! {
