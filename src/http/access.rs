@@ -149,12 +149,21 @@ impl AccessPolicy {
     }
 
     /// Whether the request may pass, and the address it was judged by.
+    ///
+    /// Every `X-Forwarded-For` line counts, combined in order as one list (RFC 9110: a
+    /// repeated list header is one list), so a spoofed first line cannot hide the line a
+    /// trusted proxy appended. A line that is not visible ASCII trusts nobody.
     pub fn check(&self, req: &HttpRequest) -> (bool, Option<IpAddr>) {
-        let forwarded = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let ip = self.client_ip(req.peer_addr().map(|a| a.ip()), forwarded);
+        let peer = req.peer_addr().map(|a| a.ip());
+        let mut lines = Vec::new();
+        for v in req.headers().get_all("x-forwarded-for") {
+            match v.to_str() {
+                Ok(line) => lines.push(line),
+                Err(_) => return (false, None),
+            }
+        }
+        let forwarded = (!lines.is_empty()).then(|| lines.join(","));
+        let ip = self.client_ip(peer, forwarded.as_deref());
         (ip.is_some_and(|ip| self.allowed.contains(ip)), ip)
     }
 }
@@ -213,5 +222,37 @@ mod tests {
             policy.client_ip(Some(ip("10.0.0.5")), Some("garbage")),
             None
         );
+    }
+
+    fn through_proxy(lines: &[&str]) -> HttpRequest {
+        let mut req =
+            actix_web::test::TestRequest::default().peer_addr("10.0.0.5:4000".parse().unwrap());
+        for line in lines {
+            req = req.append_header(("x-forwarded-for", *line));
+        }
+        req.to_http_request()
+    }
+
+    #[test]
+    fn every_forwarded_for_line_counts_so_a_spoofed_first_line_does_not_pass() {
+        let policy = AccessPolicy {
+            allowed: IpList::parse("127.0.0.1").unwrap(),
+            trusted_proxies: IpList::parse("10.0.0.5").unwrap(),
+        };
+        // The client sent `127.0.0.1` itself; the proxy appended the real address on a
+        // line of its own.
+        let req = through_proxy(&["127.0.0.1", "198.51.100.1"]);
+        assert_eq!(policy.check(&req), (false, Some(ip("198.51.100.1"))));
+        let req = through_proxy(&["198.51.100.1", "127.0.0.1"]);
+        assert_eq!(policy.check(&req), (true, Some(ip("127.0.0.1"))));
+        let req = through_proxy(&[]);
+        assert_eq!(policy.check(&req), (false, Some(ip("10.0.0.5"))));
+        let bytes = actix_web::http::header::HeaderValue::from_bytes(b"127.0.0.1\xff").unwrap();
+        let req = actix_web::test::TestRequest::default()
+            .peer_addr("10.0.0.5:4000".parse().unwrap())
+            .append_header(("x-forwarded-for", "127.0.0.1"))
+            .append_header(("x-forwarded-for", bytes))
+            .to_http_request();
+        assert_eq!(policy.check(&req), (false, None));
     }
 }
