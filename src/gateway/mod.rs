@@ -739,4 +739,12 @@ mod tests {
             assert!(b >= base / 2 && b <= base);
         }
     }
+
+    #[test]
+    fn backoff_jitter_spreads_over_the_upper_half_of_the_base() {
+        // 200 draws from 100..=200: all on one side of 150 has a chance below 2^-190.
+        let draws: Vec<u64> = (0..200).map(|_| backoff_ms(0)).collect();
+        assert!(draws.iter().any(|&b| b < 150), "{draws:?}");
+        assert!(draws.iter().any(|&b| b > 150), "{draws:?}");
+    }
 }
