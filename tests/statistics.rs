@@ -431,3 +431,30 @@ async fn endpoint_shapes_errors_and_disabled_logs() {
     assert_eq!(status, 404);
     assert_eq!(body["error_code"], "no_data_for_date");
 }
+
+/// Control characters a client puts into a field that reaches the log (here a model name
+/// no provider has) never reach a CSV cell: a terminal or spreadsheet showing the file
+/// cannot be driven by them.
+#[actix_web::test]
+async fn control_characters_from_a_request_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_with_stats(dir.path());
+    let (status, _) = post(
+        &format!("{}/llm/direct", h.url),
+        &json!({"client_id": "t", "provider": "openai", "model": "gpt\u{1b}[31m\u{7}\u{0}x",
+                "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert!((400..500).contains(&status), "{status}");
+    flush(&h).await;
+    let rows = read_csv(&dir.path().join("transactions.csv"));
+    assert_eq!(rows.len(), 1);
+    let model = &rows[0][col("requested_model")];
+    assert_eq!(model, "gpt\u{FFFD}[31m\u{FFFD}\u{FFFD}x");
+    for cell in rows[0].iter() {
+        assert!(
+            !cell.chars().any(|c| c != '\t' && c.is_control()),
+            "{cell:?}"
+        );
+    }
+}

@@ -3,8 +3,8 @@
 //!
 //! The columns and conventions are the original's (25 columns, `True`/`False`, empty cell
 //! for null, Python float repr) so existing spreadsheets and scripts keep working. Rows are
-//! made safe to open in a spreadsheet (formula injection) and kept on one line (line
-//! breaks become spaces), which is what lets start-up repair a torn last row by cutting the
+//! made safe to open in a spreadsheet (formula injection), free of control characters and
+//! kept on one line (line breaks become spaces), which is what lets start-up repair a torn last row by cutting the
 //! file back to its last newline. Only the writer thread touches the file.
 //!
 //! The statistics summary and the dashboard both read the logs back at start-up; they do it
@@ -112,15 +112,21 @@ pub fn python_float(x: f64) -> String {
     }
 }
 
-/// A text cell: one line, and never read as a formula.
+/// A text cell: one line, no control characters, and never read as a formula. Line
+/// breaks become spaces; any other control character but the tab (ESC, BEL, NUL, DEL,
+/// the C1 range) becomes U+FFFD, so a terminal or spreadsheet showing the cell cannot be
+/// driven by what a client or an upstream put into it.
 pub fn text_cell(s: &str) -> String {
-    if !s.contains(['\n', '\r']) && !s.starts_with(FORMULA_STARTS) {
+    let clean = |c: char| match c {
+        '\n' | '\r' => ' ',
+        '\t' => '\t',
+        c if c.is_control() => '\u{FFFD}',
+        c => c,
+    };
+    if !s.chars().any(|c| c != '\t' && c.is_control()) && !s.starts_with(FORMULA_STARTS) {
         return s.to_owned();
     }
-    let one_line: String = s
-        .chars()
-        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
-        .collect();
+    let one_line: String = s.chars().map(clean).collect();
     if one_line.starts_with(FORMULA_STARTS) {
         format!("'{one_line}")
     } else {

@@ -39,8 +39,15 @@ proptest::proptest! {
     }
 
     #[test]
-    fn text_cells_match_the_line_and_formula_rules(s in "[=+@\\-\t\r\na-z' ]{0,12}") {
-        let one_line: String = s.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
+    fn text_cells_match_the_line_and_formula_rules(s in "[=+@\\-\t\r\na-z' \u{0}\u{7}\u{1b}\u{7f}\u{85}]{0,12}") {
+        let one_line: String = s
+            .chars()
+            .map(|c| match c {
+                '\n' | '\r' => ' ',
+                '\u{0}' | '\u{7}' | '\u{1b}' | '\u{7f}' | '\u{85}' => '\u{FFFD}',
+                c => c,
+            })
+            .collect();
         let want = if one_line.starts_with(FORMULA_STARTS) { format!("'{one_line}") } else { one_line };
         proptest::prop_assert_eq!(text_cell(&s), want);
     }
@@ -62,6 +69,12 @@ fn text_cells_cannot_become_formulas_or_break_lines() {
     assert_eq!(text_cell("\tx"), "'\tx");
     assert_eq!(text_cell("\rx"), " x", "a CR becomes a space first");
     assert_eq!(text_cell("a\nb\r\nc"), "a b  c");
+    assert_eq!(
+        text_cell("a\u{1b}[31mb\u{7}\u{0}c\u{7f}"),
+        "a\u{FFFD}[31mb\u{FFFD}\u{FFFD}c\u{FFFD}",
+        "control characters are replaced"
+    );
+    assert_eq!(text_cell("a\tb"), "a\tb", "a tab inside a cell stays");
     assert_eq!(text_cell("plain"), "plain");
     for s in ["=SUM(A1)", "-1", "@x", "plain", "'quoted"] {
         assert_eq!(unescape_cell(&text_cell(s)), s);
