@@ -83,8 +83,7 @@ impl Call {
     pub fn succeeded(&mut self, s: &Success) {
         let e = &mut self.event;
         answered(e, &s.candidate, &s.lease, &s.attempts, s.alternatives_tried);
-        e.upstream_ms = Some(s.upstream_ms);
-        e.upstream_us = Some(s.upstream_us);
+        upstream_time(e, s.upstream_ms, s.upstream_us);
         let r = &s.response;
         completed(e, &r.usage, s.cost_usd, r.finish_reason.as_str());
     }
