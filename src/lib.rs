@@ -26,6 +26,7 @@
 //!
 //! The actor system (key/model actors, router) lives in the `bkvy-actors` crate.
 
+pub mod client_ledger;
 pub mod clients;
 pub mod config;
 pub mod events;

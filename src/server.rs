@@ -187,6 +187,7 @@ impl Running {
         http::access_log::flush();
         let state_saved = match &state.state_store {
             Some(store) => {
+                state.ledger.save(store);
                 let saved = persist_all(&state.live().table, store).await;
                 if saved {
                     log::info!("state saved to {}", store.dir().display());
@@ -323,6 +324,17 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     }
     let metrics = Arc::new(Metrics::new(mailboxes));
     let dashboard_addr = dash.as_ref().map(|d| d.actor.clone());
+    let ledger = crate::client_ledger::SharedLedger::load(store.as_ref());
+    if let Some(store) = &store {
+        let (ledger, store) = (ledger.clone(), store.clone());
+        actix_web::rt::spawn(async move {
+            let mut every = actix_web::rt::time::interval(crate::client_ledger::SAVE_EVERY);
+            loop {
+                every.tick().await;
+                ledger.save(&store);
+            }
+        });
+    }
     let state = web::Data::new(AppState {
         live,
         config_dir: opts.config_dir,
@@ -335,6 +347,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         sinks: CompletionSinks::new(metrics.clone(), recipients),
         metrics,
         stats,
+        ledger,
     });
     let web_state = web::Data::new(WebState {
         limits: opts.limits,

@@ -50,6 +50,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The statistics actor (the `/statistics/*` endpoints ask it).
     pub stats: Addr<StatsActor>,
+    /// What each client of `clients.json` has used and spent (kept across reloads, and
+    /// across restarts when `STATE_DIR` is set).
+    pub ledger: Arc<crate::client_ledger::SharedLedger>,
 }
 
 impl AppState {

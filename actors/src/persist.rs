@@ -40,6 +40,8 @@ pub struct PairSnapshot {
 
 enum Cmd {
     Save(Box<PairSnapshot>),
+    /// A file of another owner, in a subdirectory: `(subdirectory, name, bytes)`.
+    File(&'static str, String, Vec<u8>),
     Flush(mpsc::Sender<()>),
 }
 
@@ -99,6 +101,14 @@ fn writer(dir: Arc<PathBuf>, rx: Receiver<Cmd>) {
                     .and_then(|bytes| write_atomically(&dir, &name, &bytes));
                 if let Err(e) = result {
                     log::error!("cannot write state file {name}: {e}");
+                }
+            }
+            Cmd::File(sub, name, bytes) => {
+                let dir = dir.join(sub);
+                let result =
+                    fs::create_dir_all(&dir).and_then(|()| write_atomically(&dir, &name, &bytes));
+                if let Err(e) = result {
+                    log::error!("cannot write state file {sub}/{name}: {e}");
                 }
             }
             Cmd::Flush(ack) => {
@@ -166,6 +176,25 @@ impl StateStore {
     /// call from a blocking context at shutdown).
     pub fn save_blocking(&self, snap: PairSnapshot) {
         let _ = self.tx.send(Cmd::Save(Box::new(snap)));
+    }
+
+    /// Queues a file of another owner for writing, as `<dir>/<sub>/<name>` (atomically, like
+    /// the snapshots; subdirectories are not read as snapshots); never blocks.
+    pub fn save_file(&self, sub: &'static str, name: &str, bytes: Vec<u8>) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Cmd::File(sub, name.to_owned(), bytes))
+        {
+            log::warn!("state writer busy: {sub}/{name} was not saved this time");
+        }
+    }
+
+    /// Reads back a file written with [`save_file`](Self::save_file) (`None`: there is
+    /// none yet).
+    pub fn read_file(&self, sub: &str, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match fs::read(self.dir.join(sub).join(name)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Waits until everything queued so far is written, at most `timeout` (blocking).

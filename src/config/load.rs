@@ -7,6 +7,7 @@
 //! when nothing is wrong.
 
 mod check;
+mod clients;
 #[cfg(test)]
 mod problem_tests;
 mod providers;
@@ -41,10 +42,11 @@ impl fmt::Display for ConfigProblem {
 
 const PROVIDERS_FILE: &str = "providers.json";
 const ROUTING_FILE: &str = "routing.json";
+const CLIENTS_FILE: &str = "clients.json";
 
-/// Reads `<dir>/providers.json` and `<dir>/routing.json`, validates everything,
-/// and returns every problem found (not just the first). `env:NAME` keys are
-/// resolved from the process environment.
+/// Reads `<dir>/providers.json`, `<dir>/routing.json` and, when it exists,
+/// `<dir>/clients.json`, validates everything, and returns every problem found (not just
+/// the first). `env:NAME` keys are resolved from the process environment.
 pub fn load(dir: &Path) -> Result<Config, Vec<ConfigProblem>> {
     let read = |file: &str| {
         let full = dir.join(file);
@@ -55,8 +57,53 @@ pub fn load(dir: &Path) -> Result<Config, Vec<ConfigProblem>> {
     };
     let providers = read(PROVIDERS_FILE);
     let routing = read(ROUTING_FILE);
+    let clients = match dir.join(CLIENTS_FILE) {
+        f if f.exists() => Some(read(CLIENTS_FILE)),
+        _ => None,
+    };
     let env = |name: &str| std::env::var(name).ok();
-    validate(providers.as_deref(), routing.as_deref(), &env)
+    let config = validate(providers.as_deref(), routing.as_deref(), &env);
+    match clients {
+        None => config,
+        Some(text) => with_clients(config, text.as_deref(), &env),
+    }
+}
+
+/// Adds the clients of a `clients.json` text to a config from [`load_from_strs`] (tests
+/// and embedders; [`load`] reads the file itself). Problems of both are reported together.
+pub fn with_clients_str(
+    config: Result<Config, Vec<ConfigProblem>>,
+    clients_json: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<ConfigProblem>> {
+    with_clients(config, Ok(clients_json), env)
+}
+
+fn with_clients(
+    config: Result<Config, Vec<ConfigProblem>>,
+    clients_json: Result<&str, &ConfigProblem>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<ConfigProblem>> {
+    let mut ck = Checker::new(env);
+    let keys = match clients_json {
+        Ok(text) => parse(&mut ck, CLIENTS_FILE, text)
+            .and_then(|v| clients::clients(&mut ck, &v, config.as_ref().ok())),
+        Err(problem) => {
+            ck.problems.push(problem.clone());
+            None
+        }
+    };
+    match (config, keys) {
+        (Ok(mut config), Some(keys)) if ck.problems.is_empty() => {
+            config.clients = Some(std::sync::Arc::new(keys));
+            Ok(config)
+        }
+        (Ok(_), _) => Err(ck.problems),
+        (Err(mut problems), _) => {
+            problems.extend(ck.problems);
+            Err(problems)
+        }
+    }
 }
 
 /// Same as [`load`], from strings; `env` resolves `env:NAME` keys (so tests do
@@ -96,6 +143,7 @@ fn validate(
             scenarios: routing.scenarios,
             scenarios_raw: routing.scenarios_raw,
             settings: routing.settings,
+            clients: None,
         }),
         _ => {
             if ck.problems.is_empty() {

@@ -5,13 +5,15 @@
 //! `bkvy check-config` can print them all at once) and only then builds these types.
 //! Nothing downstream ever sees an unvalidated config.
 
+pub mod clients;
 pub mod load;
 pub mod secret;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use load::{load, load_from_strs, ConfigProblem};
+pub use clients::{Client, ClientKeys};
+pub use load::{load, load_from_strs, with_clients_str, ConfigProblem};
 pub use secret::Secret;
 
 use crate::types::Tier;
@@ -27,6 +29,9 @@ pub struct Config {
     pub scenarios_raw: serde_json::Value,
     /// Gateway-wide settings from routing.json (all optional there).
     pub settings: Settings,
+    /// The client keys of clients.json; `None` when there is no such file, and then no
+    /// request needs a key.
+    pub clients: Option<std::sync::Arc<ClientKeys>>,
 }
 
 /// Which wire protocol a provider speaks.

@@ -35,6 +35,29 @@ pub enum ApiError {
     /// The client's address is not allow-listed for this endpoint.
     #[error("Access denied: {0}")]
     Forbidden(String),
+    /// No client key, or one `clients.json` does not know (or a wrong admin token).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The client key may not ask for this (its `allow` list), or the body's `client_id`
+    /// names another client.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The client's own `rpm`/`rpd` is spent.
+    #[error("{message}")]
+    ClientRateLimited {
+        /// What was reached.
+        message: String,
+        /// Seconds until a request could pass.
+        retry_after_secs: Option<u64>,
+    },
+    /// The call could take the client's spend over its daily or monthly budget.
+    #[error("{message}")]
+    InsufficientQuota {
+        /// Which budget, spent and estimated.
+        message: String,
+        /// Seconds until the budget's period ends.
+        retry_after_secs: Option<u64>,
+    },
     /// A named thing (scenario, provider, model, key, tier, path) does not exist.
     #[error("{message}")]
     NotFound {
@@ -73,6 +96,10 @@ impl ApiError {
             Self::InvalidDate(_) => "invalid_date",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Forbidden(_) => "access_denied",
+            Self::Unauthorized(_) => "invalid_api_key",
+            Self::NotAllowed(_) => "not_allowed",
+            Self::ClientRateLimited { .. } => "rate_limit_exceeded",
+            Self::InsufficientQuota { .. } => "insufficient_quota",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::BodyTimeout(_) => "request_timeout",
             Self::NotFound { code, .. } | Self::Unavailable { code, .. } => code,
@@ -86,6 +113,12 @@ impl ApiError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Self::Unavailable {
+                retry_after_secs, ..
+            }
+            | Self::ClientRateLimited {
+                retry_after_secs, ..
+            }
+            | Self::InsufficientQuota {
                 retry_after_secs, ..
             } => *retry_after_secs,
             _ => None,
@@ -109,7 +142,11 @@ impl ResponseError for ApiError {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidDate(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::NotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::ClientRateLimited { .. } | Self::InsufficientQuota { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -128,6 +165,9 @@ impl ResponseError for ApiError {
 /// An error response with the given body (the `/llm/*` endpoints send a larger one).
 pub fn respond(err: &ApiError, body: serde_json::Value) -> HttpResponse {
     let mut res = HttpResponse::build(err.status_code());
+    if matches!(err, ApiError::Unauthorized(_)) {
+        res.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+    }
     if let Some(secs) = err.retry_after_secs() {
         if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
             res.insert_header((RETRY_AFTER, v));
@@ -175,6 +215,22 @@ mod tests {
             (ApiError::InvalidDate("x".into()), 400),
             (ApiError::PayloadTooLarge { limit: 1 }, 413),
             (ApiError::Forbidden("x".into()), 403),
+            (ApiError::Unauthorized("x".into()), 401),
+            (ApiError::NotAllowed("x".into()), 403),
+            (
+                ApiError::ClientRateLimited {
+                    message: "x".into(),
+                    retry_after_secs: Some(1),
+                },
+                429,
+            ),
+            (
+                ApiError::InsufficientQuota {
+                    message: "x".into(),
+                    retry_after_secs: None,
+                },
+                429,
+            ),
             (ApiError::MethodNotAllowed("x".into()), 405),
             (ApiError::BodyTimeout(30), 408),
             (

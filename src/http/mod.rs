@@ -12,6 +12,7 @@ pub mod admin;
 pub mod body;
 pub mod chat;
 pub mod circuits;
+pub mod client_auth;
 pub mod dashboard;
 pub mod error;
 pub mod llm;

@@ -170,9 +170,11 @@ impl OaiError {
             ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
             other => other.status_code(),
         };
-        let kind = match status.as_u16() {
-            403 => "permission_error",
-            404 | 400 | 413 | 422 => "invalid_request_error",
+        let kind = match (status.as_u16(), e) {
+            (_, ApiError::InsufficientQuota { .. }) => "insufficient_quota",
+            (429, _) => "requests",
+            (403, _) => "permission_error",
+            (404 | 400 | 401 | 413 | 422, _) => "invalid_request_error",
             _ => "api_error",
         };
         Self {
@@ -191,6 +193,9 @@ impl OaiError {
         res.insert_header((names::REQUEST_ID, request_id));
         if let Some(s) = self.retry_after {
             res.insert_header(("retry-after", s.max(1).to_string()));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
         }
         res.json(json!({"error": {
             "message": self.message,

@@ -1,8 +1,11 @@
 //! The one chat pipeline every front door runs on.
 //!
-//! A request goes: read the body (size and time limits) → the door parses and validates
-//! it into a [`Chat`] → plan on the live snapshot, loaded once → execute, or stream →
-//! record one completion event ([`record`]) → the door shapes the answer. A front door is
+//! A request goes: load the live snapshot once → when `clients.json` is configured,
+//! authenticate the client key from the headers ([`client_auth`]) → read the body (size
+//! and time limits) → the door parses and validates it into a [`Chat`] → the client's
+//! `allow` list and request limits → plan → admit against the client's budgets with the
+//! plan's cost estimate → execute, or stream → record one completion event ([`record`]),
+//! which settles the client's real cost → the door shapes the answer. A front door is
 //! a [`Door`]: its wire types in, its answer and error shapes out; the `/llm/*` endpoints
 //! ([`super::llm`]) and `/v1/chat/completions` ([`super::openai`]) are two doors, and a
 //! third is one more file implementing the trait.
@@ -17,6 +20,7 @@ use bkvy_actors::{KeyModelId, Millis, Plan, Route, RouteError, RouteTarget, Rout
 use serde_json::{json, Value};
 
 use super::body::read_limited;
+use super::client_auth;
 use super::error::ApiError;
 use super::{names, WebState};
 use crate::clients::Clients;
@@ -221,11 +225,29 @@ async fn run<D: Door>(
         started_ms: call.event.started_at,
         state,
     };
+    let live = state.live();
+    let refuse = |door: &D, call: &mut Call, e: ApiError| {
+        let refusal = door.refusal(&e);
+        call.error(refusal.code(), refusal.message());
+        Reply::Done(door.refuse(&ctx, &refusal))
+    };
+    // A key is checked before the body is read: a caller without one costs no buffering.
+    let client = match &live.upstreams.config.clients {
+        Some(keys) => match client_auth::authenticate(req, keys) {
+            Ok(c) => Some(c),
+            Err(e) => return refuse(door, call, e),
+        },
+        None => None,
+    };
+    let mut body_len = 0;
     let parsed = match read_limited(payload, &web.limits).await {
-        Ok(bytes) => door.parse(req, &bytes, web.limits.max_messages),
+        Ok(bytes) => {
+            body_len = bytes.len();
+            door.parse(req, &bytes, web.limits.max_messages)
+        }
         Err(e) => Err(door.refusal(&e).into()),
     };
-    let chat = match parsed {
+    let mut chat = match parsed {
         Ok(chat) => chat,
         Err(refused) => {
             call.event.max_wait_seconds = refused.max_wait_seconds.filter(|w| w.is_finite());
@@ -233,8 +255,19 @@ async fn run<D: Door>(
             return Reply::Done(door.refuse(&ctx, &refused.error));
         }
     };
+    if let Some(client) = client {
+        call.event.client_id.clone_from(&client.name);
+        if let Err(e) = client_auth::check_target(client, &chat.client_id, &chat.target) {
+            return refuse(door, call, e);
+        }
+        chat.client_id.clone_from(&client.name);
+        let now = state.clock.now_ms();
+        if let Err(r) = state.ledger.with(false, |l| l.check_rate(client, now)) {
+            call.asked(&chat);
+            return refuse(door, call, client_auth::refusal(&r));
+        }
+    }
     call.asked(&chat);
-    let live = state.live();
     let (plan, job) = match plan(state, &live, &chat, ctx.started_ms) {
         Ok(p) => p,
         Err(failure) => {
@@ -244,6 +277,14 @@ async fn run<D: Door>(
         }
     };
     call.planned(&plan);
+    if let Some(client) = client {
+        let config = &live.upstreams.config;
+        let estimate = client_auth::estimate_usd(config, &plan, body_len, chat.options.max_tokens);
+        match client_auth::admit(&state.ledger, &state.clock, client, estimate) {
+            Ok(r) => call.reservation = Some(r),
+            Err(e) => return refuse(door, call, e),
+        }
+    }
     if chat.stream {
         return match gateway::execute_stream(&live.upstreams, clients, &plan, &job).await {
             Ok(answered) => {
@@ -258,6 +299,7 @@ async fn run<D: Door>(
                     call.event.clone(),
                     state.clone(),
                     call.started,
+                    call.reservation.take(),
                 );
                 Reply::Streaming(res.content_type("text/event-stream").streaming(body))
             }

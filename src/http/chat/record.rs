@@ -15,6 +15,7 @@ use bkvy_actors::{
 
 use super::Chat;
 use crate::gateway::{AttemptRecord, Failure, FailureKind, Success};
+use crate::http::client_auth::Reservation;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 use crate::types::Usage;
@@ -25,6 +26,9 @@ pub struct Call {
     pub event: RequestCompleted,
     /// Arrival, monotonic.
     pub started: Instant,
+    /// The client's reserved budget estimate, settled with the real cost when the event
+    /// is emitted (a stream takes it along).
+    pub reservation: Option<Reservation>,
 }
 
 /// A response, and whether a stream inside it will emit the completion event itself.
@@ -47,6 +51,7 @@ impl Call {
                 method,
             ),
             started: Instant::now(),
+            reservation: None,
         }
     }
 
@@ -109,6 +114,9 @@ impl Call {
                 e.success = response.status().is_success();
                 e.total_time_ms = state.clock.now_ms() - e.started_at;
                 e.total_us = self.started.elapsed().as_micros() as u64;
+                if let Some(r) = self.reservation.take() {
+                    r.settle(e.cost_usd);
+                }
                 state.sinks.emit(self.event);
                 response
             }

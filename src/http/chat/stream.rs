@@ -18,6 +18,7 @@ use futures::StreamExt;
 use super::record;
 use crate::config::Model;
 use crate::gateway::{self, Answered, Probed};
+use crate::http::client_auth::Reservation;
 use crate::providers::stream::{StreamEvent, ToolCallDelta, UpstreamStream};
 use crate::providers::UpstreamError;
 use crate::state::AppState;
@@ -56,6 +57,7 @@ struct LiveStream {
     upstream_started: Instant,
     deltas: u64,
     finished: bool,
+    reservation: Option<Reservation>,
 }
 
 impl LiveStream {
@@ -69,6 +71,9 @@ impl LiveStream {
                 self.state.clock.now_ms() - self.upstream_started_ms,
                 self.upstream_started.elapsed().as_micros() as u64,
             );
+            if let Some(r) = self.reservation.take() {
+                r.settle(e.cost_usd);
+            }
             self.state.sinks.emit(e);
         }
     }
@@ -175,6 +180,7 @@ pub(super) fn live_body(
     mut event: RequestCompleted,
     state: web::Data<AppState>,
     request_started: Instant,
+    reservation: Option<Reservation>,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     event.streamed = true;
     record::answered(
@@ -198,6 +204,7 @@ pub(super) fn live_body(
         upstream_started: answered.started_mono,
         deltas: 0,
         finished: false,
+        reservation,
     };
     stream::unfold(live, |mut live| async move {
         let chunk = live.next_chunk().await?;
