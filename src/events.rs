@@ -5,6 +5,7 @@
 //! batch that does not fit is counted as dropped events rather than slowing or failing
 //! the request.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use actix::Recipient;
 use bkvy_actors::{CompletedBatch, MailboxMeter, RequestCompleted};
 
 use crate::metrics::Metrics;
+use crate::providers::redact::stored;
 
 /// How long an event may wait in the batch before it is delivered.
 const EVENT_FLUSH: Duration = Duration::from_millis(20);
@@ -57,7 +59,16 @@ impl CompletionSinks {
     }
 
     /// Counts the event in the metrics and queues it for every subscriber, never waiting.
-    pub fn emit(&self, event: RequestCompleted) {
+    ///
+    /// The event's error message is stored (CSV, dashboard) only up to its first
+    /// quotation mark ([`stored`]): what an upstream or the request parser quoted of the
+    /// request never reaches a file or a page.
+    pub fn emit(&self, mut event: RequestCompleted) {
+        if let Some(m) = &event.error_message {
+            if let Cow::Owned(cut) = stored(m) {
+                event.error_message = Some(cut);
+            }
+        }
         self.metrics.observe(&event);
         if self.inner.recipients.is_empty() {
             return;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::clients::Clients;
 use crate::providers::probe::{model_list_request, probe};
+use crate::providers::redact::stored;
 use crate::state::AppState;
 
 /// Time allowed for one probe.
@@ -54,6 +55,7 @@ pub async fn probe_all(state: &AppState, clients: &Clients) {
             let req = model_list_request(p, model, k.secret.as_ref());
             let client = clients.get(p.connect_timeout).clone();
             let kind = p.kind;
+            let redactor = live.upstreams.redactor.clone();
             let handles: Vec<_> = live
                 .table
                 .candidates
@@ -65,7 +67,11 @@ pub async fn probe_all(state: &AppState, clients: &Clients) {
                 let result = probe(&client, kind, &req, PROBE_TIMEOUT).await;
                 let (ok, error) = match result {
                     Ok(()) => (true, None),
-                    Err(e) => (false, Some(e.to_string())),
+                    // Stored in the pairs' status: no secret, no quoted text.
+                    Err(e) => (
+                        false,
+                        Some(stored(&redactor.error(e).to_string()).into_owned()),
+                    ),
                 };
                 for h in handles {
                     h.probe_result(ok, error.clone());

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::config::{self, Config, ConfigProblem};
 use crate::gateway::Upstreams;
+use crate::providers::Redactor;
 use crate::state::{AppState, Live};
 use crate::table::{pair_specs, table_of};
 
@@ -102,6 +103,7 @@ pub fn apply(state: &AppState, config: Config) -> ReloadReport {
     let table = Arc::new(table_of(&config, candidates));
     state.live.store(Arc::new(Live {
         upstreams: Upstreams {
+            redactor: Arc::new(Redactor::for_config(&config)),
             config: Arc::new(config),
             ..old.upstreams.clone()
         },

@@ -29,6 +29,7 @@ use crate::http::access::AccessPolicy;
 use crate::http::dashboard;
 use crate::http::{self, HttpLimits, WebState};
 use crate::metrics::Metrics;
+use crate::providers::Redactor;
 use crate::state::{AppState, Live};
 use crate::table::build_table;
 
@@ -290,6 +291,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     let router = RouterActor::create(|ctx| {
         let swap = Arc::new(ArcSwap::from_pointee(Live {
             upstreams: Upstreams {
+                redactor: Arc::new(Redactor::for_config(&config)),
                 config,
                 router: ctx.address(),
                 clock: opts.clock.clone(),

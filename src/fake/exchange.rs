@@ -255,7 +255,18 @@ pub(crate) async fn serve(
                     let fault = shared
                         .next_fault(&model)
                         .or_else(|| random_failure(&behaviour, opts.retry_after_secs));
-                    apply(fault, success, accepts_gzip(req))
+                    match fault {
+                        Some(Fault::Quoting(status)) => {
+                            let message = quoting(credential.as_deref(), json.as_ref());
+                            let outcome = Outcome::Error {
+                                reject: Reject::new(status, message),
+                                retry_after: None,
+                                headers: Vec::new(),
+                            };
+                            (outcome, Duration::ZERO)
+                        }
+                        other => apply(other, success, accepts_gzip(req)),
+                    }
                 }
             }
         }
@@ -271,6 +282,29 @@ pub(crate) async fn serve(
         sleep(wait).await;
     }
     respond(outcome, flavor, &opts).await
+}
+
+/// The message of a [`Fault::Quoting`]: the credential as received and, in double
+/// quotes, the longest text of the request body.
+fn quoting(credential: Option<&str>, body: Option<&Value>) -> String {
+    let mut text = "";
+    if let Some(body) = body {
+        longest_text(body, &mut text);
+    }
+    format!(
+        "Incorrect API key provided: {}. Request text: \"{text}\"",
+        credential.unwrap_or("none")
+    )
+}
+
+/// The longest string anywhere in `v`.
+fn longest_text<'v>(v: &'v Value, best: &mut &'v str) {
+    match v {
+        Value::String(s) if s.len() > best.len() => *best = s,
+        Value::Array(items) => items.iter().for_each(|i| longest_text(i, best)),
+        Value::Object(map) => map.values().for_each(|i| longest_text(i, best)),
+        _ => {}
+    }
 }
 
 /// The credential as the API carries it.
@@ -330,6 +364,12 @@ fn apply(fault: Option<Fault>, success: Success, gzip: bool) -> (Outcome, Durati
         Some(Fault::Stall) => match success.stream {
             Some(stream) => Outcome::Stalled(success.normal, stream),
             None => Outcome::Hang,
+        },
+        // Answered in `serve`, where the call's credential and body are known.
+        Some(Fault::Quoting(status)) => Outcome::Error {
+            reject: Reject::new(status, "quoting fault"),
+            retry_after: None,
+            headers: Vec::new(),
         },
         Some(Fault::Paced(gap)) => match success.stream {
             Some(stream) => Outcome::Paced(success.normal, stream, gap),

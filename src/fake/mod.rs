@@ -201,6 +201,10 @@ pub enum Fault {
     /// A streaming call gets its events paced this far apart (a slow stream); a
     /// non-streaming call is answered normally after this delay.
     Paced(Duration),
+    /// An error answer with this status whose message quotes what the call carried, as
+    /// real providers do: the credential as received (`Incorrect API key provided: …`)
+    /// and, in double quotes, the longest text of the request body (its prompt).
+    Quoting(u16),
 }
 
 impl Fault {

@@ -29,7 +29,8 @@ use serde::Serialize;
 
 use crate::clients::Clients;
 use crate::config::{Config, Model, Provider, Secret};
-use crate::providers::{self, UpstreamError};
+use crate::providers::redact::stored;
+use crate::providers::{self, Redactor, UpstreamError};
 use crate::types::{ChatMessage, ChatOptions, ChatRequest, ChatResponse, Tier, Tooling, Usage};
 
 /// First retry delay; doubles per attempt, with jitter, capped.
@@ -64,6 +65,9 @@ pub struct Upstreams {
     pub clock: SharedClock,
     /// Response body limit per upstream call.
     pub max_response_bytes: usize,
+    /// Takes the config's secrets out of every upstream error (built from `config`,
+    /// replaced with it on a reload).
+    pub redactor: Arc<Redactor>,
 }
 
 /// One failed try, as reported in debug responses and logs.
@@ -553,7 +557,8 @@ where
                         thinking_disabled: disable,
                     });
                 }
-                Err(err) => err,
+                // Upstream text enters here: no secret goes further.
+                Err(err) => up.redactor.error(err),
             };
             let status = err.status();
             let message = err.to_string();
@@ -593,7 +598,7 @@ where
                     up.router.do_send(KeyAuthFailed {
                         provider: id.provider.clone(),
                         key_id: id.key_id.clone(),
-                        message: message.clone(),
+                        message: stored(&message).into_owned(),
                     });
                     "skip_key"
                 }
@@ -629,7 +634,7 @@ where
                 id.provider,
                 id.model,
                 id.key_id,
-                message,
+                stored(&message),
                 strategy
             );
             attempts.push(record(err.kind(), message, status, strategy));

@@ -33,14 +33,21 @@ pub async fn execute_stream(
     job: &Job,
 ) -> Result<Answered<Probed>, Failure> {
     let idle = up.config.settings.stream_idle_timeout;
+    let redactor = &up.redactor;
     super::execute_with(up, plan, job, |c| {
         let req = build_stream_request(c.provider, c.model, c.secret, c.request);
         let client = clients.get(c.provider.connect_timeout).clone();
         let (kind, timeout) = (c.provider.kind, c.timeout);
+        let redactor = redactor.clone();
         Box::pin(async move {
             let probe = async {
-                let mut stream =
+                let stream =
                     call_stream(&client, kind, &req, timeout, idle, MAX_EVENT_BYTES).await?;
+                // The rest of the stream is the answer's body: its errors are redacted
+                // here, where they enter bkvy (the attempt loop redacts those before).
+                let mut stream: UpstreamStream = stream
+                    .map(move |item| item.map_err(|e| redactor.error(e)))
+                    .boxed_local();
                 let mut first = VecDeque::new();
                 loop {
                     match stream.next().await {

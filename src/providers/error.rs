@@ -1,7 +1,9 @@
 //! The one error type of an upstream call, with stable labels for logs, metrics and CSV.
 //!
-//! Messages stored in it are short and safe: only the provider's own error message
-//! field (truncated), never the request, the key, or generated text.
+//! Messages stored in it are short: only the provider's own error message field
+//! (truncated), never the request body or the URL. A provider may still quote the key or
+//! the prompt in that message: [`super::redact`] takes every configured key out where the
+//! error enters the gateway, and cuts every stored copy before its first quote.
 
 use std::time::Duration;
 

@@ -14,6 +14,7 @@ mod gemini;
 mod ollama;
 mod openai;
 pub mod probe;
+pub mod redact;
 pub mod retry_after;
 pub mod stream;
 mod tools;
@@ -28,6 +29,7 @@ use serde_json::Value;
 pub use call::call;
 pub use error::UpstreamError;
 pub use openai::call_json as tool_call_json;
+pub use redact::Redactor;
 
 use crate::config::{Model, Provider, ProviderKind, Secret};
 use crate::types::{ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage};

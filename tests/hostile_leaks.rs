@@ -1,0 +1,190 @@
+//! Nothing a provider quotes back leaks out: an upstream error message that quotes the
+//! API key reaches no answer, status endpoint, dashboard or CSV row with the key in it,
+//! and one that quotes the prompt is stored nowhere with the prompt in it (the caller may
+//! get its own message back). A request body of the wrong shape is refused without
+//! quoting the caller's text back.
+
+// Test helpers panic on unexpected results by design.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use bkvy::fake::{FakeOptions, FakeUpstream, Fault};
+use bkvy_actors::stats::Flush;
+use common::*;
+use serde_json::{json, Value};
+
+/// Two keys long enough to be redacted.
+const KEY_1: &str = "sk-leak-0123456789abcdef";
+const KEY_2: &str = "sk-leak-fedcba9876543210";
+/// A prompt a provider quotes back in its error message.
+const PROMPT: &str = "my private prompt about the merger";
+
+const LEAKY_PROVIDERS: &str = r#"{
+  "openai": {
+    "keys": {
+      "k1": {"api_key": "sk-leak-0123456789abcdef", "rate_limits": {"gpt-4o-mini": {"rpm": 1000, "rpd": 100000}}},
+      "k2": {"api_key": "sk-leak-fedcba9876543210", "rate_limits": {"gpt-4o-mini": {"rpm": 1000, "rpd": 100000}}}
+    },
+    "models": {
+      "gpt-4o-mini": {"endpoint": "{FAKE}/v1/chat/completions", "cost_per_1k_tokens": 0.00015, "intelligence_tier": "low", "avg_response_time_ms": 200}
+    }
+  }
+}"#;
+
+/// One attempt per key, and circuits that stay closed, so every request reaches upstream.
+const LEAKY_ROUTING: &str = r#"{
+  "request_timeout_seconds": 20,
+  "max_attempts_per_candidate": 1,
+  "circuit_breaker": {"consecutive_failures": 1000, "window_failures": 1000},
+  "scenarios": {}
+}"#;
+
+fn assert_no_key(what: &str, text: &str) {
+    for key in [KEY_1, KEY_2] {
+        assert!(!text.contains(key), "{what} carries the key {key}: {text}");
+        // Nor the start of one, cut off by a length limit.
+        assert!(
+            !text.contains(&key[..12]),
+            "{what} carries part of {key}: {text}"
+        );
+    }
+}
+
+fn assert_no_prompt(what: &str, text: &str) {
+    assert!(
+        !text.contains("private prompt"),
+        "{what} carries the prompt: {text}"
+    );
+}
+
+fn ask_low(debug: bool) -> Value {
+    json!({
+        "client_id": "leaks",
+        "intelligence_level": "low",
+        "max_wait_seconds": 30,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "debug": debug,
+    })
+}
+
+async fn text_of(url: &str) -> String {
+    let (status, _, body) = get_text(url, &[]).await;
+    assert_eq!(status, 200, "{url}: {body}");
+    body
+}
+
+#[actix_web::test]
+async fn an_upstream_error_quoting_the_key_or_the_prompt_leaks_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeUpstream::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        FakeOptions::default(),
+    )
+    .unwrap();
+    let config = config_for(&fake, LEAKY_PROVIDERS, LEAKY_ROUTING);
+    let h = start_gateway_full(
+        fake,
+        config,
+        GatewayOpts {
+            stats: stats_on(dir.path()),
+            dashboard: dashboard_on(None),
+            probes: bkvy::probes::ProbeOptions {
+                enabled: true,
+                interval: Duration::from_millis(100),
+            },
+            ..GatewayOpts::default()
+        },
+    );
+    let model = "gpt-4o-mini";
+
+    // A 5xx quoting the key, on /llm (plain and debug) and /v1: both keys are tried.
+    for debug in [false, true] {
+        h.fake
+            .script(model, [Fault::Quoting(500), Fault::Quoting(500)]);
+        let (status, body) = post(&format!("{}/llm/intelligence", h.url), &ask_low(debug)).await;
+        assert_eq!(status, 502, "{body}");
+        let text = body.to_string();
+        assert_no_key("the /llm answer", &text);
+        assert!(text.contains("[redacted]"), "{text}");
+    }
+    h.fake
+        .script(model, [Fault::Quoting(500), Fault::Quoting(500)]);
+    let (status, body) = post(
+        &format!("{}/v1/chat/completions", h.url),
+        &json!({"model": "low", "messages": [{"role": "user", "content": PROMPT}]}),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert_no_key("the /v1 answer", &body.to_string());
+    assert!(body.to_string().contains("[redacted]"), "{body}");
+
+    // A 401 quoting the key takes both keys out of rotation with that message.
+    h.fake
+        .script(model, [Fault::Quoting(401), Fault::Quoting(401)]);
+    let (_, body) = post(&format!("{}/llm/intelligence", h.url), &ask_low(true)).await;
+    assert_no_key("the /llm answer to a 401", &body.to_string());
+    // The next request finds both keys out of rotation.
+    let (_, body) = post(&format!("{}/llm/intelligence", h.url), &ask_low(true)).await;
+    let text = body.to_string();
+    assert_no_key("the answer naming disabled keys", &text);
+    assert_no_prompt("the answer naming disabled keys", &text);
+
+    // The health probe's model-list call answered 401 quoting the key.
+    h.fake.script("", (0..4).map(|_| Fault::Quoting(401)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = text_of(&format!("{}/circuits/status", h.url)).await;
+        assert_no_key("/circuits/status", &text);
+        if text.contains("Incorrect API key") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no probe error in {text}");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    for path in [
+        "/providers",
+        "/rates/status",
+        "/intelligence/low",
+        "/circuits/status",
+        "/queue/status",
+        "/dashboard/data?hours=1",
+    ] {
+        let text = text_of(&format!("{}{path}", h.url)).await;
+        assert_no_key(path, &text);
+        assert_no_prompt(path, &text);
+    }
+    let providers = text_of(&format!("{}/providers", h.url)).await;
+    assert!(providers.contains("Incorrect API key"), "{providers}");
+    let dashboard = dashboard_data_with(&h.url, 5).await.to_string();
+    assert!(dashboard.contains("Incorrect API key"), "{dashboard}");
+
+    h.state.sinks.flush();
+    h.state.stats.send(Flush).await.unwrap().unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("transactions.csv")).unwrap();
+    assert!(csv.contains("Incorrect API key"), "{csv}");
+    assert_no_key("transactions.csv", &csv);
+    assert_no_prompt("transactions.csv", &csv);
+}
+
+#[actix_web::test]
+async fn the_caller_gets_its_own_quoted_message_back_but_no_key() {
+    let fake = FakeUpstream::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        FakeOptions::default(),
+    )
+    .unwrap();
+    let config = config_for(&fake, LEAKY_PROVIDERS, LEAKY_ROUTING);
+    let h = start_gateway(fake, config);
+    h.fake
+        .script("gpt-4o-mini", [Fault::Quoting(500), Fault::Quoting(500)]);
+    let (status, body) = post(&format!("{}/llm/intelligence", h.url), &ask_low(true)).await;
+    assert_eq!(status, 502, "{body}");
+    let text = body.to_string();
+    assert!(text.contains("private prompt"), "{text}");
+    assert_no_key("the answer", &text);
+}
