@@ -188,3 +188,33 @@ async fn the_caller_gets_its_own_quoted_message_back_but_no_key() {
     assert!(text.contains("private prompt"), "{text}");
     assert_no_key("the answer", &text);
 }
+
+#[actix_web::test]
+async fn a_body_of_the_wrong_shape_is_refused_without_quoting_the_callers_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_with_stats(dir.path());
+    let mut llm = ask("low", "hello");
+    llm["max_wait_seconds"] = json!(PROMPT);
+    let (status, body) = post(&format!("{}/llm/intelligence", h.url), &llm).await;
+    assert_eq!(status, 422, "{body}");
+    let text = body.to_string();
+    assert_no_prompt("the /llm answer", &text);
+    assert!(
+        text.contains("max_wait_seconds: invalid type: string, expected"),
+        "{text}"
+    );
+
+    let v1 = json!({"model": "low", "temperature": PROMPT,
+                    "messages": [{"role": "user", "content": "hello"}]});
+    let (status, body) = post(&format!("{}/v1/chat/completions", h.url), &v1).await;
+    assert!(status == 400 || status == 422, "{status} {body}");
+    let text = body.to_string();
+    assert_no_prompt("the /v1 answer", &text);
+    assert!(text.contains("temperature: invalid type: string"), "{text}");
+
+    h.state.sinks.flush();
+    h.state.stats.send(Flush).await.unwrap().unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("transactions.csv")).unwrap();
+    assert!(csv.contains("max_wait_seconds"), "{csv}");
+    assert_no_prompt("transactions.csv", &csv);
+}

@@ -1,5 +1,8 @@
 //! Reading request bodies with a size limit and turning JSON problems into precise 4xx
 //! answers: a syntax error is a 400, JSON of the wrong shape is a 422, and both say where.
+//! A type error names the field's path and the expected type but never quotes the value
+//! sent: the message is answered to the caller and stored in the statistics, and the value
+//! may be the caller's prompt.
 
 use actix_web::web;
 use futures::StreamExt;
@@ -69,13 +72,155 @@ fn classify(bytes: &[u8], e: &serde_json::Error) -> ApiError {
         return ApiError::MalformedJson(syntax.to_string());
     }
     match e.classify() {
-        Category::Data => ApiError::Invalid(e.to_string()),
+        Category::Data => ApiError::Invalid(data_error(bytes, e)),
         Category::Syntax | Category::Eof | Category::Io => ApiError::Invalid(format!(
             "a value of the wrong type at line {} column {}",
             e.line(),
             e.column()
         )),
     }
+}
+
+/// A type error in well-formed JSON, as the caller is told (and the statistics store):
+/// the path of the field (`messages[0].content`), what was wrong and where, but never the
+/// value sent. serde quotes a wrong string (`invalid type: string "my private prompt…"`),
+/// character or enum variant; that quote is left out.
+fn data_error(bytes: &[u8], e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    let message = full.strip_suffix(&at).unwrap_or(&full);
+    let message = without_values(message);
+    let path = path_at(bytes, e.line(), e.column());
+    if path.is_empty() {
+        format!("{message}{at}")
+    } else {
+        format!("{path}: {message}{at}")
+    }
+}
+
+/// Longest object key kept in a path, in characters.
+const MAX_PATH_KEY_CHARS: usize = 64;
+
+/// `message` without the values serde quotes from the input: a `"string"` (written
+/// escaped, so its end is the first unescaped quote), a `character 'c'` and an `unknown
+/// variant `v``. Field names and the expected values are kept.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(['"', '\'', '`']) {
+        let quote = rest[i..].chars().next().unwrap_or('"');
+        let before = &rest[..i];
+        let value = match quote {
+            '"' => true,
+            '\'' => before.ends_with("character "),
+            _ => before.ends_with("unknown variant "),
+        };
+        let Some(len) = quoted_len(&rest[i..], quote).filter(|_| value) else {
+            let step = i + quote.len_utf8();
+            out.push_str(&rest[..step]);
+            rest = &rest[step..];
+            continue;
+        };
+        out.push_str(before.trim_end());
+        rest = &rest[i + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The length in bytes of the quoted text at the start of `s` (quotes included), where
+/// `\` escapes the next character; `None` if it is not closed.
+fn quoted_len(s: &str, quote: char) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices().skip(1) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quote != '`' => escaped = true,
+            c if c == quote => return Some(i + c.len_utf8()),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Where a position of serde_json's (1-based line, byte column) is in well-formed JSON:
+/// the path of the value that ends there (`messages[0].content`), empty at the top.
+fn path_at(bytes: &[u8], line: usize, column: usize) -> String {
+    enum Frame {
+        Object { key: Option<String>, want_key: bool },
+        Array(usize),
+    }
+    let line_start = if line <= 1 {
+        0
+    } else {
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'\n')
+            .nth(line - 2)
+            .map_or(bytes.len(), |(i, _)| i + 1)
+    };
+    let end = (line_start + column).min(bytes.len());
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    while i < end {
+        match bytes[i] {
+            b'{' => stack.push(Frame::Object {
+                key: None,
+                want_key: true,
+            }),
+            b'[' => stack.push(Frame::Array(0)),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Object { key, want_key }) => {
+                    *key = None;
+                    *want_key = true;
+                }
+                Some(Frame::Array(index)) => *index += 1,
+                None => {}
+            },
+            b':' => {
+                if let Some(Frame::Object { want_key, .. }) = stack.last_mut() {
+                    *want_key = false;
+                }
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                if let Some(Frame::Object {
+                    key,
+                    want_key: true,
+                }) = stack.last_mut()
+                {
+                    let raw = bytes.get(start..=i).unwrap_or_default();
+                    *key = serde_json::from_slice::<String>(raw)
+                        .ok()
+                        .map(|k| k.chars().take(MAX_PATH_KEY_CHARS).collect());
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut path = String::new();
+    for frame in &stack {
+        match frame {
+            Frame::Object { key: Some(k), .. } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+            }
+            Frame::Object { key: None, .. } => break,
+            Frame::Array(index) => path.push_str(&format!("[{index}]")),
+        }
+    }
+    path
 }
 
 /// A `T` that may only be written as a JSON object (never as a positional array).
@@ -149,6 +294,75 @@ mod tests {
             Err(ApiError::Invalid(m)) => assert!(m.contains("unknown field `b`"), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Message {
+        role: Role,
+        content: u32,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Conversation {
+        model: String,
+        messages: Vec<Message>,
+    }
+
+    #[test]
+    fn a_type_error_names_the_field_and_never_quotes_the_value() {
+        let body = "{\"model\": \"m\",\n \"messages\": [{\"role\": \"user\", \"content\": 1},\n  {\"role\": \"user\", \"content\": \"my \\\"private\\\" prompt\"}]}";
+        match parse_json::<Conversation>(body.as_bytes()) {
+            Err(ApiError::Invalid(m)) => {
+                assert!(!m.contains("private"), "{m}");
+                assert!(
+                    m.starts_with(
+                        "messages[1].content: invalid type: string, expected u32 at line 3"
+                    ),
+                    "{m}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let body =
+            b"{\"model\": \"m\", \"messages\": [{\"role\": \"my private role\", \"content\": 1}]}";
+        match parse_json::<Conversation>(body) {
+            Err(ApiError::Invalid(m)) => {
+                assert!(!m.contains("private"), "{m}");
+                assert!(
+                    m.starts_with("messages[0].role: unknown variant, expected `user`"),
+                    "{m}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Missing fields name the object they are missing from.
+        match parse_json::<Conversation>(
+            b"{\"model\": \"m\", \"messages\": [{\"role\": \"user\"}]}",
+        ) {
+            Err(ApiError::Invalid(m)) => {
+                assert!(m.starts_with("messages[0]: missing field `content`"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn values_are_left_out_of_messages_but_names_kept() {
+        assert_eq!(
+            without_values("invalid type: string \"a \\\"b\\\" c\", expected u32"),
+            "invalid type: string, expected u32"
+        );
+        assert_eq!(
+            without_values("invalid value: character 'x', expected a digit"),
+            "invalid value: character, expected a digit"
+        );
+        assert_eq!(
+            without_values("unknown field `b`, expected `a`"),
+            "unknown field `b`, expected `a`"
+        );
+        assert_eq!(without_values("it's \"open"), "it's \"open");
     }
 
     #[derive(Debug, serde::Deserialize)]
