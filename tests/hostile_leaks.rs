@@ -218,3 +218,52 @@ async fn a_body_of_the_wrong_shape_is_refused_without_quoting_the_callers_text()
     assert!(csv.contains("max_wait_seconds"), "{csv}");
     assert_no_prompt("transactions.csv", &csv);
 }
+
+#[actix_web::test]
+async fn a_reload_echoes_no_key_pasted_after_env_and_redacts_the_new_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeUpstream::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        FakeOptions::default(),
+    )
+    .unwrap();
+    let on_disk = LEAKY_PROVIDERS.replace("{FAKE}", &fake.url());
+    std::fs::write(dir.path().join("providers.json"), &on_disk).unwrap();
+    std::fs::write(dir.path().join("routing.json"), LEAKY_ROUTING).unwrap();
+    let config = bkvy::config::load(dir.path()).unwrap();
+    let h = start_gateway_full(
+        fake,
+        config,
+        GatewayOpts {
+            config_dir: Some(dir.path().to_path_buf()),
+            ..GatewayOpts::default()
+        },
+    );
+    let reload = || async { post(&format!("{}/admin/reload", h.url), &json!({})).await };
+
+    // A key pasted after `env:` is refused without being shown.
+    let pasted = "sk-pasted-after-env-0123456789";
+    let bad = on_disk.replace(KEY_1, &format!("env:{pasted}"));
+    std::fs::write(dir.path().join("providers.json"), bad).unwrap();
+    let (status, body) = reload().await;
+    assert_eq!(status, 422, "{body}");
+    assert!(!body.to_string().contains(pasted), "{body}");
+    assert!(!body.to_string().contains("sk-pasted"), "{body}");
+    assert!(body.to_string().contains("api_key"), "{body}");
+
+    // A new key from a reload is redacted as well.
+    let new_key = "sk-leak-new-key-after-reload";
+    let fresh = on_disk
+        .replace(KEY_1, new_key)
+        .replace(KEY_2, "sk-leak-second-new-key-0000");
+    std::fs::write(dir.path().join("providers.json"), fresh).unwrap();
+    let (status, body) = reload().await;
+    assert_eq!(status, 200, "{body}");
+    h.fake
+        .script("gpt-4o-mini", [Fault::Quoting(500), Fault::Quoting(500)]);
+    let (status, body) = post(&format!("{}/llm/intelligence", h.url), &ask_low(true)).await;
+    assert_eq!(status, 502, "{body}");
+    let text = body.to_string();
+    assert!(text.contains("[redacted]"), "{text}");
+    assert!(!text.contains("sk-leak-"), "{text}");
+}

@@ -10,9 +10,30 @@ use serde_json::{Map, Value};
 
 use super::ConfigProblem;
 
-/// `path.key`, the notation used in every problem path.
+/// Longest provider name, model name or key id, in bytes: each is a label in logs,
+/// metrics, CSV rows and state file names.
+pub(super) const MAX_NAME_BYTES: usize = 200;
+
+/// Characters of a key shown in a problem path; a longer one ends in `…`.
+const MAX_PATH_KEY_CHARS: usize = 64;
+
+/// `path.key`, the notation used in every problem path. A key is shown with its control
+/// characters escaped (`\u{7}`) and cut to 64 characters, so a problem prints on one line
+/// whatever the file holds.
 pub(super) fn join(path: &str, key: &str) -> String {
-    format!("{path}.{key}")
+    let mut out = format!("{path}.");
+    for (i, c) in key.chars().enumerate() {
+        if i == MAX_PATH_KEY_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `path[index]`, for array elements.
@@ -42,6 +63,27 @@ impl<'e> Checker<'e> {
             path: path.to_owned(),
             message: message.into(),
         });
+    }
+
+    /// A provider name, model name or key id (`what`): not empty, at most
+    /// [`MAX_NAME_BYTES`], no control characters. Records a problem at `path` otherwise.
+    pub fn name(&mut self, path: &str, what: &str, name: &str) {
+        if name.is_empty() {
+            self.problem(path, format!("a {what} must not be empty"));
+        } else if name.len() > MAX_NAME_BYTES {
+            self.problem(
+                path,
+                format!(
+                    "a {what} must be at most {MAX_NAME_BYTES} bytes (this one has {})",
+                    name.len()
+                ),
+            );
+        } else if name.chars().any(char::is_control) {
+            self.problem(
+                path,
+                format!("a {what} must not contain control characters"),
+            );
+        }
     }
 
     /// The value as an object, or a problem.

@@ -110,10 +110,42 @@ fn api_key_problems() {
     );
     let e = errs(|p, _| key(p)["api_key"] = json!("none_required"));
     assert!(e[0].starts_with(&format!("{KEY}.api_key: \"none_required\" means no key")));
-    one(
-        |p, _| key(p)["api_key"] = json!("env:"),
-        &format!("{KEY}.api_key: invalid environment variable name \"\" after \"env:\""),
+    let not_a_name = format!(
+        "{KEY}.api_key: what follows \"env:\" is not an environment variable name \
+         (letters, digits and _); it is not shown, as it may be a key"
     );
+    one(|p, _| key(p)["api_key"] = json!("env:"), &not_a_name);
+    // A key pasted after `env:` is never echoed.
+    one(
+        |p, _| key(p)["api_key"] = json!("env:sk-abc123-pasted-secret"),
+        &not_a_name,
+    );
+}
+
+#[test]
+fn names_with_control_characters_or_over_200_bytes_are_refused_at_their_path() {
+    let long = "m".repeat(201);
+    let mut p = providers();
+    let model = p["openai"]["models"]["gpt-4o"].clone();
+    p["openai"]["models"][long.as_str()] = model.clone();
+    p["openai"]["models"]["bell\u{7}model"] = model;
+    p["openai"]["keys"]["k\nid"] = json!({"api_key": "sk-x", "rate_limits": {}});
+    p["bad\u{1b}[31m"] = p["openai"].clone();
+    let e = errs_env(&p, &routing(), &no_env);
+    let cut = format!("{}…", "m".repeat(64));
+    for expected in [
+        format!("providers.openai.keys.k\\u{{a}}id: a key id must not contain control characters"),
+        format!("providers.openai.models.{cut}: a model name must be at most 200 bytes (this one has 201)"),
+        "providers.openai.models.bell\\u{7}model: a model name must not contain control characters".to_owned(),
+        "providers.bad\\u{1b}[31m: a provider name must not contain control characters".to_owned(),
+    ] {
+        assert!(e.contains(&expected), "{expected} not in {e:#?}");
+    }
+    // 200 bytes is allowed.
+    let mut p = providers();
+    let model = p["openai"]["models"]["gpt-4o"].clone();
+    p["openai"]["models"]["m".repeat(200).as_str()] = model;
+    assert!(load_from_strs(&p.to_string(), &routing().to_string(), &no_env).is_ok());
 }
 
 #[test]

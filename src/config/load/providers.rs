@@ -46,9 +46,7 @@ pub(super) fn providers(ck: &mut Checker<'_>, root: &Value) -> Option<Vec<Provid
 
 fn provider(ck: &mut Checker<'_>, name: &str, v: &Value) -> Option<Provider> {
     let path = join("providers", name);
-    if name.is_empty() {
-        ck.problem(&path, "a provider name must not be empty");
-    }
+    ck.name(&path, "provider name", name);
     let obj = ck.object(&path, v)?;
     ck.fields(&path, obj, PROVIDER_FIELDS);
     let kind = kind(ck, &path, name, obj);
@@ -164,9 +162,7 @@ fn key(
     kind: Option<ProviderKind>,
     models: Option<&[&str]>,
 ) -> Option<ApiKey> {
-    if id.is_empty() {
-        ck.problem(path, "a key id must not be empty");
-    }
+    ck.name(path, "key id", id);
     let obj = ck.object(path, v)?;
     ck.fields(path, obj, KEY_FIELDS);
     let secret = api_key(ck, path, obj, kind);
@@ -207,7 +203,9 @@ fn api_key(
             let valid =
                 !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                let msg = format!("invalid environment variable name \"{var}\" after \"env:\"");
+                // Not shown: what follows `env:` may be a key pasted there.
+                let msg = "what follows \"env:\" is not an environment variable name \
+                           (letters, digits and _); it is not shown, as it may be a key";
                 ck.problem(&path, msg);
                 return None;
             }
@@ -283,9 +281,7 @@ fn models(ck: &mut Checker<'_>, path: &str, v: &Value) -> Option<Vec<Model>> {
 }
 
 fn model(ck: &mut Checker<'_>, path: &str, name: &str, v: &Value) -> Option<Model> {
-    if name.is_empty() {
-        ck.problem(path, "a model name must not be empty");
-    }
+    ck.name(path, "model name", name);
     let obj = ck.object(path, v)?;
     ck.fields(path, obj, MODEL_FIELDS);
     let endpoint = ck.req(path, obj, "endpoint", endpoint);
