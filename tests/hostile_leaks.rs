@@ -267,3 +267,42 @@ async fn a_reload_echoes_no_key_pasted_after_env_and_redacts_the_new_keys() {
     assert!(text.contains("[redacted]"), "{text}");
     assert!(!text.contains("sk-leak-"), "{text}");
 }
+
+#[actix_web::test]
+async fn a_request_an_upstream_refuses_itself_is_answered_400_without_trying_every_alternative() {
+    let fake = FakeUpstream::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        FakeOptions::default(),
+    )
+    .unwrap();
+    let config = config_for(&fake, LEAKY_PROVIDERS, LEAKY_ROUTING);
+    let h = start_gateway(fake, config);
+    let model = "gpt-4o-mini";
+
+    for status in [400, 413, 422] {
+        h.fake.clear();
+        // One refusal: before, the other key was asked and answered.
+        h.fake.script(model, [Fault::Quoting(status)]);
+        let (got, body) = post(&format!("{}/llm/intelligence", h.url), &ask_low(true)).await;
+        assert_eq!(got, 400, "{status}: {body}");
+        assert_eq!(body["error_code"], "request_refused_upstream", "{body}");
+        let text = body.to_string();
+        assert!(text.contains(&format!("({status})")), "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
+        assert_no_key("the answer", &text);
+        assert_eq!(received(&h, model).len(), 1, "only one alternative asked");
+    }
+
+    // The OpenAI door answers in OpenAI's shape.
+    h.fake.clear();
+    h.fake.script(model, [Fault::Quoting(400)]);
+    let (got, body) = post(
+        &format!("{}/v1/chat/completions", h.url),
+        &json!({"model": "low", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(got, 400, "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    assert_eq!(body["error"]["code"], "request_refused_upstream", "{body}");
+    assert_eq!(received(&h, model).len(), 1, "only one alternative asked");
+}

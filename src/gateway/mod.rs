@@ -6,7 +6,9 @@
 //! classified by status and error body in `providers`, never by message text:
 //! 429 pauses the key/model and moves on, or waits the pause out on the same pair when it
 //! ends within the wait budget and nothing no dearer fits; 401/403 takes the key out of
-//! rotation for all its models; other 4xx moves on without retrying; a timeout moves on
+//! rotation for all its models; a 400, 413 or 422 refuses the request itself, which every
+//! candidate would, so it is answered at once (400, with the upstream's redacted message);
+//! other 4xx moves on without retrying; a timeout moves on
 //! when another candidate is available; 5xx, connection errors and malformed bodies get a
 //! bounded, jittered retry, then the next candidate. A candidate that could start only
 //! past the budget is left for one that fits it (see [`execute_with`]).
@@ -92,7 +94,8 @@ pub struct AttemptRecord {
     /// Upstream HTTP status, when there was one.
     pub status: Option<u16>,
     /// What happened next: `retry`, `wait_and_retry` (a 429 pause within the wait budget,
-    /// waited out in the pair's queue), `next_alternative`, `skip_key`.
+    /// waited out in the pair's queue), `next_alternative`, `skip_key`, `refuse` (an
+    /// upstream refused the request itself: answered 400 without asking another).
     pub strategy: &'static str,
 }
 
@@ -129,6 +132,10 @@ pub enum FailureKind {
     },
     /// Candidates were called and all failed.
     AllFailed,
+    /// An upstream refused the request itself (400, 413 or 422: its size, a parameter,
+    /// a list too long), which every other candidate would refuse as well; the last
+    /// attempt holds its (redacted) message.
+    Refused,
     /// The deadline passed.
     Deadline,
 }
@@ -168,6 +175,9 @@ impl Failure {
                 self.candidates,
                 self.attempts.len()
             ),
+            FailureKind::Refused => format!(
+                "The request was refused upstream, as every alternative would refuse it: {last}"
+            ),
             FailureKind::Deadline => format!(
                 "Request deadline passed after {} attempts on {} alternatives. Last error: {last}",
                 self.attempts.len(),
@@ -203,6 +213,20 @@ pub fn failure_kind(e: &UpstreamError) -> Option<PairFailure> {
         UpstreamError::Malformed { .. } => Some(PairFailure::BadResponse),
         UpstreamError::BadRequest { .. } => None,
     }
+}
+
+/// Whether an upstream refused the request itself, so that every candidate would: a
+/// 400, 413 or 422 (too large, a parameter or list out of range). A 404 (an unknown
+/// model), an authentication failure (Gemini's bad key is a 400, classified as `Auth`)
+/// and a 429 are about the provider or the key, and fail over.
+pub fn refuses_the_request(e: &UpstreamError) -> bool {
+    matches!(
+        e,
+        UpstreamError::BadRequest {
+            status: 400 | 413 | 422,
+            ..
+        }
+    )
 }
 
 fn backoff_ms(retry: u32) -> u64 {
@@ -602,6 +626,15 @@ where
                     });
                     "skip_key"
                 }
+                e if refuses_the_request(e) => {
+                    // Not the pair's fault: released as a failure that says nothing of
+                    // its health, and no other candidate is asked.
+                    guard.finish(Outcome::Failed {
+                        latency_ms: upstream_ms,
+                        kind: None,
+                    });
+                    "refuse"
+                }
                 e => {
                     failed_upstream = true;
                     let caller_timeout = matches!(e, UpstreamError::Timeout) && bounded_by_caller;
@@ -642,6 +675,7 @@ where
                 return Err(fail(FailureKind::Deadline, attempts, alternatives_tried));
             }
             match strategy {
+                "refuse" => return Err(fail(FailureKind::Refused, attempts, alternatives_tried)),
                 "retry" => {
                     let left = (job.deadline - now()).max(0) as u64;
                     let pause = backoff_ms(retry - 1).min(left / 2);

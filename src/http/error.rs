@@ -76,6 +76,9 @@ pub enum ApiError {
         /// Seconds until a retry could succeed, if known.
         retry_after_secs: Option<u64>,
     },
+    /// An upstream refused the request itself (400, 413, 422): every candidate would.
+    #[error("{0}")]
+    RequestRefused(String),
     /// Every candidate was tried and failed upstream.
     #[error("{0}")]
     AllFailed(String),
@@ -103,6 +106,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::BodyTimeout(_) => "request_timeout",
             Self::NotFound { code, .. } | Self::Unavailable { code, .. } => code,
+            Self::RequestRefused(_) => "request_refused_upstream",
             Self::AllFailed(_) => "all_alternatives_failed",
             Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::Internal(_) => "internal_error",
@@ -151,6 +155,7 @@ impl ResponseError for ApiError {
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RequestRefused(_) => StatusCode::BAD_REQUEST,
             Self::AllFailed(_) => StatusCode::BAD_GATEWAY,
             Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -248,6 +253,7 @@ mod tests {
                 },
                 503,
             ),
+            (ApiError::RequestRefused("x".into()), 400),
             (ApiError::AllFailed("x".into()), 502),
             (ApiError::DeadlineExceeded("x".into()), 504),
             (ApiError::Internal("x".into()), 500),

@@ -185,6 +185,7 @@ fn failure_error(f: &Failure) -> ApiError {
             retry_after_secs: retry_after_ms.map(|ms| (ms.max(0) as u64).div_ceil(1000)),
         },
         FailureKind::AllFailed => ApiError::AllFailed(f.message()),
+        FailureKind::Refused => ApiError::RequestRefused(f.message()),
         FailureKind::Deadline => ApiError::DeadlineExceeded(f.message()),
     }
 }
