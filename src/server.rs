@@ -296,6 +296,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
                 router: ctx.address(),
                 clock: opts.clock.clone(),
                 max_response_bytes: MAX_RESPONSE_BYTES,
+                last_failures: Default::default(),
             },
             table,
         }));

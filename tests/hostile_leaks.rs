@@ -306,3 +306,58 @@ async fn a_request_an_upstream_refuses_itself_is_answered_400_without_trying_eve
     assert_eq!(body["error"]["code"], "request_refused_upstream", "{body}");
     assert_eq!(received(&h, model).len(), 1, "only one alternative asked");
 }
+
+#[actix_web::test]
+async fn a_request_refused_by_open_circuits_is_told_the_failure_that_opened_them() {
+    let fake = FakeUpstream::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        FakeOptions::default(),
+    )
+    .unwrap();
+    let routing = r#"{
+      "request_timeout_seconds": 20,
+      "max_attempts_per_candidate": 1,
+      "circuit_breaker": {"consecutive_failures": 1, "base_backoff_seconds": 60},
+      "scenarios": {}
+    }"#;
+    let config = config_for(&fake, LEAKY_PROVIDERS, routing);
+    let h = start_gateway(fake, config);
+    h.fake
+        .script("gpt-4o-mini", [Fault::Quoting(500), Fault::Quoting(500)]);
+    let (status, body) = post(&format!("{}/llm/intelligence", h.url), &ask_low(true)).await;
+    assert_eq!(status, 502, "{body}");
+
+    // Both circuits are open now: nothing is called, and the answer says why they opened.
+    let (status, body) = post(&format!("{}/llm/intelligence", h.url), &ask_low(true)).await;
+    assert_eq!(status, 503, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    let real = "upstream server error (500): Incorrect API key provided: [redacted]";
+    assert!(message.contains(real), "{body}");
+    for c in body["evaluated_combinations"].as_array().unwrap() {
+        let reason = c["reason_not_chosen"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("circuit open") && reason.contains(real),
+            "{body}"
+        );
+    }
+    // The OpenAI door says the same.
+    let (status, body) = post(
+        &format!("{}/v1/chat/completions", h.url),
+        &json!({"model": "low", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(real),
+        "{body}"
+    );
+    assert_no_key("the answer", &body.to_string());
+    assert_eq!(
+        received(&h, "gpt-4o-mini").len(),
+        2,
+        "nothing called the second time"
+    );
+}

@@ -17,14 +17,15 @@ mod stream;
 
 pub use stream::{execute_stream, Probed};
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix::Addr;
 use bkvy_actors::key_model::circuit::FailureKind as PairFailure;
 use bkvy_actors::{
-    Candidate, KeyAuthFailed, Lease, LeaseGuard, Millis, Outcome, Plan, Rejection, RouterActor,
-    SharedClock, Want,
+    Candidate, KeyAuthFailed, KeyModelId, Lease, LeaseGuard, Millis, Outcome, Plan, Rejection,
+    RouterActor, SharedClock, Want,
 };
 use futures::future::LocalBoxFuture;
 use serde::Serialize;
@@ -70,6 +71,39 @@ pub struct Upstreams {
     /// Takes the config's secrets out of every upstream error (built from `config`,
     /// replaced with it on a reload).
     pub redactor: Arc<Redactor>,
+    /// The last failure of each pair, for answers refused by an open circuit (kept
+    /// across reloads with the pairs' circuits).
+    pub last_failures: Arc<LastFailures>,
+}
+
+/// The last upstream failure of each key/model pair that counts against its health (its
+/// message redacted), so that a request refused by the pair's open circuit is told the
+/// real failure that opened it, not only "circuit open". One entry per pair ever
+/// configured; written on a failure, read on a circuit refusal, never held across an
+/// await.
+#[derive(Debug, Default)]
+pub struct LastFailures(Mutex<HashMap<KeyModelId, (Option<u16>, String)>>);
+
+impl LastFailures {
+    fn record(&self, id: &KeyModelId, status: Option<u16>, message: &str) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match map.get_mut(id) {
+            Some(entry) => {
+                entry.0 = status;
+                entry.1.clear();
+                entry.1.push_str(message);
+            }
+            None => {
+                map.insert(id.clone(), (status, message.to_owned()));
+            }
+        }
+    }
+
+    /// The pair's last failure: its HTTP status, if any, and its (redacted) message.
+    pub fn get(&self, id: &KeyModelId) -> Option<(Option<u16>, String)> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(id).cloned()
+    }
 }
 
 /// One failed try, as reported in debug responses and logs.
@@ -534,12 +568,14 @@ where
                     if for_budget && !past_budget {
                         over_budget.push((rank, t + available.unwrap_or(0)));
                     }
-                    attempts.push(record(
-                        rejection.label(),
-                        rejection.to_string(),
-                        None,
-                        "next_alternative",
-                    ));
+                    // An open circuit names the real failure that opened it.
+                    let (status, error) = match (&rejection, up.last_failures.get(id)) {
+                        (Rejection::CircuitOpen { .. }, Some((status, last))) => {
+                            (status, format!("{rejection}; it opened on: {last}"))
+                        }
+                        _ => (None, rejection.to_string()),
+                    };
+                    attempts.push(record(rejection.label(), error, status, "next_alternative"));
                     break;
                 }
             };
@@ -590,6 +626,7 @@ where
             let deadline_hit = matches!(err, UpstreamError::Timeout) && t >= job.deadline;
             let strategy = match &err {
                 UpstreamError::RateLimited { retry_after, .. } => {
+                    up.last_failures.record(id, status, &message);
                     let retry_after_ms = retry_after.map(|d| d.as_millis() as Millis);
                     guard.finish(Outcome::RateLimited { retry_after_ms });
                     note_available(&mut soonest_available, retry_after_ms.unwrap_or(1_000));
@@ -617,6 +654,7 @@ where
                 }
                 UpstreamError::Auth { .. } => {
                     failed_upstream = true;
+                    up.last_failures.record(id, status, &message);
                     guard.finish(Outcome::AuthFailed);
                     progress.bad_keys.push((&id.provider, &id.key_id));
                     up.router.do_send(KeyAuthFailed {
@@ -638,13 +676,17 @@ where
                 e => {
                     failed_upstream = true;
                     let caller_timeout = matches!(e, UpstreamError::Timeout) && bounded_by_caller;
+                    let kind = if caller_timeout {
+                        None
+                    } else {
+                        failure_kind(e)
+                    };
+                    if kind.is_some() {
+                        up.last_failures.record(id, status, &message);
+                    }
                     guard.finish(Outcome::Failed {
                         latency_ms: upstream_ms,
-                        kind: if caller_timeout {
-                            None
-                        } else {
-                            failure_kind(e)
-                        },
+                        kind,
                     });
                     let time_left = job.deadline - t;
                     // An attempt abandoned for taking too long moves on when another

@@ -360,13 +360,37 @@ fn plan(
     };
     // The choice is made here from the estimates the key/model actors publish: no round
     // trip on the request path.
-    let plan = live.table.plan(&route, state.clock.now_ms()).map_err(|e| {
-        let considered = match &e {
-            RouteError::AllUnavailable { considered, .. } => Some(json!(considered)),
-            _ => None,
-        };
-        Box::new((ApiError::from(e), considered))
-    })?;
+    let plan = live
+        .table
+        .plan(&route, state.clock.now_ms())
+        .map_err(|mut e| {
+            // A candidate left out for its open circuit names the failure that opened it.
+            let mut opened_on = None;
+            if let RouteError::AllUnavailable { considered, .. } = &mut e {
+                for c in considered.iter_mut() {
+                    if !c.reason_not_chosen.contains("circuit open") {
+                        continue;
+                    }
+                    let id = KeyModelId::new(&c.provider, &c.api_key, &c.model);
+                    if let Some((_, last)) = live.upstreams.last_failures.get(&id) {
+                        c.reason_not_chosen =
+                            format!("{}; it opened on: {last}", c.reason_not_chosen);
+                        opened_on.get_or_insert_with(|| {
+                            format!("{}/{} (key {}): {last}", c.provider, c.model, c.api_key)
+                        });
+                    }
+                }
+            }
+            let considered = match &e {
+                RouteError::AllUnavailable { considered, .. } => Some(json!(considered)),
+                _ => None,
+            };
+            let mut err = ApiError::from(e);
+            if let (Some(why), ApiError::Unavailable { message, .. }) = (opened_on, &mut err) {
+                message.push_str(&format!("; a circuit opened on {why}"));
+            }
+            Box::new((err, considered))
+        })?;
     let job = Job {
         messages: chat.messages.clone(),
         options: chat.options.clone(),
