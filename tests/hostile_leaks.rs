@@ -355,6 +355,8 @@ async fn a_request_refused_by_open_circuits_is_told_the_failure_that_opened_them
         "{body}"
     );
     assert_no_key("the answer", &body.to_string());
+    // The failure was another request's: what the upstream quoted of it is not shown.
+    assert_no_prompt("the answer", &body.to_string());
     assert_eq!(
         received(&h, "gpt-4o-mini").len(),
         2,

@@ -85,7 +85,11 @@ pub struct Upstreams {
 pub struct LastFailures(Mutex<HashMap<KeyModelId, (Option<u16>, String)>>);
 
 impl LastFailures {
+    /// Keeps the stored form of `message` (cut before any quote: another caller will
+    /// read it, and what an upstream quoted of this request is not theirs to see).
     fn record(&self, id: &KeyModelId, status: Option<u16>, message: &str) {
+        let message = stored(message);
+        let message = message.as_ref();
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match map.get_mut(id) {
             Some(entry) => {
