@@ -128,6 +128,9 @@ enum Outcome {
     Truncated(Value, Option<Stream>, bool),
     Stalled(Value, Stream),
     Paced(Value, Stream, Duration),
+    Endless(Value, Stream, Duration),
+    KeepAliveOnly(Value, Stream, Duration),
+    Trickle(Value, Option<Stream>, Duration),
     Hang,
 }
 
@@ -139,7 +142,10 @@ impl Outcome {
             | Self::Malformed(_)
             | Self::Truncated(..)
             | Self::Stalled(..)
-            | Self::Paced(..) => 200,
+            | Self::Paced(..)
+            | Self::Endless(..)
+            | Self::KeepAliveOnly(..)
+            | Self::Trickle(..) => 200,
             Self::Hang => 0,
         }
     }
@@ -375,6 +381,15 @@ fn apply(fault: Option<Fault>, success: Success, gzip: bool) -> (Outcome, Durati
             Some(stream) => Outcome::Paced(success.normal, stream, gap),
             None => return (Outcome::Answer(success.normal, None), gap),
         },
+        Some(Fault::Endless(gap)) => match success.stream {
+            Some(stream) => Outcome::Endless(success.normal, stream, gap),
+            None => Outcome::Hang,
+        },
+        Some(Fault::KeepAliveOnly(gap)) => match success.stream {
+            Some(stream) => Outcome::KeepAliveOnly(success.normal, stream, gap),
+            None => Outcome::Hang,
+        },
+        Some(Fault::Trickle(gap)) => Outcome::Trickle(success.normal, success.stream, gap),
     };
     (outcome, Duration::ZERO)
 }
@@ -452,6 +467,62 @@ async fn respond(outcome: Outcome, flavor: Flavor, opts: &FakeOptions) -> HttpRe
             HttpResponse::Ok()
                 .content_type(stream.content_type)
                 .streaming(paced)
+        }
+        Outcome::Endless(v, stream, gap) => {
+            let frames = (stream.frames)(&v);
+            let half = frames[..frames.len() / 2].to_vec();
+            let again = half.last().cloned().unwrap_or_default();
+            let head = futures::stream::iter(half);
+            let more = futures::stream::repeat(again);
+            let endless = futures::StreamExt::then(
+                futures::StreamExt::chain(head, more),
+                move |f| async move {
+                    if !gap.is_zero() {
+                        sleep(gap).await;
+                    }
+                    Ok::<_, std::io::Error>(Bytes::from(f))
+                },
+            );
+            HttpResponse::Ok()
+                .content_type(stream.content_type)
+                .streaming(endless)
+        }
+        Outcome::KeepAliveOnly(v, stream, gap) => {
+            let frames = (stream.frames)(&v);
+            let half = frames[..frames.len() / 2].concat();
+            let beat = if stream.content_type == "text/event-stream" {
+                ": keep-alive\n\n"
+            } else {
+                "\n"
+            };
+            let head =
+                futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(half)) });
+            let beats =
+                futures::StreamExt::then(futures::stream::repeat(beat), move |b| async move {
+                    sleep(gap).await;
+                    Ok::<_, std::io::Error>(Bytes::from_static(b.as_bytes()))
+                });
+            HttpResponse::Ok()
+                .content_type(stream.content_type)
+                .streaming(futures::StreamExt::chain(head, beats))
+        }
+        Outcome::Trickle(v, stream, gap) => {
+            let (content_type, body) = match stream {
+                Some(stream) => (stream.content_type, (stream.frames)(&v).concat()),
+                None => ("application/json", v.to_string()),
+            };
+            let bytes = Bytes::from(body.into_bytes());
+            let trickle =
+                futures::StreamExt::then(futures::stream::iter(0..bytes.len()), move |i| {
+                    let byte = bytes.slice(i..=i);
+                    async move {
+                        sleep(gap).await;
+                        Ok::<_, std::io::Error>(byte)
+                    }
+                });
+            HttpResponse::Ok()
+                .content_type(content_type)
+                .streaming(trickle)
         }
         Outcome::Truncated(v, stream, gzip) => {
             let mut resp = HttpResponse::Ok();

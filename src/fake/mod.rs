@@ -205,6 +205,17 @@ pub enum Fault {
     /// real providers do: the credential as received (`Incorrect API key provided: …`)
     /// and, in double quotes, the longest text of the request body (its prompt).
     Quoting(u16),
+    /// A streaming call gets the first half of its events, then the last of them (a piece
+    /// of content) again and again, this far apart, forever: a stream that never ends. A
+    /// non-streaming call behaves as [`Fault::Hang`].
+    Endless(Duration),
+    /// A streaming call gets the first half of its events, then only keep-alives this far
+    /// apart, forever: SSE comments (`: keep-alive`), or blank lines for Ollama's NDJSON.
+    /// A non-streaming call behaves as [`Fault::Hang`].
+    KeepAliveOnly(Duration),
+    /// 200 with the normal answer (a model list, a complete or a streamed answer), sent
+    /// one byte at a time this far apart.
+    Trickle(Duration),
 }
 
 impl Fault {
