@@ -2,8 +2,11 @@
 //!
 //! [`Core`] is the synchronous state machine (decode → parse → check), kept apart from
 //! the network so the unit tests can feed it any split of a byte stream; [`run`] only
-//! moves bytes from the response into it under the idle timeout. Once a `Done` or an
-//! error is queued nothing more is read, and the response (with its connection) is
+//! moves bytes from the response into it under the idle timeout. Idleness is measured on
+//! content, not bytes: the timer restarts only when the bytes made an event (a piece of
+//! text, thinking or a tool call, or the end), so keep-alives (SSE comments, blank lines,
+//! empty deltas) or a line trickled byte by byte cannot hold a stream open. Once a `Done`
+//! or an error is queued nothing more is read, and the response (with its connection) is
 //! dropped when the stream ends.
 
 use std::collections::VecDeque;
@@ -13,6 +16,7 @@ use std::time::Duration;
 use awc::error::PayloadError;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use tokio::time::Instant;
 
 use super::sse::{Decoder, Framing};
 use super::{anthropic, gemini, ollama, openai, Parse, StreamEvent};
@@ -28,6 +32,8 @@ pub(super) struct Core {
     closed: bool,
     /// Some non-empty text was emitted.
     text_seen: bool,
+    /// Events emitted so far (what the idle timeout measures).
+    emitted: u64,
 }
 
 impl Core {
@@ -46,6 +52,7 @@ impl Core {
             ready: VecDeque::new(),
             closed: false,
             text_seen: false,
+            emitted: 0,
         }
     }
 
@@ -94,6 +101,11 @@ impl Core {
         self.ready.pop_front()
     }
 
+    /// How many events have been emitted so far: a change means the stream made progress.
+    pub(super) fn emitted(&self) -> u64 {
+        self.emitted
+    }
+
     /// Whether nothing more will be queued.
     pub(super) fn closed(&self) -> bool {
         self.closed
@@ -138,11 +150,13 @@ impl Core {
                 self.closed = true;
             }
         }
+        self.emitted += 1;
         self.ready.push_back(Ok(event));
     }
 }
 
-/// Moves the body into `core`, giving up with `Timeout` when no bytes come for `idle`.
+/// Moves the body into `core`, giving up with `Timeout` when no event comes for `idle`
+/// (bytes that make no event, such as keep-alives, do not count).
 pub(super) fn run<S>(
     body: S,
     core: Core,
@@ -151,7 +165,8 @@ pub(super) fn run<S>(
 where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
 {
-    futures::stream::unfold((Some(body), core), move |(mut slot, mut core)| async move {
+    let state = (Some(body), core, None::<Instant>);
+    futures::stream::unfold(state, move |(mut slot, mut core, mut idle_at)| async move {
         loop {
             if let Some(item) = core.pop() {
                 if matches!(item, Ok(StreamEvent::Done { .. })) {
@@ -162,17 +177,22 @@ where
                         actix_web::rt::spawn(drain(body, idle));
                     }
                 }
-                return Some((item, (slot, core)));
+                return Some((item, (slot, core, idle_at)));
             }
             if core.closed() {
                 return None;
             }
             let body = slot.as_mut()?;
-            match actix_web::rt::time::timeout(idle, body.next()).await {
+            let until = *idle_at.get_or_insert_with(|| Instant::now() + idle);
+            let before = core.emitted();
+            match tokio::time::timeout_at(until, body.next()).await {
                 Err(_elapsed) => core.fail(UpstreamError::Timeout),
                 Ok(None) => core.finish(),
                 Ok(Some(Err(e))) => core.fail(payload_error(e)),
                 Ok(Some(Ok(bytes))) => core.push(&bytes),
+            }
+            if core.emitted() != before {
+                idle_at = Some(Instant::now() + idle);
             }
         }
     })

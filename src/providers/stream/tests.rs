@@ -525,3 +525,31 @@ fn gemini_and_ollama_calls_arrive_whole_and_finish_as_tool_calls() {
     );
     assert_eq!(items[1], done(FinishReason::ToolCalls, "stop", (3, 4, 0)));
 }
+
+/// A body that sends one piece of content, then only keep-alives (SSE comments), forever.
+fn content_then_keep_alives(
+) -> impl futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin {
+    let first = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+    let head =
+        futures::stream::once(async move { Ok(bytes::Bytes::from_static(first.as_bytes())) });
+    let beats = futures::stream::repeat(()).then(|()| async {
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        Ok(bytes::Bytes::from_static(b": keep-alive\n\n"))
+    });
+    Box::pin(head.chain(beats))
+}
+
+#[actix_web::test]
+async fn idleness_is_measured_on_content_not_on_keep_alives() {
+    let core = Core::new(ProviderKind::Openai, 4096);
+    let stream = super::driver::run(content_then_keep_alives(), core, Duration::from_millis(200));
+    let items: Vec<_> = actix_web::rt::time::timeout(Duration::from_secs(5), stream.collect())
+        .await
+        .expect("keep-alives held the stream open past its idle timeout");
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(
+        matches!(&items[0], Ok(StreamEvent::Delta(t)) if t == "hi"),
+        "{items:?}"
+    );
+    assert!(matches!(items[1], Err(UpstreamError::Timeout)), "{items:?}");
+}
