@@ -113,6 +113,10 @@ struct ServeArgs {
     /// Seconds a request body may take to arrive.
     #[arg(long, env = "BODY_TIMEOUT_SECONDS", default_value_t = 30)]
     body_timeout_seconds: u64,
+    /// Seconds a streamed answer waits for a client that reads nothing before ending the
+    /// stream and releasing its key/model slot.
+    #[arg(long, env = "STREAM_WRITE_STALL_SECONDS", default_value_t = HttpLimits::DEFAULT_STREAM_WRITE_STALL_SECONDS)]
+    stream_write_stall_seconds: u64,
     /// Seconds in-flight requests may run on after SIGTERM/SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     shutdown_grace_seconds: u64,
@@ -507,6 +511,9 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
             limits: HttpLimits {
                 max_request_bytes: args.max_request_bytes,
                 body_timeout: std::time::Duration::from_secs(args.body_timeout_seconds.max(1)),
+                stream_write_stall: std::time::Duration::from_secs(
+                    args.stream_write_stall_seconds.max(1),
+                ),
                 ..HttpLimits::default()
             },
             workers: args.workers,
@@ -724,6 +731,7 @@ mod tests {
         "MAX_REQUEST_BYTES",
         "STATE_DIR",
         "BODY_TIMEOUT_SECONDS",
+        "STREAM_WRITE_STALL_SECONDS",
         "SHUTDOWN_GRACE_SECONDS",
         "KEEP_ALIVE_SECONDS",
         "LISTEN_BACKLOG",
@@ -830,6 +838,7 @@ mod tests {
                     "MAX_REQUEST_BYTES",
                     "STATE_DIR",
                     "BODY_TIMEOUT_SECONDS",
+                    "STREAM_WRITE_STALL_SECONDS",
                     "SHUTDOWN_GRACE_SECONDS",
                 ];
                 if sub.get_name() == "demo" && serve_only.contains(name) {

@@ -44,6 +44,7 @@ fn start_hostile() -> Harness {
                 max_request_bytes: LIMIT,
                 max_messages: MAX_MESSAGES,
                 body_timeout: Duration::from_secs(2),
+                stream_write_stall: Duration::from_secs(30),
             },
             ..GatewayOpts::default()
         },

@@ -54,6 +54,15 @@ pub struct HttpLimits {
     /// Time a request body may take to arrive (`BODY_TIMEOUT_SECONDS`, default 30):
     /// a client that announces a body and stalls gets a 408 instead of holding on.
     pub body_timeout: std::time::Duration,
+    /// How long a streamed answer waits for a client that reads nothing
+    /// (`STREAM_WRITE_STALL_SECONDS`, default 30): then the stream is ended, its key/model
+    /// slot released and the request recorded as a client disconnect.
+    pub stream_write_stall: std::time::Duration,
+}
+
+impl HttpLimits {
+    /// `STREAM_WRITE_STALL_SECONDS` default.
+    pub const DEFAULT_STREAM_WRITE_STALL_SECONDS: u64 = 30;
 }
 
 impl Default for HttpLimits {
@@ -62,6 +71,9 @@ impl Default for HttpLimits {
             max_request_bytes: 10 * 1024 * 1024,
             max_messages: 5_000,
             body_timeout: std::time::Duration::from_secs(30),
+            stream_write_stall: std::time::Duration::from_secs(
+                Self::DEFAULT_STREAM_WRITE_STALL_SECONDS,
+            ),
         }
     }
 }

@@ -300,6 +300,10 @@ async fn run<D: Door>(
                     state.clone(),
                     call.started,
                     call.reservation.take(),
+                    stream::StreamLimits {
+                        deadline_ms: job.deadline,
+                        write_stall: web.limits.stream_write_stall,
+                    },
                 );
                 Reply::Streaming(res.content_type("text/event-stream").streaming(body))
             }
