@@ -1,15 +1,17 @@
-//! Streams without an end and clients that stop reading: every stream ends (at the
-//! caller's deadline, after an idle upstream, or after a client that reads nothing),
-//! releases its slot and emits one completion event.
+//! Streams without an end, clients that stop reading, and a slow model list: every
+//! stream ends (at the caller's deadline, after an idle upstream, or after a client that
+//! reads nothing), releases its slot and emits one completion event; one slow probe does
+//! not hold the others.
 
 // Test helpers panic on unexpected input by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use bkvy::fake::{FakeOptions, FakeUpstream, Fault};
+use bkvy::fake::{FakeApi, FakeOptions, FakeUpstream, Fault};
 use bkvy::http::HttpLimits;
 use common::*;
 use serde_json::{json, Value};
@@ -288,4 +290,54 @@ async fn a_client_that_stops_reading_releases_its_slot() {
     let (_, circuits) = get(&format!("{}/circuits/status", h.url)).await;
     assert_eq!(circuits["open_circuits"], 0, "{circuits}");
     drop(stalled);
+}
+
+/// A model list that trickles one byte every 300 ms (about a minute for the whole list)
+/// neither holds the other keys' probes nor goes unreported: the other keys are probed
+/// every interval, and the slow one is reported failed once its probe's time is up.
+#[actix_web::test]
+async fn one_slow_model_list_does_not_hold_the_other_probes() {
+    let fake = FakeUpstream::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        FakeOptions::default(),
+    )
+    .unwrap();
+    // The first model-list call, whichever key it probes, trickles.
+    fake.script("", [Fault::Trickle(Duration::from_millis(300))]);
+    let config = config_for(&fake, PROVIDERS, ROUTING);
+    let h = start_gateway_full(
+        fake,
+        config,
+        GatewayOpts {
+            probes: bkvy::probes::ProbeOptions {
+                enabled: true,
+                interval: Duration::from_secs(1),
+            },
+            ..GatewayOpts::default()
+        },
+    );
+    let mut slow_reported = false;
+    for _ in 0..40 {
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        let (_, circuits) = get(&format!("{}/circuits/status", h.url)).await;
+        slow_reported |= circuits["circuits"].as_object().unwrap().values().any(|c| {
+            c["health_probe"]["ok"] == false
+                && c["health_probe"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("timed out"))
+        });
+    }
+    assert!(slow_reported, "the trickling probe was cut and reported");
+    let mut per_key: HashMap<(String, Option<String>), usize> = HashMap::new();
+    for r in h.fake.requests() {
+        assert_eq!(r.api, FakeApi::ModelList, "probes never make a paid call");
+        *per_key
+            .entry((r.path.clone(), r.credential.clone()))
+            .or_default() += 1;
+    }
+    let most = per_key.values().copied().max().unwrap_or(0);
+    assert!(
+        most >= 3,
+        "the other keys were probed every interval while one trickled: {per_key:?}"
+    );
 }
