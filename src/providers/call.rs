@@ -3,14 +3,20 @@
 //! One deadline covers the whole call (connect, headers and body), because a provider
 //! that sends headers quickly and then trickles the body must not hold a request past
 //! its budget. The body is read with a size limit so a broken or hostile upstream
-//! cannot exhaust memory. Transport failures are mapped to [`UpstreamError`] variants
+//! cannot exhaust memory, and decoded here rather than by awc: awc decodes each piece of a
+//! gzip or deflate body whole as it arrives (one 64 KiB piece of a compression bomb is
+//! 64 MiB decoded) and checks the limit only after, so twenty bombs at once held hundreds
+//! of megabytes. Here the encoded body is read within the limit, then decoded through a
+//! reader that stops one byte past it ([`decode_bounded`]): a body never holds more than
+//! the limit decoded, whatever its ratio. Transport failures are mapped to [`UpstreamError`] variants
 //! with messages that never include the URL (whose query could hold a credential).
 
-use std::io;
+use std::io::{self, Read};
 use std::time::Duration;
 
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use awc::http::header::{self, HeaderMap};
+use bytes::Bytes;
 
 use super::{parse_response, UpstreamError, UpstreamRequest};
 use crate::config::ProviderKind;
@@ -27,14 +33,15 @@ pub async fn call(
 ) -> Result<ChatResponse, UpstreamError> {
     let exchange = async {
         // The deadline is the `timeout` around this whole exchange (the client has none).
-        let mut response = req.post(client).await.map_err(send_error)?;
+        let mut response = req.post_encoded(client).await.map_err(send_error)?;
         let status = response.status().as_u16();
-        let body = response
+        let raw = response
             .body()
             .limit(max_body_bytes)
             .await
             .map_err(|e| payload_error(e, max_body_bytes))?;
-        check_complete(response.headers(), body.len())?;
+        check_complete(response.headers(), raw.len())?;
+        let body = decode(response.headers(), raw, max_body_bytes).await?;
         parse_response(kind, status, response.headers(), &body)
     };
     match actix_web::rt::time::timeout(timeout, exchange).await {
@@ -43,20 +50,94 @@ pub async fn call(
     }
 }
 
+/// The `Accept-Encoding` of a call whose body [`decode`] reads.
+pub(super) const ACCEPT_ENCODING: &str = "gzip, deflate";
+
+/// Encoded bodies up to this size are decoded on the worker; larger ones on the blocking
+/// pool (as awc does), since decoding up to the limit takes milliseconds.
+const DECODE_IN_PLACE: usize = 2048;
+
+/// The body as sent, decoded by its `Content-Encoding` within `limit` bytes.
+async fn decode(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, UpstreamError> {
+    let Some(coding) = Coding::of(headers)? else {
+        return Ok(raw);
+    };
+    if raw.len() <= DECODE_IN_PLACE {
+        return decode_bounded(coding, &raw, limit);
+    }
+    actix_web::rt::task::spawn_blocking(move || decode_bounded(coding, &raw, limit))
+        .await
+        .map_err(|_| UpstreamError::Malformed {
+            message: "response body could not be decoded".to_string(),
+        })?
+}
+
+/// A content coding bkvy decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    Gzip,
+    /// HTTP's `deflate`: a zlib stream.
+    Deflate,
+}
+
+impl Coding {
+    /// The coding `headers` name; `None` for none or `identity`.
+    fn of(headers: &HeaderMap) -> Result<Option<Self>, UpstreamError> {
+        let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+            return Ok(None);
+        };
+        let value = value.to_str().unwrap_or_default().trim();
+        if value.is_empty() || value.eq_ignore_ascii_case("identity") {
+            Ok(None)
+        } else if value.eq_ignore_ascii_case("gzip") || value.eq_ignore_ascii_case("x-gzip") {
+            Ok(Some(Self::Gzip))
+        } else if value.eq_ignore_ascii_case("deflate") {
+            Ok(Some(Self::Deflate))
+        } else {
+            Err(UpstreamError::Malformed {
+                message: format!(
+                    "response body in an encoding not asked for: {:?}",
+                    value.chars().take(40).collect::<String>()
+                ),
+            })
+        }
+    }
+}
+
+/// Decodes `raw`, holding at most `limit` + 1 decoded bytes: past the limit it stops and
+/// refuses, however much more the input would expand to.
+fn decode_bounded(coding: Coding, raw: &[u8], limit: usize) -> Result<Bytes, UpstreamError> {
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    let reader: Box<dyn Read> = match coding {
+        Coding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        Coding::Deflate => Box::new(flate2::read::ZlibDecoder::new(raw)),
+    };
+    let mut out = Vec::new();
+    reader
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|_| UpstreamError::Malformed {
+            message: "response body could not be decoded".to_string(),
+        })?;
+    if out.len() > limit {
+        return Err(UpstreamError::Malformed {
+            message: format!("response body larger than {limit} bytes"),
+        });
+    }
+    Ok(Bytes::from(out))
+}
+
 /// awc ends a body silently when the connection closes early, so a cut-off body is
-/// detected here: fewer bytes than an unencoded response's `Content-Length` promised.
-/// (An encoded or chunked body cut off is caught when it fails to parse as JSON.)
+/// detected here: fewer bytes than the response's `Content-Length` promised (the body is
+/// read as sent, so this holds for an encoded body too). A chunked body cut off is caught
+/// when it fails to decode or to parse as JSON.
 fn check_complete(headers: &HeaderMap, received: usize) -> Result<(), UpstreamError> {
-    let encoded = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"));
     let promised = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok());
     match promised {
-        Some(promised) if !encoded && received < promised => Err(UpstreamError::Malformed {
+        Some(promised) if received < promised => Err(UpstreamError::Malformed {
             message: format!("response body cut off: received {received} of {promised} bytes"),
         }),
         _ => Ok(()),

@@ -261,3 +261,73 @@ async fn body_cut_off_and_over_limit() {
     }
     s.handle.stop(false).await;
 }
+
+/// `data` gzip-compressed (or zlib, for HTTP's `deflate`).
+fn compressed(coding: super::Coding, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let level = flate2::Compression::best();
+    match coding {
+        super::Coding::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+        super::Coding::Deflate => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), level);
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+    }
+}
+
+#[test]
+fn a_compression_bomb_stops_at_the_limit_without_decoding_the_rest() {
+    use super::{decode_bounded, Coding};
+    // 256 MiB of zeros, about 250 KiB compressed: refused after LIMIT + 1 bytes.
+    let zeros = vec![0u8; 256 << 20];
+    for coding in [Coding::Gzip, Coding::Deflate] {
+        let bomb = compressed(coding, &zeros);
+        assert!(bomb.len() < 1 << 20);
+        match decode_bounded(coding, &bomb, LIMIT) {
+            Err(UpstreamError::Malformed { message }) => {
+                assert_eq!(message, format!("response body larger than {LIMIT} bytes"))
+            }
+            other => panic!("{coding:?}: {other:?}"),
+        }
+        // Exactly the limit is accepted, and decoded whole.
+        let ok = decode_bounded(coding, &compressed(coding, &zeros[..LIMIT]), LIMIT).unwrap();
+        assert_eq!(ok.len(), LIMIT);
+        // Cut off, or not that coding at all: refused, never a panic.
+        let cut = &bomb[..bomb.len() / 2];
+        assert!(decode_bounded(coding, &cut[..100], LIMIT).is_err());
+        assert!(decode_bounded(coding, b"not compressed", LIMIT).is_err());
+    }
+}
+
+#[actix_web::test]
+async fn an_encoded_body_shorter_than_its_content_length_is_cut_off() {
+    // The body is read as sent, so Content-Length is checked against the encoded bytes.
+    let mut headers = awc::http::header::HeaderMap::new();
+    headers.insert(
+        awc::http::header::CONTENT_ENCODING,
+        awc::http::header::HeaderValue::from_static("gzip"),
+    );
+    headers.insert(
+        awc::http::header::CONTENT_LENGTH,
+        awc::http::header::HeaderValue::from_static("100"),
+    );
+    assert!(super::check_complete(&headers, 50).is_err());
+    assert!(super::check_complete(&headers, 100).is_ok());
+    let e = super::decode(&headers, Bytes::from_static(b"\x1f\x8b"), LIMIT)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "malformed_response");
+    headers.insert(
+        awc::http::header::CONTENT_ENCODING,
+        awc::http::header::HeaderValue::from_static("br"),
+    );
+    let e = super::decode(&headers, Bytes::from_static(b"{}"), LIMIT)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not asked for"), "{e}");
+}

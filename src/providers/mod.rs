@@ -65,6 +65,15 @@ impl UpstreamRequest {
         self.with_headers(client.post(self.url.as_str()))
             .send_body(self.body.clone())
     }
+
+    /// Sends this call as a `POST` whose answer awc leaves encoded, for [`call::call`] to
+    /// decode within its limit.
+    fn post_encoded(&self, client: &awc::Client) -> awc::SendClientRequest {
+        self.with_headers(client.post(self.url.as_str()))
+            .no_decompress()
+            .insert_header_if_none((awc::http::header::ACCEPT_ENCODING, call::ACCEPT_ENCODING))
+            .send_body(self.body.clone())
+    }
 }
 
 impl fmt::Debug for UpstreamRequest {
