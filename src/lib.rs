@@ -1,6 +1,7 @@
 //! bkvy: a self-hosted LLM gateway.
 //!
 //! Layout:
+//! - [`budget`]: a byte budget shared by every request (bodies in flight).
 //! - [`clients`]: each worker's HTTP clients, one per provider connect timeout.
 //! - [`config`]: the validated configuration and its loader.
 //! - [`types`]: the normalised request/response vocabulary.
@@ -26,6 +27,7 @@
 //!
 //! The actor system (key/model actors, router) lives in the `bkvy-actors` crate.
 
+pub mod budget;
 pub mod client_ledger;
 pub mod clients;
 pub mod config;

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use bkvy::config::{self, Config};
 #[cfg(feature = "fake")]
 use bkvy::fake::{FakeOptions, FakeUpstream};
-use bkvy::http::access::{AccessPolicy, IpList};
+use bkvy::http::access::{AccessPolicy, HostList, IpList, OriginList};
 use bkvy::http::HttpLimits;
 use bkvy::probes::ProbeOptions;
 use bkvy::server::{
@@ -107,6 +107,14 @@ struct ServeArgs {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 10 * 1024 * 1024)]
     max_request_bytes: usize,
+    /// Bytes all request bodies being read may hold between them; a body that would take
+    /// more is refused with 503 and Retry-After.
+    #[arg(
+        long,
+        env = "MAX_INFLIGHT_REQUEST_BYTES",
+        default_value_t = HttpLimits::DEFAULT_MAX_INFLIGHT_REQUEST_BYTES
+    )]
+    max_inflight_request_bytes: usize,
     /// Directory where rate, pause and circuit state survives restarts.
     #[arg(long, env = "STATE_DIR", default_value = "state")]
     state_dir: PathBuf,
@@ -312,6 +320,15 @@ struct DashboardArgs {
     /// believed (none when unset).
     #[arg(long, env = "DASHBOARD_TRUSTED_PROXIES", value_parser = IpList::parse)]
     dashboard_trusted_proxies: Option<IpList>,
+    /// Comma-separated host names (name or name:port, `*` for any) the Host header of an
+    /// admin or dashboard request may carry beside IP addresses and localhost (none when
+    /// unset): a defence against DNS rebinding.
+    #[arg(long, env = "ALLOWED_HOSTS", value_parser = HostList::parse)]
+    allowed_hosts: Option<HostList>,
+    /// Comma-separated origins (scheme://host[:port], or null) allowed to send admin and
+    /// dashboard requests beside bkvy's own pages (none when unset).
+    #[arg(long, env = "ALLOWED_ORIGINS", value_parser = OriginList::parse)]
+    allowed_origins: Option<OriginList>,
 }
 
 impl DashboardArgs {
@@ -319,6 +336,8 @@ impl DashboardArgs {
         AccessPolicy {
             allowed: self.dashboard_allowed_ips.clone(),
             trusted_proxies: self.dashboard_trusted_proxies.clone().unwrap_or_default(),
+            allowed_hosts: self.allowed_hosts.clone().unwrap_or_default(),
+            allowed_origins: self.allowed_origins.clone().unwrap_or_default(),
         }
     }
 
@@ -403,6 +422,15 @@ struct ConnectionArgs {
         value_parser = clap::value_parser!(u32).range(1..=65535)
     )]
     listen_backlog: u32,
+    /// Client connections each HTTP worker holds open at once; the server holds at most
+    /// WORKERS times this. Further connections wait in the listen backlog.
+    #[arg(
+        long,
+        env = "MAX_CONNECTIONS",
+        default_value_t = ConnectionOptions::DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(|n| n as usize)
+    )]
+    max_connections: usize,
 }
 
 impl ConnectionArgs {
@@ -410,6 +438,7 @@ impl ConnectionArgs {
         ConnectionOptions {
             keep_alive: std::time::Duration::from_secs(self.keep_alive_seconds),
             listen_backlog: self.listen_backlog,
+            max_connections: self.max_connections,
             ..ConnectionOptions::default()
         }
     }
@@ -514,6 +543,7 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
                 stream_write_stall: std::time::Duration::from_secs(
                     args.stream_write_stall_seconds.max(1),
                 ),
+                max_inflight_request_bytes: args.max_inflight_request_bytes,
                 ..HttpLimits::default()
             },
             workers: args.workers,
@@ -729,18 +759,22 @@ mod tests {
         "PORT",
         "WORKERS",
         "MAX_REQUEST_BYTES",
+        "MAX_INFLIGHT_REQUEST_BYTES",
         "STATE_DIR",
         "BODY_TIMEOUT_SECONDS",
         "STREAM_WRITE_STALL_SECONDS",
         "SHUTDOWN_GRACE_SECONDS",
         "KEEP_ALIVE_SECONDS",
         "LISTEN_BACKLOG",
+        "MAX_CONNECTIONS",
         "ACCESS_LOG",
         "HEALTH_PROBE_ENABLED",
         "HEALTH_PROBE_INTERVAL_SECONDS",
         "DASHBOARD_ENABLED",
         "DASHBOARD_ALLOWED_IPS",
         "DASHBOARD_TRUSTED_PROXIES",
+        "ALLOWED_HOSTS",
+        "ALLOWED_ORIGINS",
         "TRANSACTION_LOGGING",
         "SUMMARY_STATS",
         "LOG_DIR",
@@ -836,6 +870,7 @@ mod tests {
                 let serve_only = [
                     "WORKERS",
                     "MAX_REQUEST_BYTES",
+                    "MAX_INFLIGHT_REQUEST_BYTES",
                     "STATE_DIR",
                     "BODY_TIMEOUT_SECONDS",
                     "STREAM_WRITE_STALL_SECONDS",

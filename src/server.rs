@@ -100,6 +100,12 @@ pub struct ConnectionOptions {
     /// slow reader (actix's default is 1 s). Kept short: it is also how long a client that
     /// stalled (a body that never came, answered 408) holds its connection after the answer.
     pub client_disconnect_timeout: Duration,
+    /// Connections each worker holds open at once (`MAX_CONNECTIONS`, default 25,000,
+    /// actix's own); the server as a whole holds at most workers × this. A worker at the
+    /// limit stops accepting: further connections wait in the listen backlog (and past it
+    /// are refused by the kernel) until one closes. They are never answered with a 503,
+    /// because a connection not accepted cannot be answered.
+    pub max_connections: usize,
 }
 
 impl ConnectionOptions {
@@ -107,6 +113,8 @@ impl ConnectionOptions {
     pub const DEFAULT_KEEP_ALIVE_SECONDS: u64 = 75;
     /// `LISTEN_BACKLOG` default.
     pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
+    /// `MAX_CONNECTIONS` default (per worker).
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 25_000;
 }
 
 impl Default for ConnectionOptions {
@@ -116,6 +124,7 @@ impl Default for ConnectionOptions {
             listen_backlog: Self::DEFAULT_LISTEN_BACKLOG,
             client_request_timeout: Duration::from_secs(30),
             client_disconnect_timeout: Duration::from_secs(2),
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -354,6 +363,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     });
     let web_state = web::Data::new(WebState {
         limits: opts.limits,
+        body_budget: crate::budget::ByteBudget::new(opts.limits.max_inflight_request_bytes),
         access: opts.access,
         dashboard: dash,
     });
@@ -380,6 +390,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     .keep_alive(connections.keep_alive)
     .client_request_timeout(connections.client_request_timeout)
     .client_disconnect_timeout(connections.client_disconnect_timeout)
+    .max_connections(connections.max_connections.max(1))
     // Signals are the caller's (the future given to `run`), so that queued requests are
     // answered at once instead of holding the shutdown open.
     .disable_signals();

@@ -54,6 +54,7 @@ pub fn policy(allowed: &str, trusted: &str) -> AccessPolicy {
     AccessPolicy {
         allowed: IpList::parse(allowed).unwrap(),
         trusted_proxies: IpList::parse(trusted).unwrap(),
+        ..AccessPolicy::default()
     }
 }
 

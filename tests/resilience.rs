@@ -139,6 +139,7 @@ async fn admin_endpoints_refuse_addresses_that_are_not_allowed() {
     let policy = AccessPolicy {
         allowed: IpList::parse("10.1.2.3").unwrap(),
         trusted_proxies: IpList::default(),
+        ..AccessPolicy::default()
     };
     let h = start_gateway_with(fake, config, policy);
     let reset = format!("{}/circuits/reset/openai/gpt-4o/oa1", h.url);

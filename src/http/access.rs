@@ -1,9 +1,23 @@
-//! Who may reach the dashboard and the admin endpoints: an IP allow-list.
+//! Who may reach the dashboard and the admin endpoints: an IP allow-list, and a check of
+//! the `Host` and `Origin` headers against DNS rebinding and cross-site requests.
 //!
 //! The client address is the socket peer. `X-Forwarded-For` is believed only when the peer
 //! is a listed trusted proxy, and then the nearest address in it that is not itself a
 //! trusted proxy is the client (so a client cannot spoof its way in by sending the header
 //! itself). An empty list allows nobody.
+//!
+//! A browser can be made to send requests to bkvy from any web page: a page on another
+//! site can POST to `http://127.0.0.1:10006/admin/reload` (a "simple" request needs no
+//! permission), and a page on a name the attacker re-points at 127.0.0.1 (DNS rebinding)
+//! is, to the browser, the same origin as bkvy and may read its answers. Both come from
+//! the allow-listed machine itself, so the IP allow-list lets them through. So the
+//! protected endpoints also check ([`AccessPolicy::check_site`]):
+//!
+//! - `Host` must be an IP address (no DNS name is involved, so nothing can be re-pointed),
+//!   `localhost`, or a name in `ALLOWED_HOSTS` (any port, or the one the entry gives);
+//! - `Origin`, when the request has one, must be the origin `Host` names (the page is
+//!   bkvy's own) or one in `ALLOWED_ORIGINS`. `Origin: null` (a sandboxed page, a file)
+//!   passes only if `ALLOWED_ORIGINS` lists `null`.
 //!
 //! The lists come from the binary's command line (`--dashboard-allowed-ips`,
 //! `--dashboard-trusted-proxies`, or the environment variables `DASHBOARD_ALLOWED_IPS`
@@ -99,6 +113,105 @@ impl IpList {
     }
 }
 
+/// Host names the `Host` header of a protected request may carry beside IP addresses and
+/// `localhost` (`ALLOWED_HOSTS`): `name` (any port), `name:port`, or `*` (any host).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostList(Vec<String>);
+
+impl HostList {
+    /// Parses `bkvy.internal, gateway.example:8080`; an entry must be a host name or
+    /// `name:port` (no scheme, path or spaces).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let ok = e == "*"
+                    || (split_host(e).is_some()
+                        && e.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b)));
+                if ok {
+                    Ok(e.to_ascii_lowercase())
+                } else {
+                    Err(format!("\"{e}\" is not a host name or host:port"))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    /// Whether the `Host` value `host` (`name` or `name:port`) is listed.
+    fn allows(&self, host: &str) -> bool {
+        let Some((name, _)) = split_host(host) else {
+            return false;
+        };
+        self.0.iter().any(|e| {
+            e == "*"
+                || e.eq_ignore_ascii_case(host)
+                || (!e.contains(':') && e.eq_ignore_ascii_case(name))
+        })
+    }
+}
+
+/// Origins (`scheme://host[:port]`) allowed to send protected requests beside bkvy's own
+/// (`ALLOWED_ORIGINS`); `null` admits `Origin: null`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OriginList(Vec<String>);
+
+impl OriginList {
+    /// Parses `https://ops.example, http://localhost:3000`; an entry must be an origin:
+    /// `http://` or `https://`, a host, an optional port, and nothing after it.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let e = e.to_ascii_lowercase();
+                if e == "null" || origin_authority(&e).is_some() {
+                    Ok(e)
+                } else {
+                    Err(format!(
+                        "\"{e}\" is not an origin (scheme://host[:port], or null)"
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    fn contains(&self, origin: &str) -> bool {
+        self.0.iter().any(|e| e.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// `name` and the optional port of a `Host` value (`name`, `name:port`, `[v6]`,
+/// `[v6]:port`); `None` when it is not that shape.
+fn split_host(host: &str) -> Option<(&str, Option<&str>)> {
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (v6, port)
+    } else {
+        match host.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (host, None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    (!name.is_empty() && port_ok).then_some((name, port))
+}
+
+/// The authority (`host[:port]`) of an origin `http(s)://host[:port]`.
+fn origin_authority(origin: &str) -> Option<&str> {
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))?;
+    (split_host(rest).is_some() && !rest.contains(['/', '?', '#', '@'])).then_some(rest)
+}
+
 /// The allow-list and the proxies whose `X-Forwarded-For` is believed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessPolicy {
@@ -106,6 +219,12 @@ pub struct AccessPolicy {
     pub allowed: IpList,
     /// Reverse proxies in front of bkvy.
     pub trusted_proxies: IpList,
+    /// Host names (beside IP addresses and `localhost`) a protected request's `Host` may
+    /// name (`ALLOWED_HOSTS`, none by default).
+    pub allowed_hosts: HostList,
+    /// Origins (beside bkvy's own) a protected request's `Origin` may name
+    /// (`ALLOWED_ORIGINS`, none by default).
+    pub allowed_origins: OriginList,
 }
 
 impl Default for AccessPolicy {
@@ -114,6 +233,8 @@ impl Default for AccessPolicy {
         Self {
             allowed: IpList::parse(Self::DEFAULT_ALLOWED).unwrap_or_default(),
             trusted_proxies: IpList::default(),
+            allowed_hosts: HostList::default(),
+            allowed_origins: OriginList::default(),
         }
     }
 }
@@ -168,6 +289,56 @@ impl AccessPolicy {
     }
 }
 
+impl AccessPolicy {
+    /// Whether the request's `Host` and `Origin` show it comes from bkvy's own pages or a
+    /// client that is not a browser on another site (see the module's header); the
+    /// refusal names the header.
+    pub fn check_site(&self, req: &HttpRequest) -> Result<(), String> {
+        let host = match req.headers().get(actix_web::http::header::HOST) {
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| "the Host header is not visible ASCII".to_owned())?
+                    .trim(),
+            ),
+            None => req.uri().authority().map(|a| a.as_str()),
+        };
+        if let Some(host) = host {
+            if !self.host_allowed(host) {
+                return Err(format!(
+                    "Host {host:?} is not an allowed host name (an IP address, localhost, or \
+                     one listed in ALLOWED_HOSTS)"
+                ));
+            }
+        }
+        let mut origins = req.headers().get_all(actix_web::http::header::ORIGIN);
+        let Some(origin) = origins.next() else {
+            return Ok(());
+        };
+        let origin = origin
+            .to_str()
+            .map_err(|_| "the Origin header is not visible ASCII".to_owned())?
+            .trim();
+        let same = origin_authority(&origin.to_ascii_lowercase())
+            .zip(host)
+            .is_some_and(|(authority, host)| authority.eq_ignore_ascii_case(host));
+        if origins.next().is_none() && (same || self.allowed_origins.contains(origin)) {
+            return Ok(());
+        }
+        Err(format!(
+            "Origin {origin:?} is neither this server's own nor listed in ALLOWED_ORIGINS"
+        ))
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        let Some((name, _)) = split_host(host) else {
+            return false;
+        };
+        name.parse::<IpAddr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || self.allowed_hosts.allows(host)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +373,7 @@ mod tests {
         let policy = AccessPolicy {
             allowed: IpList::parse("127.0.0.1").unwrap(),
             trusted_proxies: IpList::parse("10.0.0.5").unwrap(),
+            ..AccessPolicy::default()
         };
         // Spoof from an untrusted peer: the header is ignored.
         assert_eq!(
@@ -238,6 +410,7 @@ mod tests {
         let policy = AccessPolicy {
             allowed: IpList::parse("127.0.0.1").unwrap(),
             trusted_proxies: IpList::parse("10.0.0.5").unwrap(),
+            ..AccessPolicy::default()
         };
         // The client sent `127.0.0.1` itself; the proxy appended the real address on a
         // line of its own.
@@ -254,5 +427,104 @@ mod tests {
             .append_header(("x-forwarded-for", bytes))
             .to_http_request();
         assert_eq!(policy.check(&req), (false, None));
+    }
+
+    fn site(headers: &[(&str, &str)]) -> HttpRequest {
+        let mut req = actix_web::test::TestRequest::default();
+        for (k, v) in headers {
+            req = req.append_header((*k, *v));
+        }
+        req.to_http_request()
+    }
+
+    #[test]
+    fn hosts_that_cannot_be_rebound_pass_and_names_need_listing() {
+        let policy = AccessPolicy::default();
+        for host in [
+            "127.0.0.1:10006",
+            "127.0.0.1",
+            "[::1]:8080",
+            "[::1]",
+            "localhost:3000",
+            "LOCALHOST",
+            "10.1.2.3:80",
+        ] {
+            assert_eq!(
+                policy.check_site(&site(&[("host", host)])),
+                Ok(()),
+                "{host}"
+            );
+        }
+        for host in [
+            "rebind.evil.example",
+            "rebind.evil.example:10006",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "",
+            "[::1",
+            "127.0.0.1:x",
+        ] {
+            let e = policy.check_site(&site(&[("host", host)])).unwrap_err();
+            assert!(e.contains("Host"), "{host}: {e}");
+        }
+        let listed = AccessPolicy {
+            allowed_hosts: HostList::parse("gw.example, other.example:8443").unwrap(),
+            ..AccessPolicy::default()
+        };
+        let ok = |h: &str| listed.check_site(&site(&[("host", h)])).is_ok();
+        assert!(ok("gw.example") && ok("GW.example:10006") && ok("other.example:8443"));
+        assert!(!ok("other.example:8444") && !ok("other.example") && !ok("x.gw.example"));
+        let any = AccessPolicy {
+            allowed_hosts: HostList::parse("*").unwrap(),
+            ..AccessPolicy::default()
+        };
+        assert!(any
+            .check_site(&site(&[("host", "anything.example")]))
+            .is_ok());
+        assert!(HostList::parse("http://gw.example").is_err());
+        assert!(HostList::parse("gw.example/x").is_err());
+        assert!(HostList::parse("gw example").is_err());
+    }
+
+    #[test]
+    fn an_origin_must_be_the_hosts_own_or_listed() {
+        let policy = AccessPolicy::default();
+        let check = |p: &AccessPolicy, origin: &str| {
+            p.check_site(&site(&[("host", "127.0.0.1:10006"), ("origin", origin)]))
+        };
+        assert_eq!(check(&policy, "http://127.0.0.1:10006"), Ok(()));
+        assert_eq!(check(&policy, "HTTP://127.0.0.1:10006"), Ok(()));
+        for origin in [
+            "https://evil.example",
+            "http://127.0.0.1:10007",
+            "http://localhost:10006",
+            "null",
+            "",
+            "http://127.0.0.1:10006/x",
+        ] {
+            let e = check(&policy, origin).unwrap_err();
+            assert!(e.contains("Origin"), "{origin}: {e}");
+        }
+        assert!(
+            policy
+                .check_site(&site(&[("host", "127.0.0.1:10006")]))
+                .is_ok(),
+            "no Origin (not a browser, or a same-origin GET) passes"
+        );
+        let two = site(&[
+            ("host", "127.0.0.1:10006"),
+            ("origin", "http://127.0.0.1:10006"),
+            ("origin", "https://evil.example"),
+        ]);
+        assert!(policy.check_site(&two).is_err(), "two Origin lines");
+        let listed = AccessPolicy {
+            allowed_origins: OriginList::parse("https://ops.example, null").unwrap(),
+            ..AccessPolicy::default()
+        };
+        assert_eq!(check(&listed, "https://ops.example"), Ok(()));
+        assert_eq!(check(&listed, "null"), Ok(()));
+        assert!(check(&listed, "http://ops.example").is_err());
+        assert!(OriginList::parse("ops.example").is_err());
+        assert!(OriginList::parse("https://ops.example/path").is_err());
     }
 }

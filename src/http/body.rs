@@ -1,31 +1,117 @@
-//! Reading request bodies with a size limit and turning JSON problems into precise 4xx
-//! answers: a syntax error is a 400, JSON of the wrong shape is a 422, and both say where.
-//! A type error names the field's path and the expected type but never quotes the value
-//! sent: the message is answered to the caller and stored in the statistics, and the value
-//! may be the caller's prompt.
+//! Reading request bodies with a size limit, a time limit and a share of the in-flight
+//! budget every body draws from ([`crate::budget`]), and turning JSON problems into
+//! precise 4xx answers: a syntax error is a 400, JSON of the wrong shape is a 422, and
+//! both say where. A type error names the field's path and the expected type but never
+//! quotes the value sent: the message is answered to the caller and stored in the
+//! statistics, and the value may be the caller's prompt.
 
-use actix_web::web;
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::{web, HttpRequest};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::WebState;
+use crate::budget::{ByteBudget, Reservation};
 
-/// Reads the whole body, refusing more than `limit` bytes.
-/// Reads the whole body, refusing more than `limits.max_request_bytes` or a body that
-/// takes longer than `limits.body_timeout` to arrive (a client that announces a body and
-/// then stalls would otherwise hold its connection forever).
+/// A request body read whole, with its share of the in-flight budget
+/// (`MAX_INFLIGHT_REQUEST_BYTES`), given back when the body is dropped.
+#[derive(Debug)]
+pub struct Body {
+    bytes: web::Bytes,
+    _held: Reservation,
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Reads the whole body, refusing more than `limits.max_request_bytes` (413), a body that
+/// takes longer than `limits.body_timeout` to arrive (408: a client that announces a body
+/// and then stalls would otherwise hold its connection forever), and a body the shared
+/// in-flight budget cannot hold beside the bodies being read now (503 with `Retry-After`:
+/// many large bodies at once would otherwise hold gigabytes between them).
+///
+/// The budget counts the memory the body takes, as it arrives: its buffer's capacity,
+/// allocated once from `Content-Length` when the request gives one.
 pub async fn read_limited(
+    req: &HttpRequest,
     payload: web::Payload,
-    limits: &super::HttpLimits,
-) -> Result<web::Bytes, ApiError> {
-    let read = read_all(payload, limits.max_request_bytes);
+    web: &WebState,
+) -> Result<Body, ApiError> {
+    require_json(req)?;
+    let limits = &web.limits;
+    let read = read_all(req, payload, limits.max_request_bytes, &web.body_budget);
     actix_web::rt::time::timeout(limits.body_timeout, read)
         .await
         .unwrap_or(Err(ApiError::BodyTimeout(limits.body_timeout.as_secs())))
 }
 
-async fn read_all(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+/// Refuses a body whose `Content-Type` is not `application/json` (parameters such as
+/// `charset` allowed), or that has none. A web page on another site can send a "simple"
+/// cross-site POST (`text/plain`, a form, or no type at all) without the browser asking
+/// bkvy first; `application/json` it can only send after a CORS preflight, which bkvy
+/// never grants. So requiring it keeps other sites' pages from spending the keys.
+pub fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    let given = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let essence = given
+        .as_deref()
+        .and_then(|v| v.split(';').next())
+        .map(str::trim);
+    if essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json")) {
+        return Ok(());
+    }
+    Err(ApiError::UnsupportedMediaType(match given {
+        Some(v) => format!(
+            "Content-Type {:?} is not accepted: send the body as application/json",
+            v.chars().take(100).collect::<String>()
+        ),
+        None => "the Content-Type header is missing: send the body as application/json".into(),
+    }))
+}
+
+/// The refusal of a body the in-flight budget cannot hold.
+fn busy(budget: &ByteBudget) -> ApiError {
+    ApiError::Unavailable {
+        code: "server_busy",
+        message: format!(
+            "too many request bodies are being read at once (more than {} bytes between \
+             them); retry shortly",
+            budget.limit()
+        ),
+        retry_after_secs: Some(1),
+    }
+}
+
+async fn read_all(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+    budget: &ByteBudget,
+) -> Result<Body, ApiError> {
+    let announced = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut held = budget.reservation();
     let mut buf = web::BytesMut::new();
+    if let Some(n) = announced.and_then(|n| usize::try_from(n).ok()) {
+        if !held.grow_to(n) {
+            return Err(busy(budget));
+        }
+        buf.reserve(n);
+    }
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
             actix_web::error::PayloadError::Overflow => ApiError::PayloadTooLarge { limit },
@@ -34,9 +120,24 @@ async fn read_all(mut payload: web::Payload, limit: usize) -> Result<web::Bytes,
         if buf.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
+        // Account for the buffer's growth before it grows.
+        if buf.capacity() - buf.len() < chunk.len() {
+            let grown = (buf.len() + chunk.len()).max(buf.capacity().saturating_mul(2));
+            let grown = grown.min(limit).max(buf.len() + chunk.len());
+            if !held.grow_to(grown) {
+                return Err(busy(budget));
+            }
+            buf.reserve(grown - buf.len());
+        }
         buf.extend_from_slice(&chunk);
+        if !held.grow_to(buf.capacity()) {
+            return Err(busy(budget));
+        }
     }
-    Ok(buf.freeze())
+    Ok(Body {
+        bytes: buf.freeze(),
+        _held: held,
+    })
 }
 
 /// Parses a JSON object into `T`, classifying errors: 400 ([`ApiError::MalformedJson`])

@@ -26,6 +26,10 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// A JSON endpoint was sent a body that does not say it is JSON (`Content-Type`
+    /// other than `application/json`, or none).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The endpoint exists but not for this method.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -98,6 +102,7 @@ impl ApiError {
             Self::Invalid(_) => "invalid_request",
             Self::InvalidDate(_) => "invalid_date",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Forbidden(_) => "access_denied",
             Self::Unauthorized(_) => "invalid_api_key",
             Self::NotAllowed(_) => "not_allowed",
@@ -151,6 +156,7 @@ impl ResponseError for ApiError {
             Self::ClientRateLimited { .. } | Self::InsufficientQuota { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -219,6 +225,7 @@ mod tests {
             (ApiError::Invalid("x".into()), 422),
             (ApiError::InvalidDate("x".into()), 400),
             (ApiError::PayloadTooLarge { limit: 1 }, 413),
+            (ApiError::UnsupportedMediaType("x".into()), 415),
             (ApiError::Forbidden("x".into()), 403),
             (ApiError::Unauthorized("x".into()), 401),
             (ApiError::NotAllowed("x".into()), 403),

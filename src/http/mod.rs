@@ -58,11 +58,17 @@ pub struct HttpLimits {
     /// (`STREAM_WRITE_STALL_SECONDS`, default 30): then the stream is ended, its key/model
     /// slot released and the request recorded as a client disconnect.
     pub stream_write_stall: std::time::Duration,
+    /// Bytes all request bodies being read may hold between them
+    /// (`MAX_INFLIGHT_REQUEST_BYTES`, default 256 MiB); a body that would take more is
+    /// refused with 503 and `Retry-After` in its door's error shape.
+    pub max_inflight_request_bytes: usize,
 }
 
 impl HttpLimits {
     /// `STREAM_WRITE_STALL_SECONDS` default.
     pub const DEFAULT_STREAM_WRITE_STALL_SECONDS: u64 = 30;
+    /// `MAX_INFLIGHT_REQUEST_BYTES` default: 256 MiB.
+    pub const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES: usize = 256 * 1024 * 1024;
 }
 
 impl Default for HttpLimits {
@@ -74,6 +80,7 @@ impl Default for HttpLimits {
             stream_write_stall: std::time::Duration::from_secs(
                 Self::DEFAULT_STREAM_WRITE_STALL_SECONDS,
             ),
+            max_inflight_request_bytes: Self::DEFAULT_MAX_INFLIGHT_REQUEST_BYTES,
         }
     }
 }
@@ -83,21 +90,26 @@ impl Default for HttpLimits {
 pub struct WebState {
     /// Request limits.
     pub limits: HttpLimits,
+    /// What the request bodies being read hold between them
+    /// (`limits.max_inflight_request_bytes`).
+    pub body_budget: crate::budget::ByteBudget,
     /// Who may reach the dashboard and admin endpoints.
     pub access: AccessPolicy,
     /// The web dashboard, when `DASHBOARD_ENABLED=true`.
     pub dashboard: Option<dashboard::Dashboard>,
 }
 
-/// Refuses the request unless its client address is allow-listed.
+/// Refuses the request unless its client address is allow-listed and its `Host` and
+/// `Origin` headers show no other site's page sent it (DNS rebinding, cross-site
+/// requests: see [`access`]).
 pub fn require_admin(req: &HttpRequest, web: &WebState) -> Result<(), ApiError> {
-    match web.access.check(req) {
-        (true, _) => Ok(()),
-        (false, ip) => Err(ApiError::Forbidden(format!(
+    if let (false, ip) = web.access.check(req) {
+        return Err(ApiError::Forbidden(format!(
             "IP address {} is not authorized to access this resource",
             ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
-        ))),
+        )));
     }
+    web.access.check_site(req).map_err(ApiError::Forbidden)
 }
 
 async fn llm_intelligence(

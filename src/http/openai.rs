@@ -174,7 +174,7 @@ impl OaiError {
             (_, ApiError::InsufficientQuota { .. }) => "insufficient_quota",
             (429, _) => "requests",
             (403, _) => "permission_error",
-            (404 | 400 | 401 | 413 | 422, _) => "invalid_request_error",
+            (404 | 400 | 401 | 413 | 415 | 422, _) => "invalid_request_error",
             _ => "api_error",
         };
         Self {

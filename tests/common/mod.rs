@@ -226,7 +226,7 @@ impl Default for GatewayOpts {
                 max_request_bytes: 64 * 1024,
                 max_messages: 100,
                 body_timeout: Duration::from_secs(2),
-                stream_write_stall: Duration::from_secs(30),
+                ..HttpLimits::default()
             },
             probes: bkvy::probes::ProbeOptions::disabled(),
             connections: server::ConnectionOptions::default(),

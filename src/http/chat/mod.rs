@@ -240,7 +240,7 @@ async fn run<D: Door>(
         None => None,
     };
     let mut body_len = 0;
-    let parsed = match read_limited(payload, &web.limits).await {
+    let parsed = match read_limited(req, payload, web).await {
         Ok(bytes) => {
             body_len = bytes.len();
             door.parse(req, &bytes, web.limits.max_messages)
