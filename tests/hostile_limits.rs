@@ -1,7 +1,7 @@
 //! Limits a hostile client or web page runs into: the shared budget of request bytes being
 //! read and the connection limit (memory exhaustion), the `Host`/`Origin` checks on the
 //! admin and dashboard routes (DNS rebinding, cross-site requests), `application/json`
-//! on the chat endpoints.
+//! on the chat endpoints, and unknown fields inside `/llm/*` messages.
 
 // Test helpers panic on unexpected results by design.
 #![allow(clippy::unwrap_used)]
@@ -357,4 +357,34 @@ async fn chat_endpoints_take_only_application_json() {
         let (status, body) = post_with(&v1, &[("content-type", ct)], &v1_body).await;
         assert_eq!(status, 200, "{ct}: {body}");
     }
+}
+
+#[actix_web::test]
+async fn unknown_fields_inside_llm_messages_are_refused_by_name() {
+    let h = start();
+    let url = format!("{}/llm/intelligence", h.url);
+    for (field, value) in [
+        ("contnet", json!("typo")),
+        ("tool_calls", json!([])),
+        ("name", json!("bob")),
+    ] {
+        let mut body = ask("low", "hi");
+        body["messages"][0][field] = value;
+        let (status, answer) = post(&url, &body).await;
+        assert_eq!(status, 422, "{field}: {answer}");
+        assert_eq!(answer["error_code"], "invalid_request", "{answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("unknown field `{field}`")),
+            "{answer}"
+        );
+    }
+    assert!(
+        h.fake.requests().is_empty(),
+        "nothing refused reached upstream"
+    );
+    let (status, answer) = post(&url, &ask("low", "hi")).await;
+    assert_eq!(status, 200, "{answer}");
 }

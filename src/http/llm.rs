@@ -17,7 +17,7 @@ use super::{names, WebState};
 use crate::clients::Clients;
 use crate::gateway::Success;
 use crate::state::AppState;
-use crate::types::{ChatMessage, ChatOptions, FinishReason, Usage};
+use crate::types::{ChatMessage, ChatOptions, FinishReason, Role, Usage};
 
 /// The request body of all three endpoints; each endpoint checks which routing fields it
 /// needs and refuses the others.
@@ -62,9 +62,23 @@ pub struct LlmRequest {
     pub stream: Option<bool>,
 }
 
+/// One message as `/llm/*` takes it: its role and its text, and no other field (a field
+/// this door does not know, such as OpenAI's `tool_calls` or a misspelt `contnet`, is
+/// refused by name instead of dropped unseen).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LlmMessage {
+    role: Role,
+    content: String,
+}
+
 /// Each message must be a JSON object, not a positional `["user", "hi"]`.
 fn message_objects<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ChatMessage>, D::Error> {
-    Vec::<Object<ChatMessage>>::deserialize(d).map(|v| v.into_iter().map(|o| o.0).collect())
+    Vec::<Object<LlmMessage>>::deserialize(d).map(|v| {
+        v.into_iter()
+            .map(|o| ChatMessage::new(o.0.role, o.0.content))
+            .collect()
+    })
 }
 
 /// `options` must be a JSON object (or null), not a positional array.
