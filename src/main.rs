@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use bkvy::config::{self, Config};
+use bkvy::config::{self, Config, Secret};
 #[cfg(feature = "fake")]
 use bkvy::fake::{FakeOptions, FakeUpstream};
 use bkvy::http::access::{AccessPolicy, HostList, IpList, OriginList};
@@ -115,6 +115,20 @@ struct ServeArgs {
         default_value_t = HttpLimits::DEFAULT_MAX_INFLIGHT_REQUEST_BYTES
     )]
     max_inflight_request_bytes: usize,
+    /// Listen on a non-loopback address without config/clients.json, so that anyone who
+    /// can reach the port may spend the provider keys (refused without this; logged as a
+    /// warning with it).
+    #[arg(
+        long,
+        env = "ALLOW_UNAUTHENTICATED",
+        default_value_t = false,
+        action = ArgAction::Set,
+        value_parser = BoolParser,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    allow_unauthenticated: bool,
     /// Directory where rate, pause and circuit state survives restarts.
     #[arg(long, env = "STATE_DIR", default_value = "state")]
     state_dir: PathBuf,
@@ -329,6 +343,27 @@ struct DashboardArgs {
     /// dashboard requests beside bkvy's own pages (none when unset).
     #[arg(long, env = "ALLOWED_ORIGINS", value_parser = OriginList::parse)]
     allowed_origins: Option<OriginList>,
+    /// A token the admin endpoints then require (Authorization: Bearer, besides an allowed
+    /// address) and the dashboard and status endpoints accept instead of an allowed
+    /// address. Give it in the environment: a command line is visible to other users.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = admin_token)]
+    admin_token: Option<Secret>,
+    /// Who may read the status endpoints that reveal configuration or spend (/providers,
+    /// /rates/status, /circuits/status, /debug/config, /statistics/*, /metrics,
+    /// /queue/status): `protected` (the dashboard's rule: an allowed address or the admin
+    /// token) or `open` (everyone who can reach the port).
+    #[arg(long, env = "STATUS_ACCESS", default_value = "protected", value_parser = ["protected", "open"])]
+    status_access: String,
+}
+
+/// `ADMIN_TOKEN`: at least 16 characters, so that it cannot be guessed.
+fn admin_token(s: &str) -> Result<Secret, String> {
+    if s.trim() != s || s.chars().count() < 16 {
+        return Err(
+            "the admin token must be at least 16 characters, without surrounding spaces".into(),
+        );
+    }
+    Ok(Secret::new(s))
 }
 
 impl DashboardArgs {
@@ -338,6 +373,8 @@ impl DashboardArgs {
             trusted_proxies: self.dashboard_trusted_proxies.clone().unwrap_or_default(),
             allowed_hosts: self.allowed_hosts.clone().unwrap_or_default(),
             allowed_origins: self.allowed_origins.clone().unwrap_or_default(),
+            admin_token: self.admin_token.clone(),
+            status_open: self.status_access == "open",
         }
     }
 
@@ -527,10 +564,53 @@ fn load_or_report(dir: &Path) -> Option<Config> {
     }
 }
 
+/// Whether `host` (an address or a name to bind) is loopback only.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// The deployment rule: bind loopback, or require client keys, or say so explicitly.
+/// `Ok(true)`: every reload must keep `clients.json`.
+fn client_keys_rule(
+    host: &str,
+    config: &Config,
+    allow_unauthenticated: bool,
+) -> Result<bool, String> {
+    if is_loopback(host) || config.clients.is_some() {
+        return Ok(!is_loopback(host) && !allow_unauthenticated);
+    }
+    if allow_unauthenticated {
+        log::warn!(
+            "listening on {host} without config/clients.json (--allow-unauthenticated): \
+             anyone who can reach this port may spend the provider keys"
+        );
+        return Ok(false);
+    }
+    Err(format!(
+        "refusing to listen on {host} without config/clients.json: anyone who can reach the \
+         port could spend the provider keys. Add client keys (docs/SECURITY.md), bind \
+         127.0.0.1, or start with --allow-unauthenticated"
+    ))
+}
+
+// Start-up problems go to stderr, like check-config's.
+#[allow(clippy::print_stderr)]
 async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
     let Some(config) = load_or_report(&args.config_dir) else {
         return Ok(ExitCode::FAILURE);
     };
+    let require_client_keys =
+        match client_keys_rule(&args.host, &config, args.allow_unauthenticated) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
     let listener = TcpListener::bind((args.host.as_str(), args.port))?;
     let running = server::start(
         listener,
@@ -556,6 +636,7 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
             dashboard: args.dashboard.options(&args.stats),
             access_log: args.log.access_log,
             connections: args.connections.options(),
+            require_client_keys,
         },
     )?;
     log::info!("bkvy listening on {}", running.url());
@@ -676,6 +757,8 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             dashboard: args.dashboard.options(&args.stats),
             access_log: args.log.access_log,
             connections: args.connections.options(),
+            // The demo spends no real keys: its providers are the fakes.
+            require_client_keys: false,
         },
     )?;
     let url = running.url();
@@ -775,6 +858,9 @@ mod tests {
         "DASHBOARD_TRUSTED_PROXIES",
         "ALLOWED_HOSTS",
         "ALLOWED_ORIGINS",
+        "ADMIN_TOKEN",
+        "STATUS_ACCESS",
+        "ALLOW_UNAUTHENTICATED",
         "TRANSACTION_LOGGING",
         "SUMMARY_STATS",
         "LOG_DIR",
@@ -789,6 +875,7 @@ mod tests {
         "DASHBOARD_ENABLED",
         "TRANSACTION_LOGGING",
         "SUMMARY_STATS",
+        "ALLOW_UNAUTHENTICATED",
     ];
 
     /// Parses `args` with exactly `env` set of the variables the command reads (the
@@ -875,15 +962,16 @@ mod tests {
                     "BODY_TIMEOUT_SECONDS",
                     "STREAM_WRITE_STALL_SECONDS",
                     "SHUTDOWN_GRACE_SECONDS",
+                    "ALLOW_UNAUTHENTICATED",
                 ];
+                // A secret's value is never shown: `[env: ADMIN_TOKEN]`.
+                let listed = help.contains(&format!("[env: {name}="))
+                    || help.contains(&format!("[env: {name}]"));
                 if sub.get_name() == "demo" && serve_only.contains(name) {
-                    assert!(!help.contains(&format!("[env: {name}=")), "{name} in demo");
+                    assert!(!listed, "{name} in demo");
                     continue;
                 }
-                assert!(
-                    help.contains(&format!("[env: {name}=")),
-                    "{name} not in:\n{help}"
-                );
+                assert!(listed, "{name} not in:\n{help}");
             }
         }
     }
@@ -1028,5 +1116,42 @@ mod tests {
             let e = parse_with_env(&[(name, bad)], &["bkvy", "serve"]).unwrap_err();
             assert!(e.to_string().contains(name), "{name}={bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_non_loopback_address_needs_client_keys_or_an_explicit_flag() {
+        let config = || {
+            bkvy::config::load_from_strs(
+                r#"{"ollama": {"keys": {"local": {"rate_limits": {"m": {"rpm": 1, "rpd": 1}}}},
+                    "models": {"m": {"endpoint": "http://127.0.0.1:9/api/chat",
+                    "cost_per_1k_tokens": 0, "intelligence_tier": "low"}}}}"#,
+                r#"{"scenarios": {}}"#,
+                &|_| None,
+            )
+            .unwrap()
+        };
+        for host in ["127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"] {
+            assert!(is_loopback(host), "{host}");
+            assert_eq!(
+                client_keys_rule(host, &config(), false),
+                Ok(false),
+                "{host}"
+            );
+        }
+        for host in ["0.0.0.0", "::", "10.0.0.1", "bkvy.internal"] {
+            assert!(!is_loopback(host), "{host}");
+            assert!(client_keys_rule(host, &config(), false).is_err(), "{host}");
+            assert_eq!(client_keys_rule(host, &config(), true), Ok(false), "{host}");
+        }
+        let with_keys = bkvy::config::with_clients_str(
+            Ok(config()),
+            r#"{"clients": {"a": {"api_key": "0123456789abcdef0123"}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        // With client keys, every reload must keep them; unless the flag said otherwise.
+        assert_eq!(client_keys_rule("0.0.0.0", &with_keys, false), Ok(true));
+        assert_eq!(client_keys_rule("0.0.0.0", &with_keys, true), Ok(false));
+        assert_eq!(client_keys_rule("127.0.0.1", &with_keys, false), Ok(false));
     }
 }

@@ -89,6 +89,24 @@ impl From<&KeyModelId> for KeyModelLabels {
     }
 }
 
+/// One client of `clients.json` and a period.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabels {
+    /// Client name (never its key).
+    pub client: String,
+    /// `day`, `month` or `total` (spend); `minute` or `day` (requests).
+    pub period: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Per-client spend, budgets and requests, set from the client ledger at scrape time.
+struct ClientGauges {
+    spend: Family<ClientLabels, FloatGauge>,
+    remaining: Family<ClientLabels, FloatGauge>,
+    requests: Family<ClientLabels, Gauge>,
+}
+
 /// Attempt error labels that are capacity decisions inside bkvy, not upstream errors.
 const CAPACITY_KINDS: [&str; 9] = bkvy_actors::Rejection::LABELS;
 
@@ -113,6 +131,7 @@ pub struct Metrics {
     capacity_rejections: Family<KindLabels, Counter>,
     slot_wait: Family<KeyModelLabels, Histogram, fn() -> Histogram>,
     key_model: KeyModelGauges,
+    clients: ClientGauges,
     events_dropped: Gauge,
     /// The series a plain successful answer touches, per label combination (see
     /// [`Answered`]).
@@ -263,6 +282,26 @@ impl Metrics {
                 "1 when the key is out of rotation (authentication failed)",
             ),
         };
+        let clients = ClientGauges {
+            spend: Family::default(),
+            remaining: Family::default(),
+            requests: Family::default(),
+        };
+        registry.register(
+            "client_spend_usd",
+            "What a client of clients.json has spent, USD, by period (day and month are UTC)",
+            clients.spend.clone(),
+        );
+        registry.register(
+            "client_budget_remaining_usd",
+            "What is left of a client's daily or monthly budget, USD",
+            clients.remaining.clone(),
+        );
+        registry.register(
+            "client_requests",
+            "A client's requests in the last minute and today (its rpm and rpd counts)",
+            clients.requests.clone(),
+        );
         let events_dropped = Gauge::default();
         registry.register(
             "completion_events_dropped",
@@ -283,6 +322,7 @@ impl Metrics {
             capacity_rejections,
             slot_wait,
             key_model,
+            clients,
             events_dropped,
             answered: RwLock::default(),
         }
@@ -537,6 +577,38 @@ impl Metrics {
             g.disabled
                 .get_or_create(&l)
                 .set(i64::from(s.disabled.is_some()));
+        }
+    }
+
+    /// Sets the per-client gauges (clients no longer configured disappear).
+    pub fn set_clients(&self, views: &[crate::client_ledger::ClientView]) {
+        let g = &self.clients;
+        g.spend.clear();
+        g.remaining.clear();
+        g.requests.clear();
+        let l = |client: &str, period: &str| ClientLabels {
+            client: client.to_owned(),
+            period: period.to_owned(),
+        };
+        for v in views {
+            let c = v.client.as_str();
+            g.spend.get_or_create(&l(c, "day")).set(v.spent_today_usd);
+            g.spend
+                .get_or_create(&l(c, "month"))
+                .set(v.spent_this_month_usd);
+            g.spend.get_or_create(&l(c, "total")).set(v.spent_total_usd);
+            if let Some(r) = v.daily_remaining_usd {
+                g.remaining.get_or_create(&l(c, "day")).set(r);
+            }
+            if let Some(r) = v.monthly_remaining_usd {
+                g.remaining.get_or_create(&l(c, "month")).set(r);
+            }
+            g.requests
+                .get_or_create(&l(c, "minute"))
+                .set(i64::from(v.requests_last_minute));
+            g.requests
+                .get_or_create(&l(c, "day"))
+                .set(i64::from(v.requests_today));
         }
     }
 

@@ -55,6 +55,14 @@ pub async fn reload(state: &AppState) -> Result<ReloadReport, ReloadError> {
         .await
         .map_err(|e| ReloadError::Failed(e.to_string()))?;
     let config = loaded.map_err(ReloadError::Invalid)?;
+    if state.require_client_keys && config.clients.is_none() {
+        return Err(ReloadError::Invalid(vec![ConfigProblem {
+            path: "clients.json".into(),
+            message: "required: bkvy listens on a non-loopback address and was not started \
+                      with --allow-unauthenticated"
+                .into(),
+        }]));
+    }
     let report = apply(state, config);
     log::info!(
         "config reloaded: {} pair(s) added, {} kept, {} removed",
@@ -76,7 +84,13 @@ pub fn apply(state: &AppState, config: Config) -> ReloadReport {
         let handle = match existing.remove(&spec.id) {
             Some(c) => {
                 kept += 1;
-                c.handle.reconfigure(spec)
+                let secret = |cfg: &Config| {
+                    cfg.provider(&spec.id.provider)
+                        .and_then(|p| p.key(&spec.id.key_id))
+                        .and_then(|k| k.secret.clone())
+                };
+                let key_changed = secret(&old.upstreams.config) != secret(&config);
+                c.handle.reconfigure(spec, key_changed)
             }
             None => {
                 added += 1;

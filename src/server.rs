@@ -72,6 +72,9 @@ pub struct ServerOptions {
     /// Client connections: keep-alive, listen backlog, header and shutdown timeouts
     /// (`ConnectionOptions::default()` unless configured).
     pub connections: ConnectionOptions,
+    /// Every config, reloaded ones included, must have client keys: bkvy listens on a
+    /// non-loopback address and was not started with `--allow-unauthenticated`.
+    pub require_client_keys: bool,
 }
 
 /// How the HTTP server treats client connections.
@@ -360,6 +363,7 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
         metrics,
         stats,
         ledger,
+        require_client_keys: opts.require_client_keys,
     });
     let web_state = web::Data::new(WebState {
         limits: opts.limits,

@@ -53,6 +53,8 @@ pub struct AppState {
     /// What each client of `clients.json` has used and spent (kept across reloads, and
     /// across restarts when `STATE_DIR` is set).
     pub ledger: Arc<crate::client_ledger::SharedLedger>,
+    /// A reload must keep `clients.json` (see `ServerOptions::require_client_keys`).
+    pub require_client_keys: bool,
 }
 
 impl AppState {

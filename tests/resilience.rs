@@ -533,3 +533,48 @@ async fn a_request_keeps_its_snapshot_across_a_reload() {
     assert_eq!(later["model_used"], "claude-haiku", "{later}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A key out of rotation after a 401 stays out through a reload that keeps its value (the
+/// same value would fail again), and comes back when the reload gives it a new one.
+#[actix_web::test]
+async fn a_reload_re_enables_a_key_that_failed_authentication_only_when_its_value_changed() {
+    let dir = std::env::temp_dir().join(format!("bkvy-reenable-{}", std::process::id()));
+    let (h, on_disk) = reloadable(&dir, FakeOptions::default());
+    h.fake.script("claude-haiku", [Fault::status(401)]);
+    let direct = json!({"provider": "anthropic", "model": "claude-haiku", "max_wait_seconds": 5,
+                        "messages": [{"role": "user", "content": "x"}]});
+    let url = format!("{}/llm/direct", h.url);
+    let (s, b) = post(&url, &direct).await;
+    assert_ne!(s, 200, "{b}");
+    let disabled = || async {
+        let (_, rates) = get(&format!("{}/rates/status", h.url)).await;
+        rates["rate_limit_states"]["anthropic_an1_claude-haiku"]["disabled"].is_string()
+    };
+    actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    assert!(disabled().await);
+
+    // The same config again: the key stays out.
+    let (s, b) = post(&format!("{}/admin/reload", h.url), &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        disabled().await,
+        "a reload with the same key value re-enabled it"
+    );
+    let (s, _) = post(&url, &direct).await;
+    assert_ne!(s, 200);
+
+    // A new value: back in rotation.
+    std::fs::write(
+        dir.join("providers.json"),
+        on_disk.replace("sk-ant-test-secret-1", "sk-ant-test-secret-rotated"),
+    )
+    .unwrap();
+    let (s, b) = post(&format!("{}/admin/reload", h.url), &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    assert!(!disabled().await);
+    let (s, b) = post(&url, &direct).await;
+    assert_eq!(s, 200, "{b}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -174,6 +174,7 @@ async fn run(
             dashboard: bkvy::server::DashboardOptions::disabled(),
             access_log: false,
             connections: bkvy::server::ConnectionOptions::default(),
+            require_client_keys: false,
         },
     )
     .map_err(|e| e.to_string())?;

@@ -225,6 +225,14 @@ pub struct AccessPolicy {
     /// Origins (beside bkvy's own) a protected request's `Origin` may name
     /// (`ALLOWED_ORIGINS`, none by default).
     pub allowed_origins: OriginList,
+    /// `ADMIN_TOKEN`: when set, the admin endpoints require it as `Authorization: Bearer`
+    /// (besides an allowed address), and the dashboard and the status endpoints accept it
+    /// instead of an allowed address.
+    pub admin_token: Option<crate::config::Secret>,
+    /// Whether the status endpoints that reveal configuration or spend are open to every
+    /// caller (`STATUS_ACCESS=open`) instead of following the dashboard's rule
+    /// (`protected`, the default).
+    pub status_open: bool,
 }
 
 impl Default for AccessPolicy {
@@ -235,11 +243,36 @@ impl Default for AccessPolicy {
             trusted_proxies: IpList::default(),
             allowed_hosts: HostList::default(),
             allowed_origins: OriginList::default(),
+            admin_token: None,
+            status_open: false,
         }
     }
 }
 
 impl AccessPolicy {
+    /// Whether the request carries the admin token (`false` when none is set). The
+    /// token's and the presented value's SHA-256 are compared in constant time.
+    pub fn has_admin_token(&self, req: &HttpRequest) -> bool {
+        use subtle::ConstantTimeEq;
+        let Some(token) = &self.admin_token else {
+            return false;
+        };
+        let presented = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        presented.is_some_and(|p| {
+            let (a, b) = (
+                crate::config::clients::sha256(p),
+                crate::config::clients::sha256(token.expose()),
+            );
+            bool::from(a.ct_eq(&b))
+        })
+    }
+
     /// `DASHBOARD_ALLOWED_IPS` default: the loopback addresses.
     pub const DEFAULT_ALLOWED: &'static str = "127.0.0.1,::1";
 

@@ -55,17 +55,17 @@ pub fn authenticate<'k>(req: &HttpRequest, keys: &'k ClientKeys) -> Result<&'k C
         .ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))
 }
 
-/// Refuses a body `client_id` that names someone else, and a target outside the client's
-/// `allow` list.
+/// Refuses a `client_id` the request named (`declared`) that is someone else's, and a
+/// target outside the client's `allow` list.
 pub fn check_target(
     client: &Client,
-    body_client_id: &str,
+    declared: Option<&str>,
     target: &RouteTarget,
 ) -> Result<(), ApiError> {
-    if body_client_id != super::chat::ANONYMOUS && body_client_id != client.name {
+    if let Some(id) = declared.filter(|id| *id != client.name) {
         return Err(ApiError::NotAllowed(format!(
             "client_id \"{}\" does not match the API key's client",
-            body_client_id.escape_debug()
+            id.escape_debug()
         )));
     }
     if !client.allows(target) {

@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use tera::Tera;
 
 use super::error::ApiError;
-use super::{require_admin, status, AppState, WebState};
+use super::{require_viewer, status, AppState, WebState};
 
 /// How long a handler waits for the dashboard actor.
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
@@ -157,7 +157,7 @@ async fn guard(
             code: "not_found",
             message: format!("no route for {} {}", req.method(), req.path()),
         }),
-        Some(web) => require_admin(req.request(), web).err(),
+        Some(web) => require_viewer(req.request(), web).err(),
     };
     let mut res = match refusal {
         Some(e) => req.into_response(e.error_response()).map_into_right_body(),
@@ -238,7 +238,8 @@ async fn render(
     let now = state.clock.now_ms();
     let (range, preset) = q.resolve(now)?;
     let (rep, live) = futures::join!(report(state, web, range), live(state));
-    let ctx = view::context(&rep?, &range, preset, &live, now);
+    let mut ctx = view::context(&rep?, &range, preset, &live, now);
+    ctx["client_spend"] = json!(client_spend(state));
     let ctx = tera::Context::from_value(ctx)
         .map_err(|e| ApiError::Internal(format!("dashboard context: {e}")))?;
     let html = dashboard(web)?
@@ -248,6 +249,27 @@ async fn render(
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(html))
+}
+
+/// The clients of `clients.json` with their spend and budgets, formatted for the page.
+fn client_spend(state: &AppState) -> Vec<Value> {
+    let usd = |v: f64| format!("${v:.4}");
+    let left = |r: Option<f64>| r.map_or_else(|| "no budget".to_owned(), usd);
+    status::client_views(state)
+        .into_iter()
+        .map(|v| {
+            json!({
+                "client": v.client,
+                "today": usd(v.spent_today_usd),
+                "month": usd(v.spent_this_month_usd),
+                "total": usd(v.spent_total_usd),
+                "daily_left": left(v.daily_remaining_usd),
+                "monthly_left": left(v.monthly_remaining_usd),
+                "requests_minute": v.requests_last_minute,
+                "requests_today": v.requests_today,
+            })
+        })
+        .collect()
 }
 
 async fn page(
@@ -278,6 +300,7 @@ async fn data_inner(
         .map_err(|e| ApiError::Internal(format!("dashboard data: {e}")))?;
     if let Some(obj) = body.as_object_mut() {
         obj.insert("live".into(), Value::Array(live));
+        obj.insert("client_spend".into(), json!(status::client_views(state)));
         obj.insert(
             "last_updated".into(),
             json!(bkvy_actors::dashboard::report::iso(now)),

@@ -243,6 +243,7 @@ impl Door for LlmDoor {
             tooling: std::sync::Arc::default(),
             max_wait_seconds: req.max_wait_seconds,
             timeout_seconds: req.timeout_seconds,
+            client_id_declared: req.client_id.is_some(),
             client_id: req.client_id.unwrap_or_else(|| chat::ANONYMOUS.to_owned()),
             stream: req.stream.unwrap_or(false),
         })

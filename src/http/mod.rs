@@ -102,14 +102,72 @@ pub struct WebState {
 /// Refuses the request unless its client address is allow-listed and its `Host` and
 /// `Origin` headers show no other site's page sent it (DNS rebinding, cross-site
 /// requests: see [`access`]).
+///
+/// When `ADMIN_TOKEN` is set, the request must also carry it (`Authorization: Bearer`).
 pub fn require_admin(req: &HttpRequest, web: &WebState) -> Result<(), ApiError> {
     if let (false, ip) = web.access.check(req) {
-        return Err(ApiError::Forbidden(format!(
-            "IP address {} is not authorized to access this resource",
-            ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
-        )));
+        return Err(not_authorized(ip));
     }
-    web.access.check_site(req).map_err(ApiError::Forbidden)
+    web.access.check_site(req).map_err(ApiError::Forbidden)?;
+    if web.access.admin_token.is_some() && !web.access.has_admin_token(req) {
+        return Err(ApiError::Unauthorized(
+            "this endpoint needs the admin token: \"Authorization: Bearer <ADMIN_TOKEN>\"".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn not_authorized(ip: Option<std::net::IpAddr>) -> ApiError {
+    ApiError::Forbidden(format!(
+        "IP address {} is not authorized to access this resource",
+        ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+    ))
+}
+
+/// The rule of the dashboard and of the status endpoints that reveal configuration or
+/// spend: an allow-listed address or the admin token, and `Host`/`Origin` headers of no
+/// other site.
+pub fn require_viewer(req: &HttpRequest, web: &WebState) -> Result<(), ApiError> {
+    web.access.check_site(req).map_err(ApiError::Forbidden)?;
+    match web.access.check(req) {
+        (true, _) => Ok(()),
+        _ if web.access.has_admin_token(req) => Ok(()),
+        (false, ip) => Err(not_authorized(ip)),
+    }
+}
+
+/// Middleware of the status endpoints: [`require_viewer`] unless `STATUS_ACCESS=open`.
+async fn status_access(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if let Some(web) = req.app_data::<web::Data<WebState>>() {
+        if !web.access.status_open {
+            require_viewer(req.request(), web)?;
+        }
+    }
+    next.call(req).await
+}
+
+/// A GET-only status resource behind [`status_access`].
+fn status_get<F, Args>(
+    path: &str,
+    handler: F,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+>
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    get(path, handler).wrap(actix_web::middleware::from_fn(status_access))
 }
 
 async fn llm_intelligence(
@@ -157,24 +215,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/v1/chat/completions", openai::chat_completions))
         .service(get("/v1/models", openai::models))
         .service(get("/health", status::health))
-        .service(get("/providers", status::providers))
+        .service(status_get("/providers", status::providers))
         .service(get("/intelligence/{level}", status::intelligence))
         .service(get("/scenarios", status::scenarios))
-        .service(get("/queue/status", status::queue_status))
-        .service(get("/rates/status", status::rates_status))
-        .service(get("/debug/config", status::debug_config))
-        .service(get("/metrics", status::metrics))
+        .service(status_get("/queue/status", status::queue_status))
+        .service(status_get("/clients/status", status::clients_status))
+        .service(status_get("/rates/status", status::rates_status))
+        .service(status_get("/debug/config", status::debug_config))
+        .service(status_get("/metrics", status::metrics))
         .service(post("/admin/reload", admin::reload))
-        .service(get("/circuits/status", circuits::status))
+        .service(status_get("/circuits/status", circuits::status))
         .service(post(
             "/circuits/reset/{provider}/{model}/{key_id}",
             circuits::reset,
         ))
-        .service(get("/statistics/status", statistics::status))
-        .service(get("/statistics/summary", statistics::summary))
-        .service(get("/statistics/aggregate", statistics::aggregate))
-        .service(get("/statistics/daily", statistics::daily_all))
-        .service(get("/statistics/daily/{date}", statistics::daily_one))
+        .service(status_get("/statistics/status", statistics::status))
+        .service(status_get("/statistics/summary", statistics::summary))
+        .service(status_get("/statistics/aggregate", statistics::aggregate))
+        .service(status_get("/statistics/daily", statistics::daily_all))
+        .service(status_get(
+            "/statistics/daily/{date}",
+            statistics::daily_one,
+        ))
         .service(dashboard::scope())
         .default_service(web::to(not_found));
 }

@@ -589,6 +589,7 @@ pub fn parse(req: &HttpRequest, body: OaiRequest, max_messages: usize) -> Result
             .or(header_thinking)
             .or(thinking_from_effort),
     };
+    let client_id_declared = body.client_id.is_some() || header(req, "x-bkvy-client-id").is_some();
     let client_id = body
         .client_id
         .or_else(|| header(req, "x-bkvy-client-id").map(str::to_owned))
@@ -615,6 +616,7 @@ pub fn parse(req: &HttpRequest, body: OaiRequest, max_messages: usize) -> Result
             timeout_seconds: body.timeout_seconds,
             tooling: std::sync::Arc::new(tooling),
             client_id,
+            client_id_declared,
             stream: body.stream.unwrap_or(false),
         },
         include_usage: body
@@ -874,9 +876,18 @@ impl Door for OpenAiDoor {
     }
 }
 
-/// `GET /v1/models`: every routable name in OpenAI's list format.
-pub async fn models(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /v1/models`: every routable name in OpenAI's list format; with client keys, the
+/// names the caller's key may ask for.
+pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let cfg = &state.live().upstreams.config;
+    let client = match &cfg.clients {
+        Some(keys) => match crate::http::client_auth::authenticate(&req, keys) {
+            Ok(c) => Some(c),
+            Err(e) => return OaiError::from_api(&e).response(&uuid::Uuid::new_v4().to_string()),
+        },
+        None => None,
+    };
+    let allowed = |name: &str| client.is_none_or(|c| target_of(name).is_ok_and(|t| c.allows(&t)));
     let entry = |id: String, owner: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": owner});
     let mut data: Vec<Value> = Tier::ALL
         .iter()
@@ -896,6 +907,7 @@ pub async fn models(state: web::Data<AppState>) -> HttpResponse {
             }
         }
     }
+    data.retain(|m| m["id"].as_str().is_some_and(allowed));
     HttpResponse::Ok().json(json!({"object": "list", "data": data}))
 }
 

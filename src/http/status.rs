@@ -237,6 +237,45 @@ pub async fn all_statuses(state: &AppState) -> Vec<(KeyModelId, CapacityStatus)>
     sorted(statuses(state).await)
 }
 
+/// What every client of `clients.json` has used and spent, in file order (empty without
+/// client keys).
+pub fn client_views(state: &AppState) -> Vec<crate::client_ledger::ClientView> {
+    let live = state.live();
+    let Some(keys) = &live.upstreams.config.clients else {
+        return Vec::new();
+    };
+    let now = state.clock.now_ms();
+    state.ledger.with(false, |l| {
+        keys.clients.iter().map(|c| l.view(c, now)).collect()
+    })
+}
+
+/// `GET /clients/status`: each client's spend, budgets left and request counts, with its
+/// key's fingerprint (never the key).
+pub async fn clients_status(state: web::Data<AppState>) -> HttpResponse {
+    let live = state.live();
+    let fingerprints: HashMap<&str, String> = live
+        .upstreams
+        .config
+        .clients
+        .iter()
+        .flat_map(|k| k.clients.iter())
+        .map(|c| (c.name.as_str(), c.fingerprint()))
+        .collect();
+    let clients: Vec<Value> = client_views(&state)
+        .into_iter()
+        .map(|v| {
+            let mut o = json!(v);
+            o["key_fingerprint"] = json!(fingerprints.get(v.client.as_str()));
+            o
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "client_keys": live.upstreams.config.clients.is_some(),
+        "clients": clients,
+    }))
+}
+
 fn sorted(map: HashMap<KeyModelId, CapacityStatus>) -> Vec<(KeyModelId, CapacityStatus)> {
     let mut v: Vec<_> = map.into_iter().collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
@@ -291,6 +330,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     let live = sorted(statuses(&state).await);
     state.metrics.set_key_models(state.clock.now_ms(), &live);
     state.metrics.set_events_dropped(state.sinks.dropped());
+    state.metrics.set_clients(&client_views(&state));
     let text = state
         .metrics
         .encode()

@@ -266,6 +266,7 @@ pub fn start_gateway_full(
             dashboard,
             access_log: true,
             connections,
+            require_client_keys: false,
         },
     )
     .unwrap();

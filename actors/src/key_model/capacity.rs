@@ -528,6 +528,12 @@ impl<T: WaiterHandle> KeyModelCapacity<T> {
         self.max_concurrent = max_concurrent.map(|c| c.max(1));
         self.queue.set_capacity(max_queue);
         self.circuit.set_config(circuit);
+    }
+
+    /// Puts a key that failed authentication back into rotation: a reload gave it a new
+    /// value. (A reload that keeps the value keeps it out, as a reset or a restart would
+    /// be needed for the same value to be tried again.)
+    pub fn reenable(&mut self) {
         self.disabled = None;
         if self.circuit.state(0) == CircuitState::AuthOpen {
             self.circuit.reset();

@@ -802,13 +802,21 @@ fn a_reload_applies_the_new_concurrency_cap_queue_bound_and_circuit_thresholds()
 }
 
 #[test]
-fn a_reload_gives_a_key_that_failed_authentication_another_chance() {
+fn a_reload_with_a_new_key_value_gives_a_key_that_failed_authentication_another_chance() {
     let mut c = cap(100, None);
     let l = lease(c.admit(T0, T0 + 1_000, None));
     c.release(T0, l.lease_id, None, Outcome::AuthFailed);
     c.disable("401".into());
     assert_eq!(c.status(T0).circuit_state, "auth_open");
+    // The same value: still out.
     c.reconfigure(100, 1_000, None, 10, CircuitConfig::default());
+    let s = c.status(T0);
+    assert_eq!((s.circuit_state, s.disabled.is_some()), ("auth_open", true));
+    assert!(matches!(
+        c.admit(T0, T0 + 1_000, None),
+        Admission::Rejected(Rejection::Disabled { .. })
+    ));
+    c.reenable();
     let s = c.status(T0);
     assert_eq!((s.circuit_state, s.disabled), ("closed", None));
     lease(c.admit(T0, T0 + 1_000, None));
@@ -819,6 +827,7 @@ fn a_reload_keeps_a_circuit_opened_by_failures_open() {
     let mut c = cap(100, None);
     open_circuit(&mut c, T0);
     c.reconfigure(100, 1_000, None, 10, CircuitConfig::default());
+    c.reenable();
     assert!(matches!(
         c.admit(T0 + 10, T0 + 1_000, None),
         Admission::Rejected(Rejection::CircuitOpen { .. })

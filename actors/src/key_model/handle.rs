@@ -199,10 +199,12 @@ impl KeyModelHandle {
 
     /// Applies a reloaded description to the running actor and returns a handle carrying
     /// it; the actor keeps its counts, queue and circuit.
-    pub fn reconfigure(&self, spec: KeyModelSpec) -> Self {
+    pub fn reconfigure(&self, spec: KeyModelSpec, key_changed: bool) -> Self {
         self.meter.sent();
-        self.addr
-            .do_send(crate::key_model::Reconfigure { spec: spec.clone() });
+        self.addr.do_send(crate::key_model::Reconfigure {
+            spec: spec.clone(),
+            key_changed,
+        });
         Self {
             spec: Arc::new(spec),
             addr: self.addr.clone(),

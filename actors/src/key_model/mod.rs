@@ -161,6 +161,9 @@ pub struct GetStatus;
 pub struct Reconfigure {
     /// The pair's new description (same id).
     pub spec: KeyModelSpec,
+    /// The key's value changed: a key out of rotation after failing authentication
+    /// comes back.
+    pub key_changed: bool,
 }
 
 /// Event: a free health probe of this pair's key finished.
@@ -417,6 +420,9 @@ impl Handler<Reconfigure> for KeyModelActor {
         let s = &msg.spec;
         self.capacity
             .reconfigure(s.rpm, s.rpd, s.max_concurrent, s.max_queue, s.circuit);
+        if msg.key_changed {
+            self.capacity.reenable();
+        }
         self.capacity.window_mut().set_margin(s.rate_margin_ms);
         self.spec = Arc::new(msg.spec);
         self.pump(ctx);

@@ -56,6 +56,9 @@ pub struct Chat {
     pub timeout_seconds: Option<f64>,
     /// Who is asking (statistics), [`ANONYMOUS`] when nobody says.
     pub client_id: String,
+    /// Whether the request itself named `client_id` (rather than the door deriving it):
+    /// with client keys, a named one must be the key's client.
+    pub client_id_declared: bool,
     /// Whether the answer is streamed.
     pub stream: bool,
 }
@@ -257,7 +260,11 @@ async fn run<D: Door>(
     };
     if let Some(client) = client {
         call.event.client_id.clone_from(&client.name);
-        if let Err(e) = client_auth::check_target(client, &chat.client_id, &chat.target) {
+        if let Err(e) = client_auth::check_target(
+            client,
+            chat.client_id_declared.then_some(chat.client_id.as_str()),
+            &chat.target,
+        ) {
             return refuse(door, call, e);
         }
         chat.client_id.clone_from(&client.name);
