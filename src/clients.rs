@@ -23,6 +23,10 @@ fn client(connect_timeout: Duration) -> awc::Client {
     awc::Client::builder()
         .connector(
             awc::Connector::new()
+                // HTTP/1.1 only: an HTTPS upstream cannot negotiate HTTP/2 through ALPN, so
+                // h2 0.3's client code (RUSTSEC-2026-0258, no fixed 0.3 release) never runs.
+                // See docs/SECURITY.md.
+                .max_http_version(awc::http::Version::HTTP_11)
                 .timeout(connect_timeout)
                 .limit(POOL_LIMIT),
         )

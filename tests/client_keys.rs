@@ -430,13 +430,7 @@ async fn a_reload_changes_the_keys_and_keeps_the_spend() {
         FakeOptions::default(),
     )
     .unwrap();
-    let on_disk = providers()
-        .replace("{FAKE}", &fake.url())
-        .replace("{DEAD}", "http://127.0.0.1:9")
-        .replace("env:TEST_OPENAI_KEY_1", "sk-test-openai-secret-1")
-        .replace("env:TEST_OPENAI_KEY_2", "sk-test-openai-secret-2")
-        .replace("env:TEST_ANTHROPIC_KEY_1", "sk-ant-test-secret-1")
-        .replace("env:TEST_GEMINI_KEY_1", "gemini-test-secret-1");
+    let on_disk = providers_on_disk(&providers(), &fake);
     std::fs::write(dir.path().join("providers.json"), &on_disk).unwrap();
     std::fs::write(dir.path().join("routing.json"), ROUTING).unwrap();
     std::fs::write(dir.path().join("clients.json"), clients_json()).unwrap();

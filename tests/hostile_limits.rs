@@ -388,3 +388,32 @@ async fn unknown_fields_inside_llm_messages_are_refused_by_name() {
     let (status, answer) = post(&url, &ask("low", "hi")).await;
     assert_eq!(status, 200, "{answer}");
 }
+
+/// The server speaks HTTP/1.1 only: an HTTP/2 prior-knowledge preface is not served as
+/// HTTP/2 (h2 0.3's server code, RUSTSEC-2026-0258, is never reached; docs/SECURITY.md).
+#[actix_web::test]
+async fn an_http2_preface_is_not_served_as_http2() {
+    let h = start_limited(HttpLimits::default(), ConnectionOptions::default());
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    let answer = actix_web::rt::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        // An empty SETTINGS frame, as an HTTP/2 client sends next.
+        s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        buf
+    })
+    .await
+    .unwrap();
+    // An HTTP/2 server would answer with its own SETTINGS frame (type 4) first; an
+    // HTTP/1.1 server answers with a status line, or closes.
+    let http2 = answer.len() >= 9 && answer[3] == 4;
+    assert!(!http2, "answered as HTTP/2: {answer:?}");
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 "),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+}

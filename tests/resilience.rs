@@ -155,8 +155,10 @@ async fn admin_endpoints_refuse_addresses_that_are_not_allowed() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 403);
     let _ = res.body().await;
-    // Read-only status stays public.
+    // The status endpoints follow the same rule (STATUS_ACCESS=protected); /health is open.
     let (s, _) = get(&format!("{}/circuits/status", h.url)).await;
+    assert_eq!(s, 403);
+    let (s, _) = get(&format!("{}/health", h.url)).await;
     assert_eq!(s, 200);
 }
 
@@ -312,13 +314,7 @@ fn reloadable(dir: &std::path::Path, fake_opts: FakeOptions) -> (Harness, String
         fake_opts,
     )
     .unwrap();
-    let on_disk = PROVIDERS
-        .replace("{FAKE}", &fake.url())
-        .replace("{DEAD}", "http://127.0.0.1:9")
-        .replace("env:TEST_OPENAI_KEY_1", "sk-test-openai-secret-1")
-        .replace("env:TEST_OPENAI_KEY_2", "sk-test-openai-secret-2")
-        .replace("env:TEST_ANTHROPIC_KEY_1", "sk-ant-test-secret-1")
-        .replace("env:TEST_GEMINI_KEY_1", "gemini-test-secret-1");
+    let on_disk = providers_on_disk(PROVIDERS, &fake);
     std::fs::write(dir.join("providers.json"), &on_disk).unwrap();
     std::fs::write(dir.join("routing.json"), ROUTING).unwrap();
     let config = bkvy::config::load(dir).unwrap();

@@ -1,8 +1,9 @@
 //! A wrapper for API keys that cannot leak by accident.
 //!
 //! `Debug`, `Display` and `Serialize` all print `*****`; the only way to the value is
-//! [`Secret::expose`], which is called in exactly one place: when a provider request's
-//! authentication header is built.
+//! [`Secret::expose`], which is called only where the value itself is the point: building a
+//! provider request's authentication header, building the redactor that takes every
+//! configured key out of upstream texts, and hashing the admin token to compare it.
 
 use std::fmt;
 
@@ -16,7 +17,8 @@ impl Secret {
         Self(value.into())
     }
 
-    /// The credential itself, for building an authentication header and nothing else.
+    /// The credential itself: for an authentication header, the redactor and the admin
+    /// token's comparison, nothing else.
     pub fn expose(&self) -> &str {
         &self.0
     }

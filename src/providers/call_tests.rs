@@ -82,6 +82,27 @@ async fn huge(req: actix_web::HttpRequest) -> HttpResponse {
         .json(json!({"choices": [{"message": {"content": text}, "finish_reason": "stop"}]}))
 }
 
+/// A streamed answer: plain SSE to a client asking for `identity`, else a compression
+/// bomb (64 MiB of zeros gzipped), as a hostile upstream would send whatever was asked.
+async fn sse(req: actix_web::HttpRequest) -> HttpResponse {
+    let identity = req
+        .headers()
+        .get("accept-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "identity");
+    if identity && req.path() == "/sse" {
+        return HttpResponse::Ok().content_type("text/event-stream").body(
+            "data: {\"choices\": [{\"delta\": {\"content\": \"hi\"}}]}\n\n\
+             data: {\"choices\": [{\"delta\": {}, \"finish_reason\": \"stop\"}]}\n\ndata: [DONE]\n\n",
+        );
+    }
+    let bomb = compressed(super::Coding::Gzip, &vec![0u8; 64 << 20]);
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("content-encoding", "gzip"))
+        .body(bomb)
+}
+
 /// A raw server that answers one request with headers promising 1000 bytes, sends 20,
 /// and closes the connection: a body cut off mid-way.
 fn cut_server() -> String {
@@ -191,6 +212,60 @@ async fn gzip_response_is_decoded() {
         .unwrap();
     assert_eq!(r.content.len(), LIMIT * 2);
     s.handle.stop(false).await;
+}
+
+#[actix_web::test]
+async fn a_stream_is_asked_unencoded_and_an_encoded_one_is_refused_unexpanded() {
+    use futures::StreamExt;
+    // awc on its own asks for gzip; bkvy asks for `identity` and reads the stream as sent.
+    let server = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = HttpServer::new(|| {
+            App::new()
+                .route("/sse", web::post().to(sse))
+                .route("/sse-bomb", web::post().to(sse))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Server { base, handle }
+    };
+    let client = awc::Client::default();
+    let stream = |path: &str| {
+        let req = request(format!("{}{path}", server.base));
+        let client = client.clone();
+        async move {
+            crate::providers::stream::call_stream(
+                &client,
+                ProviderKind::Openai,
+                &req,
+                5 * SECOND,
+                5 * SECOND,
+                LIMIT,
+            )
+            .await
+        }
+    };
+    let mut events = stream("/sse").await.unwrap();
+    let mut n = 0;
+    while let Some(e) = events.next().await {
+        e.unwrap();
+        n += 1;
+    }
+    assert!(n >= 2, "{n} events");
+    // An encoded stream (not asked for) is refused before a byte of it is expanded.
+    let e = match stream("/sse-bomb").await {
+        Ok(_) => panic!("an encoded stream was accepted"),
+        Err(e) => e,
+    };
+    assert_eq!(e.kind(), "malformed_response");
+    assert!(e.to_string().contains("gzip"), "{e}");
+    server.handle.stop(false).await;
 }
 
 #[actix_web::test]

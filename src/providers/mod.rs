@@ -60,9 +60,13 @@ impl UpstreamRequest {
         builder
     }
 
-    /// Sends this call as a `POST` with its body.
+    /// Sends this call as a `POST` asking for an unencoded answer, which awc leaves as
+    /// sent (for streams: awc would expand each piece of a compressed stream whole, one
+    /// piece of a compression bomb into many megabytes, before any limit applies).
     fn post(&self, client: &awc::Client) -> awc::SendClientRequest {
         self.with_headers(client.post(self.url.as_str()))
+            .no_decompress()
+            .insert_header((awc::http::header::ACCEPT_ENCODING, "identity"))
             .send_body(self.body.clone())
     }
 

@@ -66,8 +66,12 @@ pub async fn probe(
     req: &UpstreamRequest,
     timeout: Duration,
 ) -> Result<(), UpstreamError> {
+    // Asked unencoded and read as sent: a compressed body is never expanded here (only
+    // the status matters, and an error body that is not JSON is classified by its status).
     let mut res = req
         .with_headers(client.get(&req.url).timeout(timeout))
+        .no_decompress()
+        .insert_header((awc::http::header::ACCEPT_ENCODING, "identity"))
         .send()
         .await
         .map_err(send_error)?;

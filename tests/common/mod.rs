@@ -456,3 +456,15 @@ pub async fn dashboard_data_with(url: &str, n: u64) -> Value {
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// `providers` as a config file on disk for `fake`: `{FAKE}` replaced, `{DEAD}` an address
+/// nothing listens on, and the test keys written literally, so that loading it (a reload
+/// reads the process environment) needs no variables.
+pub fn providers_on_disk(providers: &str, fake: &FakeUpstream) -> String {
+    SECRETS.iter().fold(
+        providers
+            .replace("{FAKE}", &fake.url())
+            .replace("{DEAD}", "http://127.0.0.1:9"),
+        |text, (name, value)| text.replace(&format!("env:{name}"), value),
+    )
+}

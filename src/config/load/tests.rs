@@ -31,6 +31,94 @@ fn names<T>(items: &[T], name: impl Fn(&T) -> &str) -> Vec<&str> {
 }
 
 #[test]
+fn the_example_clients_file_loads_against_the_example_config() {
+    let base = super::load_from_strs(
+        include_str!("../../../config/providers.example.json"),
+        include_str!("../../../config/routing.example.json"),
+        &example_env,
+    );
+    let env = |name: &str| match name {
+        "TEAM_SEARCH_KEY" | "INTERNAL_TOOLS_KEY" => Some(format!("test-value-of-{name}-0123")),
+        other => example_env(other),
+    };
+    let c = super::with_clients_str(
+        base,
+        include_str!("../../../config/clients.example.json"),
+        &env,
+    )
+    .unwrap_or_else(|p| panic!("{p:#?}"));
+    let keys = c.clients.unwrap();
+    let names: Vec<&str> = keys.clients.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["team-search", "batch-jobs", "internal-tools"]);
+    assert_eq!(
+        keys.identify("test").map(|c| c.name.as_str()),
+        Some("batch-jobs")
+    );
+    assert_eq!(
+        keys.identify("test-value-of-TEAM_SEARCH_KEY-0123")
+            .map(|c| c.rpm),
+        Some(Some(120))
+    );
+}
+
+#[test]
+fn clients_file_problems_are_all_reported_without_key_values() {
+    let base = || {
+        super::load_from_strs(
+            include_str!("../../../config/providers.example.json"),
+            include_str!("../../../config/routing.example.json"),
+            &example_env,
+        )
+    };
+    let bad = r#"{"clients": {
+        "a": {"api_key": "short-key"},
+        "b": {"api_key": "env:sk-pasted-secret-value", "rpm": 0},
+        "c": {"api_key_sha256": "xyz"},
+        "d": {"api_key": "0123456789abcdef0123", "api_key_sha256": "00"},
+        "e": {},
+        "f": {"api_key": "0123456789abcdef9999", "allow": ["scenario:nope", "openai/nope", "LOW", 3], "monthly_budget_usd": -1},
+        "g": {"api_key": "0123456789abcdef9999", "colour": "red"},
+        "anonymous": {"api_key": "0123456789abcdef7777"}
+    }}"#;
+    let problems = super::with_clients_str(base(), bad, &|_| None).unwrap_err();
+    let text = format!("{problems:#?}");
+    for path in [
+        "clients.clients.a.api_key",
+        "clients.clients.b.api_key",
+        "clients.clients.b.rpm",
+        "clients.clients.c.api_key_sha256",
+        "clients.clients.d",
+        "clients.clients.e",
+        "clients.clients.f.allow[0]",
+        "clients.clients.f.allow[1]",
+        "clients.clients.f.allow[2]",
+        "clients.clients.f.allow[3]",
+        "clients.clients.f.monthly_budget_usd",
+        "clients.clients.g.colour",
+        "clients.clients.anonymous",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.path == path),
+            "{path} not reported: {text}"
+        );
+    }
+    for secret in ["short-key", "sk-pasted-secret-value", "0123456789abcdef"] {
+        assert!(!text.contains(secret), "{secret} echoed: {text}");
+    }
+    // Two clients with one key.
+    let twice = r#"{"clients": {"a": {"api_key": "0123456789abcdef0123"},
+                               "b": {"api_key": "0123456789abcdef0123"}}}"#;
+    let problems = super::with_clients_str(base(), twice, &|_| None).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].message.contains("same key as client \"a\""));
+    // Problems of the other files and of clients.json come together.
+    let broken = super::load_from_strs("{", "{}", &|_| None);
+    let problems = super::with_clients_str(broken, bad, &|_| None).unwrap_err();
+    assert!(problems.iter().any(|p| p.path == "providers.json"));
+    assert!(problems.iter().any(|p| p.path.starts_with("clients.")));
+}
+
+#[test]
 fn example_files_load() {
     let c = ok(
         include_str!("../../../config/providers.example.json"),

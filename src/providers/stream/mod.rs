@@ -127,6 +127,22 @@ pub async fn call_stream(
         Err(_elapsed) => return Err(UpstreamError::Timeout),
     };
     let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        // Asked for `identity`: an encoded stream is refused rather than expanded.
+        let coding = response
+            .headers()
+            .get(awc::http::header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("?").trim().to_owned())
+            .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
+        if let Some(coding) = coding {
+            return Err(UpstreamError::Malformed {
+                message: format!(
+                    "streamed answer in an encoding not asked for: {:?}",
+                    coding.chars().take(40).collect::<String>()
+                ),
+            });
+        }
+    }
     if !(200..300).contains(&status) {
         let read = response.body().limit(max_event_bytes);
         let body = match actix_web::rt::time::timeout(idle_timeout, read).await {
