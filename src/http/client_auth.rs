@@ -24,7 +24,7 @@ use crate::config::{Client, ClientKeys, Config};
 pub const DEFAULT_OUTPUT_TOKENS_ESTIMATE: u32 = 4_096;
 /// Input tokens assumed per byte of request body: three bytes per token is more tokens
 /// than any tokenizer makes of text, so the estimate errs on the safe side.
-const BYTES_PER_TOKEN: usize = 3;
+pub const BYTES_PER_TOKEN: usize = 3;
 
 /// The key a request presents: `Authorization: Bearer <key>`, else `x-api-key: <key>`.
 fn presented(req: &HttpRequest) -> Option<&str> {
