@@ -58,18 +58,25 @@ pub enum LedgerRefusal {
         committed_usd: f64,
         /// The estimate of this call, USD.
         estimate_usd: f64,
-        /// Until the period ends.
-        retry_after_ms: Millis,
+        /// When a retry could pass: the period's end, [`RESERVATIONS_RETRY_MS`] when only
+        /// calls in flight stand in the way, `None` when the estimate alone is over the
+        /// budget (no retry of the same request ever passes).
+        retry_after_ms: Option<Millis>,
     },
 }
 
+/// The retry hint when only the reservations of calls in flight stand in the way of a
+/// budget: they settle as those calls end.
+pub const RESERVATIONS_RETRY_MS: Millis = 1_000;
+
 impl LedgerRefusal {
-    /// Until a retry could pass.
-    pub fn retry_after_ms(&self) -> Millis {
+    /// Until a retry could pass (`None`: no retry of the same request ever passes).
+    pub fn retry_after_ms(&self) -> Option<Millis> {
         match self {
-            Self::Rpm { retry_after_ms, .. }
-            | Self::Rpd { retry_after_ms, .. }
-            | Self::Budget { retry_after_ms, .. } => *retry_after_ms,
+            Self::Rpm { retry_after_ms, .. } | Self::Rpd { retry_after_ms, .. } => {
+                Some(*retry_after_ms)
+            }
+            Self::Budget { retry_after_ms, .. } => *retry_after_ms,
         }
     }
 }
@@ -95,12 +102,22 @@ impl std::fmt::Display for LedgerRefusal {
                 committed_usd,
                 estimate_usd,
                 ..
-            } => write!(
-                f,
-                "the client's {period} budget of ${budget_usd:.4} would be exceeded: \
-                 ${committed_usd:.6} spent or reserved, this request may cost up to \
-                 ${estimate_usd:.6}"
-            ),
+            } => {
+                write!(
+                    f,
+                    "the client's {period} budget of ${budget_usd:.4} would be exceeded: \
+                     ${committed_usd:.6} spent or reserved, this request may cost up to \
+                     ${estimate_usd:.6}"
+                )?;
+                if estimate_usd > budget_usd {
+                    write!(
+                        f,
+                        " (more than the whole budget: lower max_tokens or shorten the \
+                         request)"
+                    )?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -202,10 +219,18 @@ impl ClientUsage {
         estimate_usd: Option<f64>,
     ) -> Result<(), LedgerRefusal> {
         if let Some(limit) = c.rpm {
-            if self.last_minute() >= limit {
-                // The oldest bucket leaves first (they are kept in arrival order).
-                let oldest = self.minute.first().map_or(0, |&(s, _)| s);
-                let frees = (oldest + WINDOW_SECONDS as i64) * SECOND;
+            let mut left = self.last_minute();
+            if left >= limit {
+                // Buckets leave oldest first (they are kept in arrival order); after a
+                // reload lowered `rpm` below the count, more than one must leave.
+                let mut frees = 0;
+                for &(s, n) in &self.minute {
+                    left -= n;
+                    frees = (s + WINDOW_SECONDS as i64) * SECOND;
+                    if left < limit {
+                        break;
+                    }
+                }
                 return Err(LedgerRefusal::Rpm {
                     limit,
                     retry_after_ms: (frees - now).max(1),
@@ -237,16 +262,30 @@ impl ClientUsage {
                 month_end(self.month),
             ),
         ];
+        // A call that costs nothing passes even a budget that settled calls overshot.
+        if estimate <= 0.0 {
+            return Ok(());
+        }
         for (period, budget, spent, ends) in budgets {
             let Some(budget) = budget else { continue };
             let committed = spent + self.reserved_usd;
             if committed + estimate > budget {
+                // When does a retry pass? Never within any period when the estimate alone
+                // is over the budget; as soon as calls in flight settle when only their
+                // reservations stand in the way; else when the period ends.
+                let retry_after_ms = if estimate > budget {
+                    None
+                } else if spent + estimate <= budget {
+                    Some(RESERVATIONS_RETRY_MS)
+                } else {
+                    Some((ends - now).max(1))
+                };
                 return Err(LedgerRefusal::Budget {
                     period,
                     budget_usd: budget,
                     committed_usd: committed,
                     estimate_usd: estimate,
-                    retry_after_ms: (ends - now).max(1),
+                    retry_after_ms,
                 });
             }
         }
@@ -360,10 +399,16 @@ impl SharedLedger {
         f(&mut g.0)
     }
 
-    /// A copy to save, when it changed since the last one.
+    /// A copy to save, when it changed since the last one (the flag is cleared: a save
+    /// that does not happen must [`mark_changed`](Self::mark_changed) it again).
     pub fn take_changed(&self) -> Option<ClientLedger> {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         std::mem::take(&mut g.1).then(|| g.0.clone())
+    }
+
+    /// Marks the ledger for saving again (a save that was not queued).
+    pub fn mark_changed(&self) {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
     }
 }
 
@@ -375,35 +420,48 @@ const FILE: &str = "ledger.json";
 pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl SharedLedger {
-    /// The ledger saved in `store` (empty when there is none; an unreadable one is
-    /// reported and replaced).
-    pub fn load(store: Option<&StateStore>) -> Arc<Self> {
-        let ledger = store
-            .and_then(|s| match s.read_file(SUBDIR, FILE) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    log::error!("cannot read the client ledger: {e}; starting from zero");
-                    None
-                }
-            })
-            .and_then(|b| match serde_json::from_slice(&b) {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    log::error!("the client ledger is unreadable ({e}); starting from zero");
-                    None
-                }
-            })
-            .unwrap_or_default();
-        Self::new(ledger)
+    /// The ledger saved in `store` (empty when there is none). A ledger that exists but
+    /// cannot be read is an error, not a fresh start: starting from zero would hand every
+    /// client its spent budget back and then overwrite the record.
+    pub fn load(store: Option<&StateStore>) -> std::io::Result<Arc<Self>> {
+        let Some(store) = store else {
+            return Ok(Self::new(ClientLedger::default()));
+        };
+        let path = store.dir().join(SUBDIR).join(FILE);
+        let unreadable = |why: String| {
+            std::io::Error::other(format!(
+                "the client ledger {} cannot be read ({why}); bkvy will not start from \
+                 zero over it: fix or move the file away",
+                path.display()
+            ))
+        };
+        let ledger = match store.read_file(SUBDIR, FILE) {
+            Ok(None) => ClientLedger::default(),
+            Ok(Some(bytes)) => {
+                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?
+            }
+            Err(e) => return Err(unreadable(e.to_string())),
+        };
+        Ok(Self::new(ledger))
     }
 
-    /// Queues the ledger for writing when it changed since the last save; never blocks.
-    pub fn save(&self, store: &StateStore) {
-        if let Some(l) = self.take_changed() {
-            match serde_json::to_vec(&l) {
-                Ok(bytes) => store.save_file(SUBDIR, FILE, bytes),
-                Err(e) => log::error!("cannot encode the client ledger: {e}"),
+    /// Writes the ledger when it changed since the last save: queued without blocking, or
+    /// (`blocking`, at shutdown, from a blocking context) waiting for room in the writer's
+    /// queue. A save that could not be queued leaves the ledger marked for the next one.
+    pub fn save(&self, store: &StateStore, blocking: bool) {
+        let Some(l) = self.take_changed() else { return };
+        match serde_json::to_vec(&l) {
+            Ok(bytes) => {
+                let queued = if blocking {
+                    store.save_file_blocking(SUBDIR, FILE, bytes)
+                } else {
+                    store.save_file(SUBDIR, FILE, bytes)
+                };
+                if !queued {
+                    self.mark_changed();
+                }
             }
+            Err(e) => log::error!("cannot encode the client ledger: {e}"),
         }
     }
 }
@@ -454,7 +512,7 @@ mod tests {
         assert!(l.admit(&c, T0, 0.0).is_ok());
         let midnight = (T0 / DAY + 1) * DAY;
         let r = l.admit(&c, T0 + 1, 0.0).unwrap_err();
-        assert_eq!(r.retry_after_ms(), midnight - T0 - 1);
+        assert_eq!(r.retry_after_ms(), Some(midnight - T0 - 1));
         assert!(l.admit(&c, midnight, 0.0).is_ok());
     }
 
@@ -502,7 +560,7 @@ mod tests {
             .with_ymd_and_hms(2027, 1, 1, 0, 0, 0)
             .unwrap()
             .timestamp_millis();
-        assert_eq!(r.retry_after_ms(), jan - T0 - 2 * DAY);
+        assert_eq!(r.retry_after_ms(), Some(jan - T0 - 2 * DAY));
         assert!(l.admit(&c, jan, 0.5).is_ok());
     }
 
@@ -536,6 +594,81 @@ mod tests {
         );
     }
 
+    #[test]
+    fn after_rpm_is_lowered_retry_after_waits_for_enough_buckets_to_leave() {
+        let mut c = client(Some(10), None, None, None);
+        let mut l = ClientLedger::default();
+        for at in [0, 5_000, 10_000, 20_000, 30_000] {
+            l.admit(&c, T0 + at, 0.0).unwrap();
+        }
+        // A reload lowers rpm to 2 with 5 in the window: four buckets must leave before
+        // one more request fits, the fourth (T0 + 20 s) at T0 + 81 s.
+        c.rpm = Some(2);
+        let r = l.check_rate(&c, T0 + 40_000).unwrap_err();
+        assert_eq!(r.retry_after_ms(), Some(41_000));
+        assert!(l.check_rate(&c, T0 + 80_999).is_err());
+        assert!(l.check_rate(&c, T0 + 81_000).is_ok());
+    }
+
+    #[test]
+    fn a_budget_refusal_says_when_a_retry_can_pass() {
+        let c = client(None, None, Some(1.0), None);
+        let mut l = ClientLedger::default();
+        // An estimate over the whole budget never passes: no retry hint.
+        let r = l.admit(&c, T0, 1.5).unwrap_err();
+        assert_eq!(r.retry_after_ms(), None);
+        assert!(r.to_string().contains("lower max_tokens"), "{r}");
+        // Only a reservation in the way: retry soon.
+        l.admit(&c, T0, 0.8).unwrap();
+        let r = l.admit(&c, T0, 0.5).unwrap_err();
+        assert_eq!(r.retry_after_ms(), Some(RESERVATIONS_RETRY_MS));
+        // Spent money in the way: retry at midnight.
+        l.settle("c", T0, 0.8, 0.8);
+        let r = l.admit(&c, T0, 0.5).unwrap_err();
+        let midnight = (T0 / DAY + 1) * DAY;
+        assert_eq!(r.retry_after_ms(), Some(midnight - T0));
+    }
+
+    #[test]
+    fn a_free_call_passes_a_budget_that_settled_calls_overshot() {
+        let c = client(None, None, Some(1.0), None);
+        let mut l = ClientLedger::default();
+        l.admit(&c, T0, 0.5).unwrap();
+        // The call cost more than its estimate.
+        l.settle("c", T0, 0.5, 1.2);
+        assert!(l.admit(&c, T0, 0.01).is_err());
+        assert!(l.admit(&c, T0, 0.0).is_ok());
+    }
+
+    #[test]
+    fn an_unreadable_ledger_stops_the_start_and_a_saved_one_loads_back() {
+        let dir = std::env::temp_dir().join(format!("bkvy-ledger-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = StateStore::open(&dir).unwrap();
+        let empty = SharedLedger::load(Some(&store)).unwrap();
+        empty
+            .with(true, |l| l.admit(&client(None, None, None, None), T0, 0.0))
+            .unwrap();
+        empty.save(&store, true);
+        assert!(
+            empty.take_changed().is_none(),
+            "saved: nothing left to save"
+        );
+        assert!(store.flush(std::time::Duration::from_secs(5)));
+        let back = SharedLedger::load(Some(&store)).unwrap();
+        assert_eq!(
+            back.with(false, |l| l.clone()),
+            empty.with(false, |l| l.clone())
+        );
+        std::fs::write(dir.join(SUBDIR).join(FILE), b"{\"clients\": 7").unwrap();
+        let err = SharedLedger::load(Some(&store)).unwrap_err();
+        assert!(err.to_string().contains("ledger.json"), "{err}");
+        // A save the writer could not take marks the ledger again for the next one.
+        empty.mark_changed();
+        assert!(empty.take_changed().is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     proptest! {
         /// Whatever the arrival times, no 60-second span holds more than `rpm` admitted
         /// requests, and a refusal's retry-after is exactly when the next one passes.
@@ -543,12 +676,21 @@ mod tests {
         fn rpm_is_never_exceeded_and_retry_after_is_exact(
             rpm in 1u32..6,
             gaps in proptest::collection::vec(0i64..20_000, 1..80),
+            lowered in proptest::option::of((1u32..6, 0usize..80)),
         ) {
-            let c = client(Some(rpm), None, None, None);
+            let mut c = client(Some(rpm), None, None, None);
             let mut l = ClientLedger::default();
             let mut now = T0;
             let mut admitted: Vec<Millis> = Vec::new();
-            for gap in gaps {
+            // A reload may change rpm mid-way (retry-after must stay exact); the span
+            // check then holds for the larger of the two limits.
+            let most = lowered.map_or(rpm, |(r, _)| r.max(rpm));
+            for (i, gap) in gaps.into_iter().enumerate() {
+                if let Some((r, at)) = lowered {
+                    if i == at {
+                        c.rpm = Some(r);
+                    }
+                }
                 now += gap;
                 match l.admit(&c, now, 0.0) {
                     Ok(()) => admitted.push(now),
@@ -563,7 +705,7 @@ mod tests {
             }
             for (i, &t) in admitted.iter().enumerate() {
                 let in_span = admitted[i..].iter().filter(|&&u| u - t < 60_000).count();
-                prop_assert!(in_span as u32 <= rpm, "{in_span} in 60 s from {t}");
+                prop_assert!(in_span as u32 <= most, "{in_span} in 60 s from {t}");
             }
         }
 

@@ -350,7 +350,7 @@ struct DashboardArgs {
     admin_token: Option<Secret>,
     /// Who may read the status endpoints that reveal configuration or spend (/providers,
     /// /rates/status, /circuits/status, /debug/config, /statistics/*, /metrics,
-    /// /queue/status): `protected` (the dashboard's rule: an allowed address or the admin
+    /// /queue/status, /clients/status): `protected` (the dashboard's rule: an allowed address or the admin
     /// token) or `open` (everyone who can reach the port).
     #[arg(long, env = "STATUS_ACCESS", default_value = "protected", value_parser = ["protected", "open"])]
     status_access: String,
@@ -573,6 +573,17 @@ fn is_loopback(host: &str) -> bool {
     }
 }
 
+/// Whether every model of `config` is served at `base` (the demo's fakes).
+#[cfg(feature = "fake")]
+fn reaches_only(config: &Config, base: &str) -> bool {
+    let base = base.trim_end_matches('/');
+    config.providers.iter().flat_map(|p| &p.models).all(|m| {
+        m.endpoint
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
 /// The deployment rule: bind loopback, or require client keys, or say so explicitly.
 /// `Ok(true)`: every reload must keep `clients.json`.
 fn client_keys_rule(
@@ -740,6 +751,17 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             m.endpoint = m.endpoint.replace(DEMO_UPSTREAM, &upstream);
         }
     }
+    // The fakes spend nothing; a config that reaches any other upstream may spend real
+    // keys, and the deployment rule applies to it as it does to `serve`.
+    if !reaches_only(&config, &upstream) {
+        if let Err(e) = client_keys_rule(&args.host, &config, false) {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let listener = TcpListener::bind((args.host.as_str(), args.port))?;
     let running = server::start(
         listener,
@@ -757,7 +779,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<ExitCode> {
             dashboard: args.dashboard.options(&args.stats),
             access_log: args.log.access_log,
             connections: args.connections.options(),
-            // The demo spends no real keys: its providers are the fakes.
+            // The demo never reloads its config.
             require_client_keys: false,
         },
     )?;
@@ -1153,5 +1175,36 @@ mod tests {
         assert_eq!(client_keys_rule("0.0.0.0", &with_keys, false), Ok(true));
         assert_eq!(client_keys_rule("0.0.0.0", &with_keys, true), Ok(false));
         assert_eq!(client_keys_rule("127.0.0.1", &with_keys, false), Ok(false));
+    }
+
+    /// `demo` skips the deployment rule only for a config whose every model is a fake.
+    #[cfg(feature = "fake")]
+    #[test]
+    fn the_demo_skips_the_deployment_rule_only_when_it_reaches_nothing_but_its_fakes() {
+        let config = |endpoint: &str| {
+            bkvy::config::load_from_strs(
+                &format!(
+                    r#"{{"ollama": {{"keys": {{"local": {{"rate_limits": {{"m": {{"rpm": 1, "rpd": 1}}}}}}}},
+                    "models": {{"m": {{"endpoint": "{endpoint}",
+                    "cost_per_1k_tokens": 0, "intelligence_tier": "low"}}}}}}}}"#
+                ),
+                r#"{"scenarios": {}}"#,
+                &|_| None,
+            )
+            .unwrap()
+        };
+        let fake = "http://127.0.0.1:10007";
+        assert!(reaches_only(
+            &config("http://127.0.0.1:10007/api/chat"),
+            fake
+        ));
+        assert!(!reaches_only(
+            &config("http://127.0.0.1:10007@evil.example/api/chat"),
+            fake
+        ));
+        assert!(!reaches_only(
+            &config("https://api.openai.com/v1/chat"),
+            fake
+        ));
     }
 }

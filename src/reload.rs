@@ -63,6 +63,12 @@ pub async fn reload(state: &AppState) -> Result<ReloadReport, ReloadError> {
                 .into(),
         }]));
     }
+    if state.live().upstreams.config.clients.is_some() && config.clients.is_none() {
+        log::warn!(
+            "config reload removes client keys (clients.json is gone): every /llm and /v1 \
+             request is accepted without a key from now on"
+        );
+    }
     let report = apply(state, config);
     log::info!(
         "config reloaded: {} pair(s) added, {} kept, {} removed",

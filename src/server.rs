@@ -200,8 +200,7 @@ impl Running {
         http::access_log::flush();
         let state_saved = match &state.state_store {
             Some(store) => {
-                state.ledger.save(store);
-                let saved = persist_all(&state.live().table, store).await;
+                let saved = persist_all(&state.live().table, store, state.ledger.clone()).await;
                 if saved {
                     log::info!("state saved to {}", store.dir().display());
                 } else {
@@ -249,7 +248,11 @@ pub async fn run(
 }
 
 /// Writes every key/model's final state and waits for it to reach the disk.
-async fn persist_all(table: &RoutingTable, store: &StateStore) -> bool {
+async fn persist_all(
+    table: &RoutingTable,
+    store: &StateStore,
+    ledger: Arc<crate::client_ledger::SharedLedger>,
+) -> bool {
     let snapshots = futures::future::join_all(
         table
             .candidates
@@ -259,6 +262,7 @@ async fn persist_all(table: &RoutingTable, store: &StateStore) -> bool {
     .await;
     let store = store.clone();
     let written = web::block(move || {
+        ledger.save(&store, true);
         for snap in snapshots.into_iter().flatten() {
             store.save_blocking(snap);
         }
@@ -339,14 +343,14 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
     }
     let metrics = Arc::new(Metrics::new(mailboxes));
     let dashboard_addr = dash.as_ref().map(|d| d.actor.clone());
-    let ledger = crate::client_ledger::SharedLedger::load(store.as_ref());
+    let ledger = crate::client_ledger::SharedLedger::load(store.as_ref())?;
     if let Some(store) = &store {
         let (ledger, store) = (ledger.clone(), store.clone());
         actix_web::rt::spawn(async move {
             let mut every = actix_web::rt::time::interval(crate::client_ledger::SAVE_EVERY);
             loop {
                 every.tick().await;
-                ledger.save(&store);
+                ledger.save(&store, false);
             }
         });
     }

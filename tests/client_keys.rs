@@ -20,6 +20,7 @@ const KEY_SEARCH: &str = "bkvy-test-client-key-search-0001";
 const KEY_BATCH: &str = "bkvy-test-client-key-batch-00002";
 const KEY_RICH: &str = "bkvy-test-client-key-rich-000003";
 const KEY_TIGHT: &str = "bkvy-test-client-key-tight-00005";
+const KEY_METERED: &str = "bkvy-test-client-key-metered-006";
 const ADMIN_TOKEN: &str = "bkvy-test-admin-token-000000004";
 
 /// SHA-256 of [`KEY_BATCH`], so that the file need not hold it.
@@ -51,7 +52,9 @@ fn clients_json() -> String {
                         "rpm": 100},
         "tight": {"api_key": KEY_TIGHT, "rpm": 3},
         "batch-jobs": {"api_key_sha256": batch_sha256(), "allow": ["pricey/pricey-model"],
-                       "daily_budget_usd": 0.9},
+                       "daily_budget_usd": 2.0},
+        "metered": {"api_key": KEY_METERED, "allow": ["pricey/pricey-model"],
+                    "daily_budget_usd": 1000.0},
         "rich": {"api_key": KEY_RICH}
     }})
     .to_string()
@@ -353,7 +356,7 @@ async fn a_budget_is_checked_before_a_costly_call_and_settled_with_its_real_cost
         (spent_today(&status, "batch-jobs") - spent).abs() < 1e-6,
         "{status} vs {spent}"
     );
-    assert!(spent <= 0.9, "spent {spent} over the 0.9 budget");
+    assert!(spent <= 2.0, "spent {spent} over the 2.0 budget");
     // The refusal came before the budget was spent: the estimate (up to 20 output tokens
     // and the body's bytes as input tokens at $10 per 1,000) did not fit what was left.
     assert!(!costs.is_empty());
@@ -393,7 +396,7 @@ async fn a_budget_is_checked_before_a_costly_call_and_settled_with_its_real_cost
     let m_spent = line("bkvy_client_spend_usd{client=\"batch-jobs\",period=\"day\"}");
     assert!((m_spent - spent).abs() < 1e-6);
     let left = line("bkvy_client_budget_remaining_usd{client=\"batch-jobs\",period=\"day\"}");
-    assert!((left - (0.9 - spent)).abs() < 1e-6);
+    assert!((left - (2.0 - spent)).abs() < 1e-6);
 }
 
 #[actix_web::test]
@@ -631,4 +634,190 @@ async fn no_client_key_appears_in_any_output() {
         !seen.contains(&batch_sha256()),
         "a full key hash appears in an output"
     );
+}
+
+/// What a call on the pricey model may cost at most: the body's bytes as input tokens
+/// (one each) and `max_tokens` output tokens, at $10 per 1,000 each.
+fn pricey_ceiling(body_bytes: usize, max_tokens: u32) -> f64 {
+    ((body_bytes + 1) as f64 * 10.0 + f64::from(max_tokens) * 10.0) / 1000.0
+}
+
+/// Waits until `client`'s spend today is above zero (at most 5 s) and returns it.
+async fn settled_spend(h: &Harness, client: &str) -> f64 {
+    for _ in 0..100 {
+        let spent = spent_today(&clients_status(h).await, client);
+        if spent > 0.0 {
+            return spent;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{client} was never charged");
+}
+
+/// Opens a raw connection to bkvy and sends `body` to `path` as `client`'s request.
+async fn send_raw(
+    h: &Harness,
+    path: &str,
+    key: &str,
+    body: &[u8],
+    reset_on_close: bool,
+) -> actix_web::rt::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr: std::net::SocketAddr = h.url.trim_start_matches("http://").parse().unwrap();
+    let std = std::net::TcpStream::connect(addr).unwrap();
+    if reset_on_close {
+        // Closing sends a reset, as a client that crashed or gave up does.
+        socket2::SockRef::from(&std)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+    }
+    std.set_nonblocking(true).unwrap();
+    let mut s = actix_web::rt::net::TcpStream::from_std(std).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    s
+}
+
+/// A streamed answer the client leaves after its first piece was generated and billed by
+/// the provider: its usage never arrives, so the client is charged the answering model's
+/// ceiling, never nothing.
+#[actix_web::test]
+async fn a_stream_left_mid_way_is_charged_the_answering_models_ceiling() {
+    use tokio::io::AsyncReadExt;
+    let h = start_keys(GatewayOpts::default());
+    h.fake.script(
+        "pricey-model",
+        [bkvy::fake::Fault::Endless(
+            std::time::Duration::from_millis(100),
+        )],
+    );
+    let body = serde_json::to_vec(&json!({
+        "provider": "pricey", "model": "pricey-model", "stream": true,
+        "options": {"max_tokens": 20}, "messages": [{"role": "user", "content": "hello"}]}))
+    .unwrap();
+    let mut s = send_raw(&h, "/llm/direct", KEY_METERED, &body, true).await;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("data:") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before any content");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    drop(s);
+    let spent = settled_spend(&h, "metered").await;
+    let want = pricey_ceiling(body.len(), 20);
+    assert!(
+        (spent - want).abs() < 1e-9,
+        "charged {spent}, ceiling {want}"
+    );
+    let batch = clients_status(&h).await["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client"] == "metered")
+        .unwrap()
+        .clone();
+    assert_eq!(batch["reserved_usd"], 0.0, "{batch}");
+}
+
+/// A plain call whose client resets the connection while the provider works on it: the
+/// request is still recorded (as a client disconnect) and charged its whole estimate,
+/// since which attempts reached a provider is not known.
+#[actix_web::test]
+async fn a_call_whose_client_resets_the_connection_is_recorded_and_charged() {
+    let h = start_keys(GatewayOpts::default());
+    h.fake.script(
+        "pricey-model",
+        [bkvy::fake::Fault::Delay(std::time::Duration::from_secs(3))],
+    );
+    let body = serde_json::to_vec(&json!({
+        "provider": "pricey", "model": "pricey-model",
+        "options": {"max_tokens": 20}, "messages": [{"role": "user", "content": "hello"}]}))
+    .unwrap();
+    let s = send_raw(&h, "/llm/direct", KEY_METERED, &body, true).await;
+    for _ in 0..100 {
+        if !h.fake.requests().is_empty() {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.fake.requests().len(), 1, "the call reached the provider");
+    drop(s);
+    let spent = settled_spend(&h, "metered").await;
+    let want = pricey_ceiling(body.len(), 20);
+    assert!(
+        (spent - want).abs() < 1e-9,
+        "charged {spent}, estimate {want}"
+    );
+    let mut disconnects = 0.0;
+    for _ in 0..40 {
+        let (_, _, text) = get_text(&format!("{}/metrics", h.url), &[]).await;
+        disconnects = text
+            .lines()
+            .filter(|l| l.starts_with("bkvy_requests_total{"))
+            .filter(|l| l.contains("outcome=\"client_disconnected\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+        if disconnects > 0.0 {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        disconnects, 1.0,
+        "the dropped request emitted its event once"
+    );
+}
+
+/// With a budget, the estimate's output tokens go upstream as the call's `max_tokens`, so
+/// the estimate is a ceiling; a client without a budget sends what it asked for.
+#[actix_web::test]
+async fn a_budget_caps_the_output_tokens_sent_upstream() {
+    let h = start_keys(GatewayOpts::default());
+    let v1 = format!("{}/v1/chat/completions", h.url);
+    let ask = json!({"model": "pricey/pricey-model",
+                     "messages": [{"role": "user", "content": "hello"}]});
+    let max_tokens = |h: &Harness| {
+        let r = h.fake.requests().pop().unwrap();
+        r.body
+            .get("max_tokens")
+            .or_else(|| r.body.get("max_completion_tokens"))
+            .cloned()
+    };
+    let (s, _, b) = call(&v1, &[("authorization", &bearer(KEY_METERED))], Some(&ask)).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(max_tokens(&h), Some(json!(4096)));
+    let (s, _, b) = call(&v1, &[("authorization", &bearer(KEY_RICH))], Some(&ask)).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(max_tokens(&h), None, "no budget, no cap");
+}
+
+/// A request whose estimate alone is over the whole budget gets no `Retry-After`: no
+/// retry of it ever passes; the message says what to change.
+#[actix_web::test]
+async fn an_estimate_over_the_whole_budget_gets_no_retry_after() {
+    let h = start_keys(GatewayOpts::default());
+    let body = json!({"provider": "pricey", "model": "pricey-model",
+                      "options": {"max_tokens": 1_000_000},
+                      "messages": [{"role": "user", "content": "hello"}]});
+    let (s, hd, b) = call(
+        &format!("{}/llm/direct", h.url),
+        &[("authorization", &bearer(KEY_BATCH))],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(s, 429, "{b}");
+    assert_eq!(b["error_code"], "insufficient_quota", "{b}");
+    assert!(hd.get("retry-after").is_none(), "{hd:?}");
+    assert!(
+        b["error"].as_str().unwrap().contains("lower max_tokens"),
+        "{b}"
+    );
+    assert!(h.fake.requests().is_empty());
 }

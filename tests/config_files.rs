@@ -45,3 +45,22 @@ fn broken_files_are_all_reported() {
         problems[0]
     );
 }
+
+/// A `clients.json` that is there but cannot be read (here a link to nowhere) is an error,
+/// never "no client keys": an unreadable file must not open the door.
+#[test]
+fn a_clients_file_that_cannot_be_read_is_a_problem_not_an_open_door() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["providers.json", "routing.json"] {
+        std::fs::copy(Path::new("config/demo").join(f), dir.path().join(f)).unwrap();
+    }
+    assert!(load(dir.path()).unwrap().clients.is_none());
+    std::os::unix::fs::symlink(
+        dir.path().join("gone.json"),
+        dir.path().join("clients.json"),
+    )
+    .unwrap();
+    let problems = load(dir.path()).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].path, "clients.json");
+}

@@ -180,11 +180,22 @@ impl StateStore {
 
     /// Queues a file of another owner for writing, as `<dir>/<sub>/<name>` (atomically, like
     /// the snapshots; subdirectories are not read as snapshots); never blocks.
-    pub fn save_file(&self, sub: &'static str, name: &str, bytes: Vec<u8>) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(Cmd::File(sub, name.to_owned(), bytes))
-        {
-            log::warn!("state writer busy: {sub}/{name} was not saved this time");
+    /// Returns whether it was queued.
+    pub fn save_file(&self, sub: &'static str, name: &str, bytes: Vec<u8>) -> bool {
+        match self.tx.try_send(Cmd::File(sub, name.to_owned(), bytes)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                log::warn!("state writer busy: {sub}/{name} was not saved this time");
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
         }
+    }
+
+    /// Like [`save_file`](Self::save_file), waiting for room in the queue (blocking: call
+    /// from a blocking context at shutdown). Returns whether it was queued.
+    pub fn save_file_blocking(&self, sub: &'static str, name: &str, bytes: Vec<u8>) -> bool {
+        self.tx.send(Cmd::File(sub, name.to_owned(), bytes)).is_ok()
     }
 
     /// Reads back a file written with [`save_file`](Self::save_file) (`None`: there is

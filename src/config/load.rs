@@ -57,9 +57,11 @@ pub fn load(dir: &Path) -> Result<Config, Vec<ConfigProblem>> {
     };
     let providers = read(PROVIDERS_FILE);
     let routing = read(ROUTING_FILE);
-    let clients = match dir.join(CLIENTS_FILE) {
-        f if f.exists() => Some(read(CLIENTS_FILE)),
-        _ => None,
+    // Only a file that is certainly not there means "no client keys": one that cannot be
+    // checked (no permission) or a link to nowhere is an error, never an open door.
+    let clients = match std::fs::symlink_metadata(dir.join(CLIENTS_FILE)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        _ => Some(read(CLIENTS_FILE)),
     };
     let env = |name: &str| std::env::var(name).ok();
     let config = validate(providers.as_deref(), routing.as_deref(), &env);

@@ -141,10 +141,12 @@ async fn status_access(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    if let Some(web) = req.app_data::<web::Data<WebState>>() {
-        if !web.access.status_open {
-            require_viewer(req.request(), web)?;
-        }
+    // Without the web state there is no rule to apply: refuse rather than serve openly.
+    let Some(web) = req.app_data::<web::Data<WebState>>() else {
+        return Err(ApiError::Internal("the access rules are not configured".into()).into());
+    };
+    if !web.access.status_open {
+        require_viewer(req.request(), web)?;
     }
     next.call(req).await
 }
@@ -271,4 +273,26 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> 
         req.method(),
         req.path()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{test, App, HttpResponse};
+
+    /// A status endpoint mounted without the web state has no access rule to apply: it
+    /// refuses rather than serving anyone.
+    #[actix_web::test]
+    async fn a_status_endpoint_without_its_access_rules_refuses() {
+        let app = test::init_service(App::new().service(super::status_get("/x", || async {
+            HttpResponse::Ok().finish()
+        })))
+        .await;
+        let res =
+            test::try_call_service(&app, test::TestRequest::get().uri("/x").to_request()).await;
+        let status = match res {
+            Ok(r) => r.status(),
+            Err(e) => e.as_response_error().status_code(),
+        };
+        assert_eq!(status.as_u16(), 500);
+    }
 }

@@ -208,9 +208,11 @@ pub async fn serve<D: Door>(
     clients: &Clients,
     payload: web::Payload,
 ) -> HttpResponse {
+    // A request dropped before it ends (its client reset the connection) still emits its
+    // event and settles its reservation: `Call`'s drop does both.
     let mut call = Call::begin(state, door.method());
     let reply = run(&mut door, req, state, web, clients, payload, &mut call).await;
-    call.finish(state, reply)
+    call.finish(reply)
 }
 
 async fn run<D: Door>(
@@ -268,6 +270,14 @@ async fn run<D: Door>(
             return refuse(door, call, e);
         }
         chat.client_id.clone_from(&client.name);
+        // With a budget, the estimate's output tokens are the call's ceiling.
+        if client.daily_budget_usd.is_some() || client.monthly_budget_usd.is_some() {
+            chat.options.max_tokens = Some(
+                chat.options
+                    .max_tokens
+                    .unwrap_or(client_auth::DEFAULT_OUTPUT_TOKENS_ESTIMATE),
+            );
+        }
         let now = state.clock.now_ms();
         if let Err(r) = state.ledger.with(false, |l| l.check_rate(client, now)) {
             call.asked(&chat);
@@ -286,8 +296,15 @@ async fn run<D: Door>(
     call.planned(&plan);
     if let Some(client) = client {
         let config = &live.upstreams.config;
-        let estimate = client_auth::estimate_usd(config, &plan, body_len, chat.options.max_tokens);
-        match client_auth::admit(&state.ledger, &state.clock, client, estimate) {
+        let estimate =
+            client_auth::CostEstimate::new(config, &plan, body_len, chat.options.max_tokens);
+        match client_auth::admit(
+            &state.ledger,
+            &state.clock,
+            client,
+            estimate,
+            config.clone(),
+        ) {
             Ok(r) => call.reservation = Some(r),
             Err(e) => return refuse(door, call, e),
         }

@@ -4,11 +4,13 @@
 //! handler returns, a streamed one when its stream ends. Both kinds of answer record the
 //! attempt that answered with [`answered`] and the finished answer with [`completed`], so
 //! the statistics, the dashboard and the metrics see a streamed failover, its usage and its
-//! cost the same way as a plain one.
+//! cost the same way as a plain one. A request dropped before its answer (its client
+//! closed the connection and actix dropped the handler) emits its event from
+//! [`Call`]'s drop, as `client_disconnected`.
 
 use std::time::Instant;
 
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 use bkvy_actors::{
     AttemptError, Candidate, Lease, Millis, Plan, RequestCompleted, RouteTarget, RoutingMethod,
 };
@@ -21,6 +23,10 @@ use crate::state::AppState;
 use crate::types::Usage;
 
 /// One request's bookkeeping: its completion event and when it started.
+///
+/// Dropped before [`finish`](Self::finish) (the client reset the connection and actix
+/// dropped the handler), it still emits the event, as `client_disconnected`, and its
+/// reservation charges the whole estimate (which attempts reached a provider is unknown).
 pub struct Call {
     /// The completion event as far as it is known.
     pub event: RequestCompleted,
@@ -29,6 +35,9 @@ pub struct Call {
     /// The client's reserved budget estimate, settled with the real cost when the event
     /// is emitted (a stream takes it along).
     pub reservation: Option<Reservation>,
+    state: web::Data<AppState>,
+    /// The event was emitted, or handed to a stream that emits it.
+    done: bool,
 }
 
 /// A response, and whether a stream inside it will emit the completion event itself.
@@ -42,7 +51,7 @@ pub enum Reply {
 impl Call {
     /// A new request arriving at a door whose routing method is `method` until its body
     /// says otherwise.
-    pub fn begin(state: &AppState, method: RoutingMethod) -> Self {
+    pub fn begin(state: &web::Data<AppState>, method: RoutingMethod) -> Self {
         Self {
             event: RequestCompleted::new(
                 state.clock.now_ms(),
@@ -52,6 +61,8 @@ impl Call {
             ),
             started: Instant::now(),
             reservation: None,
+            state: state.clone(),
+            done: false,
         }
     }
 
@@ -105,22 +116,60 @@ impl Call {
     }
 
     /// Emits the event (unless a stream will) and returns the response.
-    pub fn finish(mut self, state: &AppState, reply: Reply) -> HttpResponse {
+    pub fn finish(mut self, reply: Reply) -> HttpResponse {
         match reply {
-            Reply::Streaming(response) => response,
+            Reply::Streaming(response) => {
+                self.done = true;
+                response
+            }
             Reply::Done(response) => {
-                let e = &mut self.event;
-                e.http_status = response.status().as_u16();
-                e.success = response.status().is_success();
-                e.total_time_ms = state.clock.now_ms() - e.started_at;
-                e.total_us = self.started.elapsed().as_micros() as u64;
-                if let Some(r) = self.reservation.take() {
-                    r.settle(e.cost_usd);
-                }
-                state.sinks.emit(self.event);
+                self.event.http_status = response.status().as_u16();
+                self.event.success = response.status().is_success();
+                self.emit(true);
                 response
             }
         }
+    }
+
+    /// Emits the event once, settling the reservation by it (`settled`) or in full.
+    fn emit(&mut self, settled: bool) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let state = &self.state;
+        let e = &mut self.event;
+        e.total_time_ms = state.clock.now_ms() - e.started_at;
+        e.total_us = self.started.elapsed().as_micros() as u64;
+        if let Some(r) = self.reservation.take() {
+            if settled {
+                r.settle(e);
+            } else {
+                drop(r);
+            }
+        }
+        let event = std::mem::replace(
+            e,
+            RequestCompleted::new(0, String::new(), String::new(), e.routing_method),
+        );
+        state.sinks.emit(event);
+    }
+}
+
+/// What a dropped request's event records.
+pub const DISCONNECTED_STATUS: u16 = 499;
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.event.http_status = DISCONNECTED_STATUS;
+        self.event.success = false;
+        self.error(
+            "client_disconnected",
+            "the client closed the connection before the answer".into(),
+        );
+        self.emit(false);
     }
 }
 

@@ -100,7 +100,7 @@ impl LiveStream {
                 self.upstream_started.elapsed().as_micros() as u64,
             );
             if let Some(r) = self.reservation.take() {
-                r.settle(e.cost_usd);
+                r.settle(&e);
             }
             self.state.sinks.emit(e);
         }
