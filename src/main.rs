@@ -115,6 +115,14 @@ struct ServeArgs {
         default_value_t = HttpLimits::DEFAULT_MAX_INFLIGHT_REQUEST_BYTES
     )]
     max_inflight_request_bytes: usize,
+    /// Bytes all upstream answers being read may hold between them; an answer that would
+    /// take more is not read and the request fails over (gateway_overloaded).
+    #[arg(
+        long,
+        env = "MAX_INFLIGHT_RESPONSE_BYTES",
+        default_value_t = HttpLimits::DEFAULT_MAX_INFLIGHT_RESPONSE_BYTES
+    )]
+    max_inflight_response_bytes: usize,
     /// Listen on a non-loopback address without config/clients.json, so that anyone who
     /// can reach the port may spend the provider keys (refused without this; logged as a
     /// warning with it).
@@ -635,6 +643,7 @@ async fn serve(args: ServeArgs) -> std::io::Result<ExitCode> {
                     args.stream_write_stall_seconds.max(1),
                 ),
                 max_inflight_request_bytes: args.max_inflight_request_bytes,
+                max_inflight_response_bytes: args.max_inflight_response_bytes,
                 ..HttpLimits::default()
             },
             workers: args.workers,
@@ -865,6 +874,7 @@ mod tests {
         "WORKERS",
         "MAX_REQUEST_BYTES",
         "MAX_INFLIGHT_REQUEST_BYTES",
+        "MAX_INFLIGHT_RESPONSE_BYTES",
         "STATE_DIR",
         "BODY_TIMEOUT_SECONDS",
         "STREAM_WRITE_STALL_SECONDS",
@@ -980,6 +990,7 @@ mod tests {
                     "WORKERS",
                     "MAX_REQUEST_BYTES",
                     "MAX_INFLIGHT_REQUEST_BYTES",
+                    "MAX_INFLIGHT_RESPONSE_BYTES",
                     "STATE_DIR",
                     "BODY_TIMEOUT_SECONDS",
                     "STREAM_WRITE_STALL_SECONDS",

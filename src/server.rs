@@ -312,6 +312,9 @@ pub fn start(listener: TcpListener, opts: ServerOptions) -> std::io::Result<Runn
                 router: ctx.address(),
                 clock: opts.clock.clone(),
                 max_response_bytes: MAX_RESPONSE_BYTES,
+                response_budget: crate::budget::ByteBudget::new(
+                    opts.limits.max_inflight_response_bytes,
+                ),
                 last_failures: Default::default(),
             },
             table,

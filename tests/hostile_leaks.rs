@@ -363,3 +363,90 @@ async fn a_request_refused_by_open_circuits_is_told_the_failure_that_opened_them
         "nothing called the second time"
     );
 }
+
+/// The log is an output too: the `bkvy` binary itself, at `debug` level with the access
+/// log on, is sent upstream errors quoting the key and the prompt (5xx, 401, on a plain
+/// and a streamed request), and nothing it writes to its log holds either.
+#[actix_web::test]
+async fn nothing_a_provider_quotes_reaches_the_log() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeUpstream::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        FakeOptions::default(),
+    )
+    .unwrap();
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir(&config_dir).unwrap();
+    std::fs::write(
+        config_dir.join("providers.json"),
+        providers_on_disk(LEAKY_PROVIDERS, &fake),
+    )
+    .unwrap();
+    std::fs::write(config_dir.join("routing.json"), LEAKY_ROUTING).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_bkvy"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env("LOG_LEVEL", "debug")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("STATE_DIR", dir.path().join("state"))
+        .env("LOG_DIR", dir.path().join("logs"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client().get(format!("{url}/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "bkvy did not start");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let model = "gpt-4o-mini";
+    fake.script(model, [Fault::Quoting(500), Fault::Quoting(500)]);
+    let (status, _) = post(&format!("{url}/llm/intelligence"), &ask_low(true)).await;
+    assert_eq!(status, 502);
+    fake.script(model, [Fault::Quoting(500), Fault::Quoting(500)]);
+    let mut stream = ask_low(false);
+    stream["stream"] = json!(true);
+    let (status, _, _) = post_raw(
+        &format!("{url}/llm/intelligence"),
+        serde_json::to_vec(&stream).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 502);
+    fake.script(model, [Fault::Quoting(401), Fault::Quoting(401)]);
+    let _ = post(&format!("{url}/llm/intelligence"), &ask_low(true)).await;
+    let _ = post(&format!("{url}/llm/intelligence"), &ask_low(true)).await;
+    assert!(
+        fake.requests().len() >= 6,
+        "the quoting errors were sent: {}",
+        fake.requests().len()
+    );
+    // Stop it the way an operator does, so that everything it had to say is written.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(log.contains("upstream"), "a log at debug level: {log}");
+    assert!(
+        log.contains("[redacted]"),
+        "the quoted key was redacted: {log}"
+    );
+    assert_no_key("the log", &log);
+    assert_no_prompt("the log", &log);
+}

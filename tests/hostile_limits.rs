@@ -417,3 +417,25 @@ async fn an_http2_preface_is_not_served_as_http2() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// Answers being read share `MAX_INFLIGHT_RESPONSE_BYTES`: with too little for one
+/// answer, every attempt ends `gateway_overloaded` without holding the answer, and since
+/// that is bkvy's own limit, no pair's circuit counts it.
+#[actix_web::test]
+async fn answers_past_the_inflight_response_budget_are_not_read_and_no_circuit_counts_them() {
+    let h = start_limited(
+        HttpLimits {
+            max_inflight_response_bytes: 16,
+            ..HttpLimits::default()
+        },
+        ConnectionOptions::default(),
+    );
+    for _ in 0..3 {
+        let (status, body) = post(&format!("{}/llm/intelligence", h.url), &ask("low", "hi")).await;
+        assert_eq!(status, 502, "{body}");
+        assert!(body.to_string().contains("gateway_overloaded"), "{body}");
+    }
+    assert!(!h.fake.requests().is_empty(), "the calls were made");
+    let (_, circuits) = get(&format!("{}/circuits/status", h.url)).await;
+    assert_eq!(circuits["open_circuits"], 0, "{circuits}");
+}

@@ -101,9 +101,16 @@ async fn each_api_streams_the_same_answer_as_without_streaming() {
         let (provider, model, key) = target(&fake.url(), kind);
         let plain = build_request(&provider, &model, key.as_ref(), &request());
         let client = awc::Client::default();
-        let whole = call(&client, kind, &plain, 10 * SECOND, LIMIT)
-            .await
-            .unwrap();
+        let whole = call(
+            &client,
+            kind,
+            &plain,
+            10 * SECOND,
+            LIMIT,
+            &bkvy::budget::ByteBudget::new(usize::MAX),
+        )
+        .await
+        .unwrap();
         let stream = open(&fake.url(), kind, SECOND, SECOND).await.unwrap();
         let items = collect(stream).await;
         let mut text = String::new();

@@ -68,6 +68,9 @@ pub struct Upstreams {
     pub clock: SharedClock,
     /// Response body limit per upstream call.
     pub max_response_bytes: usize,
+    /// The memory every plain call's answer draws from while it is read, decoded and
+    /// parsed (`MAX_INFLIGHT_RESPONSE_BYTES`; clones share it, also across reloads).
+    pub response_budget: crate::budget::ByteBudget,
     /// Takes the config's secrets out of every upstream error (built from `config`,
     /// replaced with it on a reload).
     pub redactor: Arc<Redactor>,
@@ -249,7 +252,8 @@ pub fn failure_kind(e: &UpstreamError) -> Option<PairFailure> {
         UpstreamError::Server { .. } => Some(PairFailure::Server),
         UpstreamError::Timeout | UpstreamError::Connection { .. } => Some(PairFailure::Timeout),
         UpstreamError::Malformed { .. } => Some(PairFailure::BadResponse),
-        UpstreamError::BadRequest { .. } => None,
+        // bkvy's own memory limit says nothing of the pair.
+        UpstreamError::BadRequest { .. } | UpstreamError::Overloaded => None,
     }
 }
 
@@ -327,7 +331,10 @@ pub async fn execute(
         let req = providers::build_request(c.provider, c.model, c.secret, c.request);
         let client = clients.get(c.provider.connect_timeout).clone();
         let (kind, timeout) = (c.provider.kind, c.timeout);
-        Box::pin(async move { providers::call(&client, kind, &req, timeout, max_body).await })
+        let budget = up.response_budget.clone();
+        Box::pin(
+            async move { providers::call(&client, kind, &req, timeout, max_body, &budget).await },
+        )
     })
     .await?;
     let upstream_ms = up.clock.now_ms() - answered.started_ms;

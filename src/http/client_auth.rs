@@ -29,8 +29,9 @@ pub const DEFAULT_OUTPUT_TOKENS_ESTIMATE: u32 = 4_096;
 pub const BYTES_PER_TOKEN: usize = 1;
 
 /// Attempt error kinds after which the provider may still bill the call: it was sent and
-/// read (a timeout cuts a call the provider may finish; a malformed answer is an answer).
-pub const MAYBE_BILLED: [&str; 2] = ["timeout", "malformed_response"];
+/// read (a timeout cuts a call the provider may finish; a malformed answer is an answer,
+/// and so is one bkvy had no memory left to read).
+pub const MAYBE_BILLED: [&str; 3] = ["timeout", "malformed_response", "gateway_overloaded"];
 
 /// The key a request presents: `Authorization: Bearer <key>`, else `x-api-key: <key>`.
 fn presented(req: &HttpRequest) -> Option<&str> {

@@ -62,6 +62,11 @@ pub struct HttpLimits {
     /// (`MAX_INFLIGHT_REQUEST_BYTES`, default 256 MiB); a body that would take more is
     /// refused with 503 and `Retry-After` in its door's error shape.
     pub max_inflight_request_bytes: usize,
+    /// Bytes all plain upstream answers being read, decoded and parsed may hold between
+    /// them (`MAX_INFLIGHT_RESPONSE_BYTES`, default 256 MiB); an answer that would take more
+    /// is not read, and the attempt fails over as `gateway_overloaded` (not counted
+    /// against the pair).
+    pub max_inflight_response_bytes: usize,
 }
 
 impl HttpLimits {
@@ -69,6 +74,8 @@ impl HttpLimits {
     pub const DEFAULT_STREAM_WRITE_STALL_SECONDS: u64 = 30;
     /// `MAX_INFLIGHT_REQUEST_BYTES` default: 256 MiB.
     pub const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES: usize = 256 * 1024 * 1024;
+    /// `MAX_INFLIGHT_RESPONSE_BYTES` default: 256 MiB.
+    pub const DEFAULT_MAX_INFLIGHT_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 }
 
 impl Default for HttpLimits {
@@ -81,6 +88,7 @@ impl Default for HttpLimits {
                 Self::DEFAULT_STREAM_WRITE_STALL_SECONDS,
             ),
             max_inflight_request_bytes: Self::DEFAULT_MAX_INFLIGHT_REQUEST_BYTES,
+            max_inflight_response_bytes: Self::DEFAULT_MAX_INFLIGHT_RESPONSE_BYTES,
         }
     }
 }

@@ -8,7 +8,10 @@
 //! 64 MiB decoded) and checks the limit only after, so twenty bombs at once held hundreds
 //! of megabytes. Here the encoded body is read within the limit, then decoded through a
 //! reader that stops one byte past it ([`decode_bounded`]): a body never holds more than
-//! the limit decoded, whatever its ratio. Transport failures are mapped to [`UpstreamError`] variants
+//! the limit decoded, whatever its ratio. Every byte held for an answer (as sent, then
+//! decoded) is drawn from one budget shared by all calls in flight
+//! (`MAX_INFLIGHT_RESPONSE_BYTES`), so many large answers at once cannot together exhaust
+//! memory either: past it an answer is not read ([`UpstreamError::Overloaded`]). Transport failures are mapped to [`UpstreamError`] variants
 //! with messages that never include the URL (whose query could hold a credential).
 
 use std::io::{self, Read};
@@ -16,32 +19,36 @@ use std::time::Duration;
 
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use awc::http::header::{self, HeaderMap};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 
 use super::{parse_response, UpstreamError, UpstreamRequest};
+use crate::budget::{ByteBudget, Reservation};
 use crate::config::ProviderKind;
 use crate::types::ChatResponse;
 
 /// Sends `req` with `client`, bounded by `timeout` for the whole call, reading at most
-/// `max_body_bytes` of (decoded) response body, and parses the answer for `kind`.
+/// `max_body_bytes` of (decoded) response body, and parses the answer for `kind`. The
+/// bytes held while the body is read, decoded and parsed are drawn from `budget`, shared
+/// by every call in flight: when it cannot cover them the call ends with
+/// [`UpstreamError::Overloaded`] instead of holding more.
 pub async fn call(
     client: &awc::Client,
     kind: ProviderKind,
     req: &UpstreamRequest,
     timeout: Duration,
     max_body_bytes: usize,
+    budget: &ByteBudget,
 ) -> Result<ChatResponse, UpstreamError> {
     let exchange = async {
         // The deadline is the `timeout` around this whole exchange (the client has none).
         let mut response = req.post_encoded(client).await.map_err(send_error)?;
         let status = response.status().as_u16();
-        let raw = response
-            .body()
-            .limit(max_body_bytes)
-            .await
-            .map_err(|e| payload_error(e, max_body_bytes))?;
+        let mut held = budget.reservation();
+        let raw = read_body(&mut response, max_body_bytes, &mut held).await?;
         check_complete(response.headers(), raw.len())?;
-        let body = decode(response.headers(), raw, max_body_bytes).await?;
+        // `held` covers the body until it is parsed.
+        let (body, _held) = decode(response.headers(), raw, max_body_bytes, held).await?;
         parse_response(kind, status, response.headers(), &body)
     };
     match actix_web::rt::time::timeout(timeout, exchange).await {
@@ -57,19 +64,52 @@ pub(super) const ACCEPT_ENCODING: &str = "gzip, deflate";
 /// pool (as awc does), since decoding up to the limit takes milliseconds.
 const DECODE_IN_PLACE: usize = 2048;
 
-/// The body as sent, decoded by its `Content-Encoding` within `limit` bytes.
-async fn decode(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, UpstreamError> {
+/// Reads the body as sent, at most `limit` bytes, growing `held` to cover every byte
+/// allocated for it.
+async fn read_body<S>(
+    response: &mut S,
+    limit: usize,
+    held: &mut Reservation,
+) -> Result<Bytes, UpstreamError>
+where
+    S: futures::Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = response.next().await {
+        let chunk = chunk.map_err(|e| payload_error(e, limit))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(payload_error(PayloadError::Overflow, limit));
+        }
+        buf.reserve(chunk.len());
+        if !held.grow_to(buf.capacity()) {
+            return Err(UpstreamError::Overloaded);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// The body as sent, decoded by its `Content-Encoding` within `limit` bytes; `held`
+/// (covering `raw`) grows to cover the decoded bytes too and comes back with them.
+async fn decode(
+    headers: &HeaderMap,
+    raw: Bytes,
+    limit: usize,
+    mut held: Reservation,
+) -> Result<(Bytes, Reservation), UpstreamError> {
     let Some(coding) = Coding::of(headers)? else {
-        return Ok(raw);
+        return Ok((raw, held));
     };
     if raw.len() <= DECODE_IN_PLACE {
-        return decode_bounded(coding, &raw, limit);
+        return decode_bounded(coding, &raw, limit, &mut held).map(|b| (b, held));
     }
-    actix_web::rt::task::spawn_blocking(move || decode_bounded(coding, &raw, limit))
-        .await
-        .map_err(|_| UpstreamError::Malformed {
-            message: "response body could not be decoded".to_string(),
-        })?
+    actix_web::rt::task::spawn_blocking(move || {
+        decode_bounded(coding, &raw, limit, &mut held).map(|b| (b, held))
+    })
+    .await
+    .map_err(|_| UpstreamError::Malformed {
+        message: "response body could not be decoded".to_string(),
+    })?
 }
 
 /// A content coding bkvy decodes.
@@ -105,20 +145,41 @@ impl Coding {
 }
 
 /// Decodes `raw`, holding at most `limit` + 1 decoded bytes: past the limit it stops and
-/// refuses, however much more the input would expand to.
-fn decode_bounded(coding: Coding, raw: &[u8], limit: usize) -> Result<Bytes, UpstreamError> {
+/// refuses, however much more the input would expand to. `held` grows with the decoded
+/// bytes, piece by piece: a budget that cannot cover the next piece ends the decoding.
+fn decode_bounded(
+    coding: Coding,
+    raw: &[u8],
+    limit: usize,
+    held: &mut Reservation,
+) -> Result<Bytes, UpstreamError> {
+    /// Decoded per step.
+    const PIECE: usize = 64 * 1024;
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     let reader: Box<dyn Read> = match coding {
         Coding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
         Coding::Deflate => Box::new(flate2::read::ZlibDecoder::new(raw)),
     };
-    let mut out = Vec::new();
-    reader
-        .take(cap)
-        .read_to_end(&mut out)
-        .map_err(|_| UpstreamError::Malformed {
-            message: "response body could not be decoded".to_string(),
-        })?;
+    let mut reader = reader.take(cap);
+    let base = held.held();
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        out.reserve(PIECE);
+        if !held.grow_to(base + out.capacity()) {
+            return Err(UpstreamError::Overloaded);
+        }
+        let start = out.len();
+        out.resize(start + PIECE, 0);
+        let n = reader
+            .read(&mut out[start..])
+            .map_err(|_| UpstreamError::Malformed {
+                message: "response body could not be decoded".to_string(),
+            })?;
+        out.truncate(start + n);
+        if n == 0 {
+            break;
+        }
+    }
     if out.len() > limit {
         return Err(UpstreamError::Malformed {
             message: format!("response body larger than {limit} bytes"),

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::super::{UpstreamError, UpstreamRequest};
 use super::call;
+use crate::budget::ByteBudget;
 use crate::config::ProviderKind;
 
 const LIMIT: usize = 64 * 1024;
@@ -180,10 +181,27 @@ fn request(url: String) -> UpstreamRequest {
 
 async fn run(url: String, timeout: Duration) -> Result<crate::types::ChatResponse, UpstreamError> {
     let client = awc::Client::default();
-    call(&client, ProviderKind::Openai, &request(url), timeout, LIMIT).await
+    call(
+        &client,
+        ProviderKind::Openai,
+        &request(url),
+        timeout,
+        LIMIT,
+        &unlimited(),
+    )
+    .await
 }
 
 const SECOND: Duration = Duration::from_secs(1);
+
+fn unlimited() -> ByteBudget {
+    ByteBudget::new(usize::MAX)
+}
+
+/// A reservation on a budget without a limit (for calling the decoder alone).
+fn free() -> crate::budget::Reservation {
+    unlimited().reservation()
+}
 
 #[actix_web::test]
 async fn success_and_headers_sent() {
@@ -203,13 +221,27 @@ async fn gzip_response_is_decoded() {
     let req = request(format!("{}/huge", s.base));
     // Compressed on the wire far below LIMIT; decoded it exceeds LIMIT: the limit is on
     // the decoded size, so a compression bomb cannot get around it.
-    let e = call(&client, ProviderKind::Openai, &req, 5 * SECOND, LIMIT)
-        .await
-        .unwrap_err();
+    let e = call(
+        &client,
+        ProviderKind::Openai,
+        &req,
+        5 * SECOND,
+        LIMIT,
+        &unlimited(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), "malformed_response");
-    let r = call(&client, ProviderKind::Openai, &req, 5 * SECOND, LIMIT * 4)
-        .await
-        .unwrap();
+    let r = call(
+        &client,
+        ProviderKind::Openai,
+        &req,
+        5 * SECOND,
+        LIMIT * 4,
+        &unlimited(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.content.len(), LIMIT * 2);
     s.handle.stop(false).await;
 }
@@ -363,19 +395,25 @@ fn a_compression_bomb_stops_at_the_limit_without_decoding_the_rest() {
     for coding in [Coding::Gzip, Coding::Deflate] {
         let bomb = compressed(coding, &zeros);
         assert!(bomb.len() < 1 << 20);
-        match decode_bounded(coding, &bomb, LIMIT) {
+        match decode_bounded(coding, &bomb, LIMIT, &mut free()) {
             Err(UpstreamError::Malformed { message }) => {
                 assert_eq!(message, format!("response body larger than {LIMIT} bytes"))
             }
             other => panic!("{coding:?}: {other:?}"),
         }
         // Exactly the limit is accepted, and decoded whole.
-        let ok = decode_bounded(coding, &compressed(coding, &zeros[..LIMIT]), LIMIT).unwrap();
+        let ok = decode_bounded(
+            coding,
+            &compressed(coding, &zeros[..LIMIT]),
+            LIMIT,
+            &mut free(),
+        )
+        .unwrap();
         assert_eq!(ok.len(), LIMIT);
         // Cut off, or not that coding at all: refused, never a panic.
         let cut = &bomb[..bomb.len() / 2];
-        assert!(decode_bounded(coding, &cut[..100], LIMIT).is_err());
-        assert!(decode_bounded(coding, b"not compressed", LIMIT).is_err());
+        assert!(decode_bounded(coding, &cut[..100], LIMIT, &mut free()).is_err());
+        assert!(decode_bounded(coding, b"not compressed", LIMIT, &mut free()).is_err());
     }
 }
 
@@ -393,7 +431,7 @@ async fn an_encoded_body_shorter_than_its_content_length_is_cut_off() {
     );
     assert!(super::check_complete(&headers, 50).is_err());
     assert!(super::check_complete(&headers, 100).is_ok());
-    let e = super::decode(&headers, Bytes::from_static(b"\x1f\x8b"), LIMIT)
+    let e = super::decode(&headers, Bytes::from_static(b"\x1f\x8b"), LIMIT, free())
         .await
         .unwrap_err();
     assert_eq!(e.kind(), "malformed_response");
@@ -401,8 +439,73 @@ async fn an_encoded_body_shorter_than_its_content_length_is_cut_off() {
         awc::http::header::CONTENT_ENCODING,
         awc::http::header::HeaderValue::from_static("br"),
     );
-    let e = super::decode(&headers, Bytes::from_static(b"{}"), LIMIT)
+    let e = super::decode(&headers, Bytes::from_static(b"{}"), LIMIT, free())
         .await
         .unwrap_err();
     assert!(e.to_string().contains("not asked for"), "{e}");
+}
+
+/// Every answer being read draws from one shared budget: an answer the budget cannot
+/// cover is not read (`gateway_overloaded`), whether its bytes arrive as sent or come out
+/// of decoding; the bytes go back when the call ends, and an answer that fits is read.
+#[actix_web::test]
+async fn answers_in_flight_share_one_budget() {
+    let s = start();
+    let client = awc::Client::default();
+    // `/huge` is LIMIT * 2 of text, far smaller gzipped: the decoded bytes are what count.
+    let req = request(format!("{}/huge", s.base));
+    let small = ByteBudget::new(LIMIT);
+    let e = call(
+        &client,
+        ProviderKind::Openai,
+        &req,
+        5 * SECOND,
+        LIMIT * 4,
+        &small,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), "gateway_overloaded", "{e}");
+    assert_eq!(small.used(), 0, "the bytes went back");
+    // Plain bytes as sent count too.
+    let e = call(
+        &client,
+        ProviderKind::Openai,
+        &request(format!("{}/ok", s.base)),
+        5 * SECOND,
+        LIMIT,
+        &ByteBudget::new(16),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), "gateway_overloaded", "{e}");
+    // One held elsewhere leaves too little; given back, the same call fits.
+    let enough = ByteBudget::new(LIMIT * 8);
+    let mut other = enough.reservation();
+    assert!(other.grow_to(LIMIT * 7));
+    let e = call(
+        &client,
+        ProviderKind::Openai,
+        &req,
+        5 * SECOND,
+        LIMIT * 4,
+        &enough,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), "gateway_overloaded");
+    drop(other);
+    let r = call(
+        &client,
+        ProviderKind::Openai,
+        &req,
+        5 * SECOND,
+        LIMIT * 4,
+        &enough,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.content.len(), LIMIT * 2);
+    assert_eq!(enough.used(), 0);
+    s.handle.stop(false).await;
 }

@@ -62,11 +62,18 @@ pub enum UpstreamError {
         /// What failed (never the URL's query).
         message: String,
     },
+    /// bkvy's own memory for upstream answers in flight (`MAX_INFLIGHT_RESPONSE_BYTES`)
+    /// could not cover this answer: it was not read. Not the upstream's fault.
+    #[error(
+        "the answer was not read: the memory for upstream answers in flight \
+         (MAX_INFLIGHT_RESPONSE_BYTES) is in use"
+    )]
+    Overloaded,
 }
 
 impl UpstreamError {
     /// A stable label: `rate_limited`, `auth`, `server_error`, `bad_request`,
-    /// `malformed_response`, `timeout` or `connection`.
+    /// `malformed_response`, `timeout`, `connection` or `gateway_overloaded`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::RateLimited { .. } => "rate_limited",
@@ -76,6 +83,7 @@ impl UpstreamError {
             Self::Malformed { .. } => "malformed_response",
             Self::Timeout => "timeout",
             Self::Connection { .. } => "connection",
+            Self::Overloaded => "gateway_overloaded",
         }
     }
 
@@ -94,7 +102,9 @@ impl UpstreamError {
             Self::Auth { status, .. }
             | Self::Server { status, .. }
             | Self::BadRequest { status, .. } => Some(*status),
-            Self::Malformed { .. } | Self::Timeout | Self::Connection { .. } => None,
+            Self::Malformed { .. } | Self::Timeout | Self::Connection { .. } | Self::Overloaded => {
+                None
+            }
         }
     }
 }

@@ -128,6 +128,7 @@ impl Redactor {
                 message: clean(message),
             },
             E::Timeout => E::Timeout,
+            E::Overloaded => E::Overloaded,
         }
     }
 }
